@@ -1,0 +1,1 @@
+//! Image decoding and preprocessing: files and bytes in, model-ready tensors out.

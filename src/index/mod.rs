@@ -1,0 +1,1 @@
+//! The index: a SQLite catalog (source of truth) and an HNSW index derived from it.

@@ -1,0 +1,1 @@
+//! The embedding model: weights, ONNX graph, ONNX Runtime session, ImageNet labels.
