@@ -1,0 +1,255 @@
+//! One indexed item: metadata, original file, thumbnail; adding and removing items.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+use utoipa::ToSchema;
+
+use super::{naming_item, parse_id, ItemResponse};
+use crate::engine::ItemRecord;
+use crate::image::{decode_file, thumbnail_jpeg, Limits};
+use crate::server::auth::WriteAccess;
+use crate::server::error::{ApiError, ErrorBody};
+use crate::server::state::AppState;
+use crate::server::upload::{image_extension, ImageForm, ImageUpload};
+
+/// Longest side of a thumbnail: sharp in a ~200 px grid cell on a 2x screen... almost; small
+/// enough to stay ~15 KB.
+const THUMB_SIDE: u32 = 320;
+const THUMB_QUALITY: u8 = 80;
+
+/// The item's record, or 404 naming the id.
+async fn lookup(state: &AppState, id: i64) -> Result<ItemRecord, ApiError> {
+    state
+        .blocking(move |engine| engine.item(id)?.ok_or(crate::Error::NotFound))
+        .await
+        .map_err(naming_item(id))
+}
+
+fn gone() -> ApiError {
+    ApiError::not_found("the item's file is no longer on the server")
+}
+
+/// An indexed item's metadata.
+#[utoipa::path(
+    get,
+    path = "/api/items/{id}",
+    tag = "items",
+    params(("id" = i64, Path, description = "Item id")),
+    responses(
+        (status = 200, description = "The item", body = ItemResponse),
+        (status = 400, description = "Non-numeric id", body = ErrorBody),
+        (status = 404, description = "No such item", body = ErrorBody),
+    )
+)]
+pub async fn get_item(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ItemResponse>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(lookup(&state, id).await?.into()))
+}
+
+/// The original file, with its content type (range requests supported).
+#[utoipa::path(
+    get,
+    path = "/api/items/{id}/original",
+    tag = "items",
+    params(("id" = i64, Path, description = "Item id")),
+    responses(
+        (status = 200, description = "The file", content_type = "image/*"),
+        (status = 400, description = "Non-numeric id", body = ErrorBody),
+        (status = 404, description = "No such item, or its file is gone", body = ErrorBody),
+    )
+)]
+pub async fn original(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let item = lookup(&state, id).await?;
+    let response = match ServeFile::new(&item.path).oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    if response.status() == StatusCode::NOT_FOUND {
+        return Err(gone());
+    }
+    let mut response = response.map(Body::new);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    Ok(response)
+}
+
+/// A JPEG thumbnail (longest side 320 px), cached in memory.
+#[utoipa::path(
+    get,
+    path = "/api/items/{id}/thumbnail",
+    tag = "items",
+    params(("id" = i64, Path, description = "Item id")),
+    responses(
+        (status = 200, description = "JPEG thumbnail", content_type = "image/jpeg"),
+        (status = 400, description = "Non-numeric id", body = ErrorBody),
+        (status = 404, description = "No such item, or its file is gone", body = ErrorBody),
+        (status = 415, description = "No thumbnail for this kind of file", body = ErrorBody),
+    )
+)]
+pub async fn thumbnail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let jpeg = match state.thumbs().get(id) {
+        Some(jpeg) => jpeg,
+        None => {
+            let item = lookup(&state, id).await?;
+            let path = PathBuf::from(item.path);
+            if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+                return Err(gone());
+            }
+            // The file was accepted at index time; default limits only guard against it
+            // having been replaced by something huge since.
+            let jpeg = state
+                .thumbnailing(move |_| {
+                    let decoded = decode_file(&path, THUMB_SIDE, &Limits::default())?;
+                    Ok(thumbnail_jpeg(&decoded.image, THUMB_SIDE, THUMB_QUALITY)?)
+                })
+                .await
+                .map(Bytes::from)?;
+            state.thumbs().insert(id, jpeg.clone());
+            jpeg
+        }
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "private, max-age=3600"),
+        ],
+        jpeg,
+    )
+        .into_response())
+}
+
+/// Upload an image into the collection. It is stored under the server's upload folder with a
+/// generated name, then indexed.
+#[utoipa::path(
+    post,
+    path = "/api/items",
+    tag = "items",
+    security(("bearer" = [])),
+    request_body(
+        description = "The image",
+        content(
+            (ImageForm = "multipart/form-data"),
+            (Vec<u8> = "image/*"),
+        )
+    ),
+    responses(
+        (status = 201, description = "Added", body = ItemResponse),
+        (status = 400, description = "Empty body or bad form", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 403, description = "Writes disabled (no token configured)", body = ErrorBody),
+        (status = 413, description = "Body or image dimensions over the limits", body = ErrorBody),
+        (status = 415, description = "Not an image format the server reads", body = ErrorBody),
+        (status = 422, description = "A corrupt image", body = ErrorBody),
+        (status = 503, description = "Every inference slot stayed busy", body = ErrorBody),
+    )
+)]
+pub async fn add_item(
+    _access: WriteAccess,
+    State(state): State<AppState>,
+    ImageUpload(bytes): ImageUpload,
+) -> Result<(StatusCode, Json<ItemResponse>), ApiError> {
+    let Some(ext) = image_extension(&bytes) else {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+            "not an image format this server reads (JPEG, PNG, WebP, GIF, BMP, TIFF)",
+        ));
+    };
+    let dir = state
+        .upload_dir()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("writes enabled without an upload folder"))?;
+    let path = dir.join(upload_name(&bytes, ext));
+    let record = state
+        .inference("add", move |engine| {
+            std::fs::File::create_new(&path)?.write_all(&bytes)?;
+            let added = engine.add_bytes(&bytes, &path).and_then(|id| {
+                engine.item(id)?.ok_or(crate::Error::NotFound)
+            });
+            if added.is_err() {
+                // The image was refused: do not leave an orphan file behind.
+                if let Err(err) = std::fs::remove_file(&path) {
+                    tracing::warn!(error = %err, "cannot remove a refused upload");
+                }
+            }
+            added
+        })
+        .await?;
+    tracing::info!(id = record.id, path = %record.path, "image uploaded");
+    Ok((StatusCode::CREATED, Json(record.into())))
+}
+
+/// `<unix ms>-<first 16 hex of sha256>.<ext>`: unique, sortable by time, and free of anything
+/// the client chose.
+fn upload_name(bytes: &[u8], ext: &str) -> String {
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let digest = Sha256::digest(bytes);
+    format!("{millis}-{}.{ext}", hex::encode(&digest[..8]))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Removed {
+    /// How many items were removed (1).
+    removed: usize,
+}
+
+/// Remove an item from the index. A file that was uploaded through the API is deleted too;
+/// other files are left alone (they belong to their folders).
+#[utoipa::path(
+    delete,
+    path = "/api/items/{id}",
+    tag = "items",
+    security(("bearer" = [])),
+    params(("id" = i64, Path, description = "Item id")),
+    responses(
+        (status = 200, description = "Removed", body = Removed),
+        (status = 400, description = "Non-numeric id", body = ErrorBody),
+        (status = 401, description = "Missing or wrong token", body = ErrorBody),
+        (status = 403, description = "Writes disabled (no token configured)", body = ErrorBody),
+        (status = 404, description = "No such item", body = ErrorBody),
+    )
+)]
+pub async fn delete_item(
+    _access: WriteAccess,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Removed>, ApiError> {
+    let id = parse_id(&id)?;
+    let item = lookup(&state, id).await?;
+    let removed = state.blocking(move |engine| engine.remove_items(&[id])).await?;
+    if removed == 0 {
+        return Err(naming_item(id)(ApiError::not_found("")));
+    }
+    state.thumbs().remove(id);
+    let path = PathBuf::from(&item.path);
+    if state.upload_dir().is_some_and(|dir| path.starts_with(dir)) {
+        if let Err(err) = tokio::fs::remove_file(&path).await {
+            tracing::warn!(error = %err, id, "cannot delete the uploaded file of a removed item");
+        }
+    }
+    Ok(Json(Removed { removed }))
+}

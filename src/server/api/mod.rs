@@ -1,0 +1,231 @@
+//! The routes, their request/response types, and the OpenAPI description generated from them.
+//!
+//! Each handler carries a `#[utoipa::path]` and is registered through `utoipa_axum::routes!`,
+//! which both mounts it and documents it: the description cannot drift from the routes.
+
+mod admin;
+mod items;
+mod search;
+
+use std::path::Path;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts};
+use axum::http::header;
+use axum::middleware;
+use axum::routing::get;
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::error::{json_errors, ApiError, ErrorBody};
+use super::state::AppState;
+use super::{metrics, ui};
+use crate::engine::{Hit, ItemRecord};
+use crate::index::MediaKind;
+
+/// Most results one request may ask for; the page offers up to 96.
+const MAX_K: usize = 200;
+const DEFAULT_K: usize = 24;
+
+/// Builds the whole application: JSON API, OpenAPI, metrics, health and the embedded page.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
+        .routes(routes!(search::search_upload))
+        .routes(routes!(search::similar))
+        .routes(routes!(items::add_item))
+        .routes(routes!(items::get_item, items::delete_item))
+        .routes(routes!(items::original))
+        .routes(routes!(items::thumbnail))
+        .routes(routes!(admin::index))
+        .routes(routes!(admin::stats))
+        .routes(routes!(admin::healthz))
+        .routes(routes!(admin::metrics))
+        .split_for_parts();
+    let spec = openapi.to_pretty_json().unwrap_or_else(|err| {
+        tracing::error!(error = %err, "cannot serialise the OpenAPI description");
+        "{}".to_string()
+    });
+    api.route(
+        "/api/openapi.json",
+        get(|| async move { ([(header::CONTENT_TYPE, "application/json")], spec) }),
+    )
+    .merge(ui::routes())
+    .fallback(|| async { ApiError::not_found("no such route") })
+    .layer(middleware::from_fn(json_errors))
+    .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+    .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
+    .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "lookalike",
+        description = "Content-based image retrieval: find the images of a collection that look \
+                       most like a given image. Routes that write need `Authorization: Bearer \
+                       <token>`. Every error is `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "search", description = "Find similar images"),
+        (name = "items", description = "Indexed images"),
+        (name = "admin", description = "Indexing, statistics and health"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `Query` whose failures are our JSON errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// `Json` whose failures are our JSON errors.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct KQuery {
+    /// How many results (1 to 200, default 24).
+    #[param(minimum = 1, maximum = 200, default = 24)]
+    k: Option<usize>,
+}
+
+impl KQuery {
+    fn k(&self) -> Result<usize, ApiError> {
+        match self.k.unwrap_or(DEFAULT_K) {
+            k @ 1..=MAX_K => Ok(k),
+            _ => Err(ApiError::bad_request("invalid_k", format!("k must be 1 to {MAX_K}"))),
+        }
+    }
+}
+
+/// Item ids are numbers; anything else is a client mistake (400), not an unknown item (404).
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|id| *id >= 0)
+        .ok_or_else(|| ApiError::bad_request("invalid_id", "item id must be a non-negative integer"))
+}
+
+/// Turns a 404 about one item into a message naming it.
+fn naming_item(id: i64) -> impl FnOnce(ApiError) -> ApiError {
+    move |err| match err.status {
+        axum::http::StatusCode::NOT_FOUND => ApiError::not_found(format!("no item with id {id}")),
+        _ => err,
+    }
+}
+
+fn kind_name(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Image => "image",
+        MediaKind::VideoFrame => "video_frame",
+    }
+}
+
+fn file_name(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map_or_else(|| path.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+/// One search result.
+#[derive(Serialize, ToSchema)]
+pub struct SearchResult {
+    id: i64,
+    /// Cosine similarity, higher is more similar (1 = same image).
+    score: f32,
+    /// Path of the file on the server.
+    path: String,
+    /// File name, for display.
+    name: String,
+    /// For a video frame, its time in seconds.
+    t: Option<f64>,
+    /// `image` or `video_frame`.
+    kind: String,
+    /// URL of a JPEG thumbnail.
+    thumbnail: String,
+    /// URL of the original file.
+    original: String,
+}
+
+impl From<Hit> for SearchResult {
+    fn from(hit: Hit) -> Self {
+        SearchResult {
+            name: file_name(&hit.path),
+            thumbnail: format!("/api/items/{}/thumbnail", hit.id),
+            original: format!("/api/items/{}/original", hit.id),
+            id: hit.id,
+            score: hit.score,
+            path: hit.path,
+            t: hit.t,
+            kind: kind_name(hit.kind).to_string(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchResponse {
+    /// Best first.
+    results: Vec<SearchResult>,
+    /// Server-side time for the whole search, in milliseconds.
+    took_ms: f64,
+}
+
+impl SearchResponse {
+    fn new(hits: Vec<Hit>, started: Instant) -> Self {
+        SearchResponse {
+            results: hits.into_iter().map(SearchResult::from).collect(),
+            took_ms: (started.elapsed().as_secs_f64() * 1e5).round() / 100.0,
+        }
+    }
+}
+
+/// An indexed item's metadata.
+#[derive(Serialize, ToSchema)]
+pub struct ItemResponse {
+    id: i64,
+    path: String,
+    name: String,
+    t: Option<f64>,
+    width: u32,
+    height: u32,
+    kind: String,
+    thumbnail: String,
+    original: String,
+}
+
+impl From<ItemRecord> for ItemResponse {
+    fn from(item: ItemRecord) -> Self {
+        let id: i64 = item.id;
+        ItemResponse {
+            name: file_name(&item.path),
+            thumbnail: format!("/api/items/{id}/thumbnail"),
+            original: format!("/api/items/{id}/original"),
+            id,
+            path: item.path,
+            t: item.t,
+            width: item.width,
+            height: item.height,
+            kind: kind_name(item.kind).to_string(),
+        }
+    }
+}

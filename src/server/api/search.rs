@@ -1,0 +1,72 @@
+//! Search by an uploaded image and by an indexed item.
+
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::Json;
+
+use super::{naming_item, parse_id, ApiQuery, KQuery, SearchResponse};
+use crate::server::error::{ApiError, ErrorBody};
+use crate::server::state::AppState;
+use crate::server::upload::{ImageForm, ImageUpload};
+
+/// Search with an image: multipart field `image`, or the raw image as the body.
+#[utoipa::path(
+    post,
+    path = "/api/search",
+    tag = "search",
+    params(KQuery),
+    request_body(
+        description = "The query image",
+        content(
+            (ImageForm = "multipart/form-data"),
+            (Vec<u8> = "image/*"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The most similar items, best first", body = SearchResponse),
+        (status = 400, description = "Empty body, bad k or bad form", body = ErrorBody),
+        (status = 413, description = "Body or image dimensions over the limits", body = ErrorBody),
+        (status = 415, description = "Not an image format the server reads", body = ErrorBody),
+        (status = 422, description = "A corrupt image", body = ErrorBody),
+        (status = 503, description = "Every inference slot stayed busy", body = ErrorBody),
+    )
+)]
+pub async fn search_upload(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<KQuery>,
+    ImageUpload(bytes): ImageUpload,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let k = query.k()?;
+    let started = Instant::now();
+    let hits = state.inference("search", move |engine| engine.search_bytes(&bytes, k)).await?;
+    Ok(Json(SearchResponse::new(hits, started)))
+}
+
+/// Search with an item that is already indexed (its stored vector: no inference).
+#[utoipa::path(
+    get,
+    path = "/api/items/{id}/similar",
+    tag = "search",
+    params(("id" = i64, Path, description = "Item id"), KQuery),
+    responses(
+        (status = 200, description = "The most similar items, best first (the item itself \
+                                      first)", body = SearchResponse),
+        (status = 400, description = "Non-numeric id or bad k", body = ErrorBody),
+        (status = 404, description = "No such item", body = ErrorBody),
+    )
+)]
+pub async fn similar(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<KQuery>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let id = parse_id(&id)?;
+    let k = query.k()?;
+    let started = Instant::now();
+    let hits = state
+        .blocking(move |engine| engine.search_item(id, k))
+        .await
+        .map_err(naming_item(id))?;
+    Ok(Json(SearchResponse::new(hits, started)))
+}

@@ -1,0 +1,88 @@
+//! The write guard: routes that change the collection need `Authorization: Bearer <token>`.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::state::AppState;
+
+/// Extractor proving the request may write. Put it before any body extractor so an
+/// unauthorised upload is refused before its body is read.
+pub struct WriteAccess;
+
+/// Why a write was refused. 401 carries `WWW-Authenticate` as RFC 6750 asks.
+pub enum Denied {
+    Disabled,
+    BadToken,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::Disabled => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "writes_disabled",
+                "writes disabled: the server was started without a token",
+            )
+            .into_response(),
+            Denied::BadToken => {
+                let mut response = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                response
+            }
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for WriteAccess {
+    type Rejection = Denied;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Denied> {
+        let Some(expected) = state.config().token.as_deref() else {
+            return Err(Denied::Disabled);
+        };
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        match given {
+            Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {
+                Ok(WriteAccess)
+            }
+            _ => Err(Denied::BadToken),
+        }
+    }
+}
+
+/// Compares without an early exit, so response timing does not reveal how much of a guessed
+/// token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn compares_whole_tokens() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

@@ -1,0 +1,186 @@
+//! Shared state of a running server and the two ways engine work is run off the async workers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::error::ApiError;
+use super::metrics::Metrics;
+use super::roots::Roots;
+use super::thumbs::ThumbCache;
+use super::ServerConfig;
+use crate::engine::Engine;
+
+/// Thumbnail cache budget: ~4,000 thumbnails of ~16 KB.
+const THUMB_CACHE_BYTES: usize = 64 << 20;
+
+/// Cheap to clone; every handler gets one.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    engine: Arc<Engine>,
+    config: ServerConfig,
+    roots: Roots,
+    /// Canonical upload folder (inside a root) when writes are enabled.
+    upload_dir: Option<PathBuf>,
+    inference: Arc<Semaphore>,
+    /// Thumbnails are decodes of originals: bound them like inference, by the core count.
+    thumbnailing: Arc<Semaphore>,
+    /// One index job at a time: a second one would only fight the first for the same cores.
+    index_job: Mutex<()>,
+    thumbs: ThumbCache,
+    metrics: Metrics,
+}
+
+impl AppState {
+    /// Checks the configuration (roots exist; with writes on, the upload folder is created and
+    /// must lie inside a root) and prepares the shared pieces.
+    pub fn new(config: ServerConfig, engine: Arc<Engine>) -> anyhow::Result<AppState> {
+        let roots = Roots::new(&config.roots)?;
+        let upload_dir = match config.token {
+            None => None,
+            Some(_) => {
+                std::fs::create_dir_all(&config.upload_dir).with_context(|| {
+                    format!("cannot create upload folder {}", config.upload_dir.display())
+                })?;
+                let dir = config.upload_dir.canonicalize()?;
+                anyhow::ensure!(
+                    roots.contains(&dir),
+                    "upload folder {} must be inside one of the roots ({:?})",
+                    dir.display(),
+                    config.roots
+                );
+                Some(dir)
+            }
+        };
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(AppState(Arc::new(Inner {
+            inference: Arc::new(Semaphore::new(config.max_concurrent_inferences.max(1))),
+            thumbnailing: Arc::new(Semaphore::new(cores)),
+            index_job: Mutex::new(()),
+            thumbs: ThumbCache::new(THUMB_CACHE_BYTES),
+            metrics: Metrics::new().context("cannot set up metrics")?,
+            engine,
+            config,
+            roots,
+            upload_dir,
+        })))
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.0.engine
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.0.config
+    }
+
+    pub fn roots(&self) -> &Roots {
+        &self.0.roots
+    }
+
+    pub fn upload_dir(&self) -> Option<&PathBuf> {
+        self.0.upload_dir.as_ref()
+    }
+
+    pub fn thumbs(&self) -> &ThumbCache {
+        &self.0.thumbs
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub fn index_job(&self) -> &Mutex<()> {
+        &self.0.index_job
+    }
+
+    /// Runs quick blocking engine work (SQLite look-ups, file reads) on the blocking pool.
+    pub async fn blocking<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> Result<T, crate::Error> + Send + 'static,
+    {
+        let engine = self.0.engine.clone();
+        tokio::task::spawn_blocking(move || f(&engine))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::from)
+    }
+
+    /// Runs inference-bound work (decode + embed) behind the inference semaphore: at most
+    /// `max_concurrent_inferences` at once, later requests wait up to `queue_timeout`, then
+    /// get 503. The slot is held until the blocking job ends, even if the client went away,
+    /// because the cores stay busy until then.
+    pub async fn inference<T, F>(&self, op: &'static str, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> Result<T, crate::Error> + Send + 'static,
+    {
+        let permit = self.acquire(&self.0.inference).await?;
+        let start = Instant::now();
+        let engine = self.0.engine.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(&engine)
+        })
+        .await;
+        self.0.metrics.observe_inference(op, start.elapsed().as_secs_f64());
+        result.map_err(ApiError::internal)?.map_err(ApiError::from)
+    }
+
+    /// Like [`AppState::blocking`], bounded by the thumbnailing semaphore (same queue rules).
+    pub async fn thumbnailing<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Engine) -> Result<T, crate::Error> + Send + 'static,
+    {
+        let permit = self.acquire(&self.0.thumbnailing).await?;
+        self.blocking(move |engine| {
+            let _permit = permit;
+            f(engine)
+        })
+        .await
+    }
+
+    async fn acquire(
+        &self,
+        semaphore: &Arc<Semaphore>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let metrics = &self.0.metrics;
+        let waited = {
+            // Counted while waiting, also when the client gives up and this future is dropped.
+            let _waiting = Waiting::enter(&metrics.queued);
+            tokio::time::timeout(self.0.config.queue_timeout, semaphore.clone().acquire_owned())
+                .await
+        };
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(ApiError::internal(closed)),
+            Err(_elapsed) => {
+                metrics.rejected_busy.inc();
+                Err(ApiError::busy())
+            }
+        }
+    }
+}
+
+/// Keeps the "waiting" gauge right whichever way the wait ends.
+struct Waiting<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Waiting<'a> {
+    fn enter(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Waiting(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
