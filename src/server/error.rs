@@ -88,28 +88,30 @@ impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
         match err {
             Error::Image(err) => image_error(err),
-            Error::NotFound => ApiError::not_found("no such item"),
+            Error::UnknownItem(id) => ApiError::not_found(format!("no item with id {id}")),
+            Error::NotIndexed(_) => ApiError::not_found("no such item"),
             other => ApiError::internal(other),
         }
     }
 }
 
 /// Maps a decoding failure of client-supplied bytes to the status that tells the client what to
-/// fix: too big (413), not an image we read (415), a broken file (422).
+/// fix: too big (413), not an image we read (415), a broken file (422). The image module's
+/// messages are written for users and name no path, so they are passed on.
 fn image_error(err: ImageError) -> ApiError {
     let message = err.to_string();
     match err {
-        ImageError::TooLarge { .. } => {
+        ImageError::Empty => ApiError::bad_request("empty_body", message),
+        ImageError::TooLarge { .. } | ImageError::FileTooLarge { .. } => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large", message)
         }
-        ImageError::Unsupported => {
+        ImageError::NotAnImage | ImageError::Unsupported(_) => {
             ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_format", message)
         }
-        ImageError::Corrupt(_) => {
+        ImageError::Truncated(_) | ImageError::Corrupt { .. } | ImageError::Resize(_) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "corrupt_image", message)
         }
-        ImageError::Empty => ApiError::bad_request("empty_body", message),
-        ImageError::Io(err) => ApiError::internal(err),
+        ImageError::Io(_) | ImageError::Encode(_) => ApiError::internal(message),
     }
 }
 

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
+use crate::image::{sniff, Format};
 
 /// The bytes of an uploaded image (not decoded yet: the engine does that, under its limits).
 pub struct ImageUpload(pub Bytes);
@@ -64,32 +65,13 @@ impl<S: Send + Sync> FromRequest<S> for ImageUpload {
 
 /// The file extension for stored uploads, from the bytes' signature. Never taken from the
 /// client's file name, so a stored upload can only ever be served back as an image.
-pub fn image_extension(bytes: &[u8]) -> Option<&'static str> {
-    const SIGNATURES: &[(&[u8], &str)] = &[
-        (b"\xFF\xD8\xFF", "jpg"),
-        (b"\x89PNG\r\n\x1A\n", "png"),
-        (b"GIF87a", "gif"),
-        (b"GIF89a", "gif"),
-        (b"BM", "bmp"),
-        (b"II*\0", "tif"),
-        (b"MM\0*", "tif"),
-    ];
-    if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        return Some("webp");
-    }
-    SIGNATURES.iter().find(|(magic, _)| bytes.starts_with(magic)).map(|&(_, ext)| ext)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::image_extension;
-
-    #[test]
-    fn recognises_signatures() {
-        assert_eq!(image_extension(b"\xFF\xD8\xFF\xE0rest"), Some("jpg"));
-        assert_eq!(image_extension(b"\x89PNG\r\n\x1A\nrest"), Some("png"));
-        assert_eq!(image_extension(b"RIFF\0\0\0\0WEBPVP8 "), Some("webp"));
-        assert_eq!(image_extension(b"<html>"), None);
-        assert_eq!(image_extension(b""), None);
-    }
+pub fn stored_extension(bytes: &[u8]) -> Option<&'static str> {
+    Some(match sniff(bytes)? {
+        Format::Jpeg => "jpg",
+        Format::Png => "png",
+        Format::WebP => "webp",
+        Format::Gif => "gif",
+        Format::Bmp => "bmp",
+        Format::Tiff => "tif",
+    })
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::ApiJson;
+use crate::ingest::IngestOptions;
 use crate::server::auth::WriteAccess;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::state::AppState;
@@ -65,7 +66,7 @@ pub async fn index(
         ));
     };
     tracing::info!(path = %path.display(), "indexing on request");
-    let report = state.blocking(move |engine| engine.index_paths(&[path])).await?;
+    let report = state.blocking(move |engine| engine.index_paths(&[path], &IngestOptions::default())).await?;
     Ok(Json(IndexResponse {
         added: report.added,
         unchanged: report.unchanged,

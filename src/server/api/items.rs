@@ -15,13 +15,13 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use utoipa::ToSchema;
 
-use super::{naming_item, parse_id, ItemResponse};
-use crate::engine::ItemRecord;
+use super::{parse_id, ItemResponse};
+use crate::index::ItemRecord;
 use crate::image::{decode_file, thumbnail_jpeg, Limits};
 use crate::server::auth::WriteAccess;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::state::AppState;
-use crate::server::upload::{image_extension, ImageForm, ImageUpload};
+use crate::server::upload::{stored_extension, ImageForm, ImageUpload};
 
 /// Longest side of a thumbnail: sharp in a ~200 px grid cell on a 2x screen... almost; small
 /// enough to stay ~15 KB.
@@ -30,10 +30,7 @@ const THUMB_QUALITY: u8 = 80;
 
 /// The item's record, or 404 naming the id.
 async fn lookup(state: &AppState, id: i64) -> Result<ItemRecord, ApiError> {
-    state
-        .blocking(move |engine| engine.item(id)?.ok_or(crate::Error::NotFound))
-        .await
-        .map_err(naming_item(id))
+    state.blocking(move |engine| engine.item(id)?.ok_or(crate::Error::UnknownItem(id))).await
 }
 
 fn gone() -> ApiError {
@@ -172,7 +169,7 @@ pub async fn add_item(
     State(state): State<AppState>,
     ImageUpload(bytes): ImageUpload,
 ) -> Result<(StatusCode, Json<ItemResponse>), ApiError> {
-    let Some(ext) = image_extension(&bytes) else {
+    let Some(ext) = stored_extension(&bytes) else {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_format",
@@ -186,9 +183,10 @@ pub async fn add_item(
     let path = dir.join(upload_name(&bytes, ext));
     let record = state
         .inference("add", move |engine| {
-            std::fs::File::create_new(&path)?.write_all(&bytes)?;
+            let io = |source| crate::Error::Io { path: path.clone(), source };
+            std::fs::File::create_new(&path).and_then(|mut f| f.write_all(&bytes)).map_err(io)?;
             let added = engine.add_bytes(&bytes, &path).and_then(|id| {
-                engine.item(id)?.ok_or(crate::Error::NotFound)
+                engine.item(id)?.ok_or(crate::Error::UnknownItem(id))
             });
             if added.is_err() {
                 // The image was refused: do not leave an orphan file behind.
@@ -242,7 +240,7 @@ pub async fn delete_item(
     let item = lookup(&state, id).await?;
     let removed = state.blocking(move |engine| engine.remove_items(&[id])).await?;
     if removed == 0 {
-        return Err(naming_item(id)(ApiError::not_found("")));
+        return Err(crate::Error::UnknownItem(id).into());
     }
     state.thumbs().remove(id);
     let path = PathBuf::from(&item.path);

@@ -24,8 +24,7 @@ use utoipa_axum::routes;
 use super::error::{json_errors, ApiError, ErrorBody};
 use super::state::AppState;
 use super::{metrics, ui};
-use crate::engine::{Hit, ItemRecord};
-use crate::index::MediaKind;
+use crate::index::{Hit, ItemRecord};
 
 /// Most results one request may ask for; the page offers up to 96.
 const MAX_K: usize = 200;
@@ -126,20 +125,6 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::bad_request("invalid_id", "item id must be a non-negative integer"))
 }
 
-/// Turns a 404 about one item into a message naming it.
-fn naming_item(id: i64) -> impl FnOnce(ApiError) -> ApiError {
-    move |err| match err.status {
-        axum::http::StatusCode::NOT_FOUND => ApiError::not_found(format!("no item with id {id}")),
-        _ => err,
-    }
-}
-
-fn kind_name(kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Image => "image",
-        MediaKind::VideoFrame => "video_frame",
-    }
-}
 
 fn file_name(path: &str) -> String {
     Path::new(path)
@@ -159,7 +144,7 @@ pub struct SearchResult {
     name: String,
     /// For a video frame, its time in seconds.
     t: Option<f64>,
-    /// `image` or `video_frame`.
+    /// `image`, or `video` for a frame of a video.
     kind: String,
     /// URL of a JPEG thumbnail.
     thumbnail: String,
@@ -177,7 +162,7 @@ impl From<Hit> for SearchResult {
             score: hit.score,
             path: hit.path,
             t: hit.t,
-            kind: kind_name(hit.kind).to_string(),
+            kind: hit.kind.as_str().to_string(),
         }
     }
 }
@@ -215,7 +200,7 @@ pub struct ItemResponse {
 
 impl From<ItemRecord> for ItemResponse {
     fn from(item: ItemRecord) -> Self {
-        let id: i64 = item.id;
+        let id = item.id;
         ItemResponse {
             name: file_name(&item.path),
             thumbnail: format!("/api/items/{id}/thumbnail"),
@@ -225,7 +210,7 @@ impl From<ItemRecord> for ItemResponse {
             t: item.t,
             width: item.width,
             height: item.height,
-            kind: kind_name(item.kind).to_string(),
+            kind: item.kind.as_str().to_string(),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 use axum::extract::{Path, State};
 use axum::Json;
 
-use super::{naming_item, parse_id, ApiQuery, KQuery, SearchResponse};
+use super::{parse_id, ApiQuery, KQuery, SearchResponse};
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::state::AppState;
 use crate::server::upload::{ImageForm, ImageUpload};
@@ -66,7 +66,6 @@ pub async fn similar(
     let started = Instant::now();
     let hits = state
         .blocking(move |engine| engine.search_item(id, k))
-        .await
-        .map_err(naming_item(id))?;
+        .await?;
     Ok(Json(SearchResponse::new(hits, started)))
 }

@@ -1,0 +1,231 @@
+// lookalike's page: pick, drop or paste an image (or name one already on the server), show the
+// most similar images; click one to search with it. Plain DOM, no framework, no build step.
+"use strict";
+
+const $ = (selector) => document.querySelector(selector);
+
+const els = {
+  dropzone: $("#dropzone"),
+  file: $("#file"),
+  preview: $("#query-preview"),
+  form: $("#item-form"),
+  itemRef: $("#item-ref"),
+  k: $("#k"),
+  error: $("#error"),
+  summary: $("#summary"),
+  results: $("#results"),
+  empty: $("#empty"),
+  stats: $("#stats"),
+  template: $("#card-template"),
+};
+
+// The query being shown: { file } or { id }; a counter drops answers that arrive late.
+let lastQuery = null;
+let generation = 0;
+let previewUrl = null;
+
+async function api(url, options) {
+  const response = await fetch(url, options);
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // not JSON: fall through to the status text
+  }
+  if (!response.ok) {
+    const message = body && body.error ? body.error.message : `${response.status} ${response.statusText}`;
+    throw new Error(message);
+  }
+  return body;
+}
+
+function showError(message) {
+  els.error.textContent = message;
+  els.error.hidden = false;
+}
+
+function clearError() {
+  els.error.hidden = true;
+  els.error.textContent = "";
+}
+
+function setPreview(src) {
+  if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = src.startsWith("blob:") ? src : null;
+  els.preview.src = src;
+  els.preview.hidden = false;
+  els.dropzone.classList.add("has-query");
+  $(".dropzone-title").textContent = "Drop another photo";
+}
+
+function k() {
+  return Number(els.k.value) || 24;
+}
+
+async function run(url, options) {
+  const mine = ++generation;
+  clearError();
+  document.body.classList.add("busy");
+  try {
+    const answer = await api(url, options);
+    if (mine === generation) render(answer);
+  } catch (err) {
+    if (mine === generation) showError(err.message || String(err));
+  } finally {
+    if (mine === generation) document.body.classList.remove("busy");
+  }
+}
+
+function searchFile(file) {
+  if (!file) return;
+  if (file.type && !file.type.startsWith("image/")) {
+    showError(`"${file.name}" is not an image.`);
+    return;
+  }
+  lastQuery = { file };
+  setPreview(URL.createObjectURL(file));
+  if (location.hash) history.pushState(null, "", location.pathname);
+  const form = new FormData();
+  form.append("image", file, file.name || "pasted-image");
+  run(`/api/search?k=${k()}`, { method: "POST", body: form });
+}
+
+function searchItem(id, { push = true } = {}) {
+  lastQuery = { id };
+  setPreview(`/api/items/${id}/thumbnail`);
+  if (push && location.hash !== `#item=${id}`) history.pushState(null, "", `#item=${id}`);
+  run(`/api/items/${id}/similar?k=${k()}`);
+}
+
+// An id, or a URL of this server's /api/items/{id}/... (the page never fetches other sites).
+function parseItemRef(text) {
+  const value = text.trim();
+  if (/^\d+$/.test(value)) return Number(value);
+  let url;
+  try {
+    url = new URL(value, location.href);
+  } catch {
+    return null;
+  }
+  if (url.origin !== location.origin) return null;
+  const match = url.pathname.match(/^\/api\/items\/(\d+)(\/|$)/) || url.hash.match(/^#item=(\d+)$/);
+  return match ? Number(match[1]) : null;
+}
+
+function displayName(result) {
+  if (result.t == null) return result.name;
+  return `${result.name} · ${result.t.toFixed(1)} s`;
+}
+
+function render(answer) {
+  const results = answer.results || [];
+  els.results.replaceChildren(...results.map(card));
+  els.empty.hidden = results.length > 0;
+  if (results.length === 0) els.empty.textContent = "The collection is empty: nothing to compare with yet.";
+  const noun = results.length === 1 ? "result" : "results";
+  els.summary.textContent = `${results.length} ${noun} in ${Math.round(answer.took_ms)} ms`;
+}
+
+function card(result) {
+  const node = els.template.content.firstElementChild.cloneNode(true);
+  node.dataset.id = result.id;
+  const img = node.querySelector("img");
+  img.src = result.thumbnail;
+  img.alt = result.name;
+  img.addEventListener("error", () => img.classList.add("broken"), { once: true });
+  node.querySelector(".score").textContent = result.score.toFixed(3);
+  const name = node.querySelector(".name");
+  name.textContent = displayName(result);
+  name.title = result.path;
+  node.querySelector(".open").href = result.original;
+  node.querySelector(".thumb").addEventListener("click", () => {
+    searchItem(result.id);
+    window.scrollTo({ top: 0, behavior: "smooth" });
+  });
+  return node;
+}
+
+async function loadStats() {
+  try {
+    const stats = await api("/api/stats");
+    const count = new Intl.NumberFormat().format(stats.items);
+    els.stats.textContent = `${count} ${stats.items === 1 ? "image" : "images"} · ${stats.model}`;
+    if (!lastQuery) {
+      els.empty.textContent = stats.items > 0
+        ? `Drop a photo to find its lookalikes among ${count} images.`
+        : "The collection is empty: index some photos first.";
+    }
+  } catch {
+    els.stats.textContent = "stats unavailable";
+  }
+}
+
+function fromHash() {
+  const match = location.hash.match(/^#item=(\d+)$/);
+  if (match) searchItem(Number(match[1]), { push: false });
+}
+
+// Choosing a file.
+els.dropzone.addEventListener("click", () => els.file.click());
+els.dropzone.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" || event.key === " ") {
+    event.preventDefault();
+    els.file.click();
+  }
+});
+els.file.addEventListener("change", () => {
+  searchFile(els.file.files[0]);
+  els.file.value = "";
+});
+
+// Drag and drop anywhere on the page.
+let dragDepth = 0;
+document.addEventListener("dragenter", (event) => {
+  event.preventDefault();
+  dragDepth += 1;
+  els.dropzone.classList.add("dragging");
+});
+document.addEventListener("dragleave", () => {
+  dragDepth = Math.max(0, dragDepth - 1);
+  if (dragDepth === 0) els.dropzone.classList.remove("dragging");
+});
+document.addEventListener("dragover", (event) => event.preventDefault());
+document.addEventListener("drop", (event) => {
+  event.preventDefault();
+  dragDepth = 0;
+  els.dropzone.classList.remove("dragging");
+  const file = [...(event.dataTransfer?.files || [])][0];
+  if (file) searchFile(file);
+});
+
+// Pasting an image (text pastes into the id field are left alone).
+document.addEventListener("paste", (event) => {
+  const item = [...(event.clipboardData?.items || [])].find(
+    (entry) => entry.kind === "file" && entry.type.startsWith("image/"),
+  );
+  if (item) {
+    event.preventDefault();
+    searchFile(item.getAsFile());
+  }
+});
+
+els.form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const id = parseItemRef(els.itemRef.value);
+  if (id === null) {
+    showError("Enter an item id or a link to an image on this server (/api/items/ID/...).");
+    return;
+  }
+  searchItem(id);
+});
+
+els.k.addEventListener("change", () => {
+  if (lastQuery?.file) searchFile(lastQuery.file);
+  else if (lastQuery?.id != null) searchItem(lastQuery.id, { push: false });
+});
+
+window.addEventListener("popstate", fromHash);
+
+loadStats();
+setInterval(loadStats, 30000);
+fromHash();
