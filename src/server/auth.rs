@@ -54,7 +54,10 @@ impl FromRequestParts<AppState> for WriteAccess {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         match given {
             Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {

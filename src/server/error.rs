@@ -3,8 +3,8 @@
 //! Client errors carry a human message; server errors are logged with their cause and answered
 //! with a generic message, so no internal path or backtrace leaks out.
 
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::multipart::{MultipartError, MultipartRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -40,7 +40,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -74,11 +78,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code.to_string(), message: self.message },
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+            },
         };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -105,9 +114,11 @@ fn image_error(err: ImageError) -> ApiError {
         ImageError::TooLarge { .. } | ImageError::FileTooLarge { .. } => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "image_too_large", message)
         }
-        ImageError::NotAnImage | ImageError::Unsupported(_) => {
-            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_format", message)
-        }
+        ImageError::NotAnImage | ImageError::Unsupported(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_format",
+            message,
+        ),
         ImageError::Truncated(_) | ImageError::Corrupt { .. } | ImageError::Resize(_) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "corrupt_image", message)
         }
@@ -163,9 +174,10 @@ pub async fn json_errors(
     next: axum::middleware::Next,
 ) -> Response {
     let mut response = next.run(request).await;
-    response
-        .headers_mut()
-        .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     let status = response.status();
     let is_json = response
         .headers()
@@ -188,7 +200,9 @@ pub async fn json_errors(
             json.headers_mut().insert(name, value.clone());
         }
     }
-    json.headers_mut()
-        .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    json.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     json
 }

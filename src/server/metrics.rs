@@ -33,12 +33,18 @@ impl Metrics {
     pub fn new() -> prometheus::Result<Metrics> {
         let registry = Registry::new_custom(Some("lookalike".into()), None)?;
         let requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route, method and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route, method and status",
+            ),
             &["route", "method", "status"],
         )?;
         let latency = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route")
-                .buckets(BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+            )
+            .buckets(BUCKETS.to_vec()),
             &["route", "method"],
         )?;
         let inference = HistogramVec::new(
@@ -53,7 +59,10 @@ impl Metrics {
             "inference_rejected_total",
             "Requests answered 503 because no inference slot freed up in time",
         )?;
-        let queued = IntGauge::new("inference_waiting", "Requests waiting for an inference slot")?;
+        let queued = IntGauge::new(
+            "inference_waiting",
+            "Requests waiting for an inference slot",
+        )?;
         let items = IntGauge::new("index_items", "Items in the index")?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
@@ -61,7 +70,15 @@ impl Metrics {
         registry.register(Box::new(rejected_busy.clone()))?;
         registry.register(Box::new(queued.clone()))?;
         registry.register(Box::new(items.clone()))?;
-        Ok(Metrics { registry, requests, latency, inference, rejected_busy, queued, items })
+        Ok(Metrics {
+            registry,
+            requests,
+            latency,
+            inference,
+            rejected_busy,
+            queued,
+            items,
+        })
     }
 
     pub fn observe_inference(&self, op: &str, seconds: f64) {

@@ -43,7 +43,11 @@ impl Roots {
         }
         let canonical = requested.canonicalize().map_err(|err| match err.kind() {
             io::ErrorKind::NotFound => ApiError::not_found("path does not exist"),
-            _ => ApiError::new(StatusCode::FORBIDDEN, "path_forbidden", "path is not accessible"),
+            _ => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "path_forbidden",
+                "path is not accessible",
+            ),
         })?;
         if self.contains(&canonical) {
             Ok(canonical)
@@ -73,16 +77,25 @@ mod tests {
         let up = root.join("a/../../photos-private");
         assert_eq!(roots.resolve(up.to_str().unwrap()).unwrap_err().status, 403);
         let sibling = dir.path().join("photos-private");
-        assert_eq!(roots.resolve(sibling.to_str().unwrap()).unwrap_err().status, 403);
+        assert_eq!(
+            roots.resolve(sibling.to_str().unwrap()).unwrap_err().status,
+            403
+        );
         assert_eq!(roots.resolve("relative/path").unwrap_err().status, 400);
         let missing = root.join("missing");
-        assert_eq!(roots.resolve(missing.to_str().unwrap()).unwrap_err().status, 404);
+        assert_eq!(
+            roots.resolve(missing.to_str().unwrap()).unwrap_err().status,
+            404
+        );
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink(dir.path().join("photos-private"), root.join("link"))
                 .unwrap();
             let link = root.join("link");
-            assert_eq!(roots.resolve(link.to_str().unwrap()).unwrap_err().status, 403);
+            assert_eq!(
+                roots.resolve(link.to_str().unwrap()).unwrap_err().status,
+                403
+            );
         }
     }
 }

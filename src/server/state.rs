@@ -45,7 +45,10 @@ impl AppState {
             None => None,
             Some(_) => {
                 std::fs::create_dir_all(&config.upload_dir).with_context(|| {
-                    format!("cannot create upload folder {}", config.upload_dir.display())
+                    format!(
+                        "cannot create upload folder {}",
+                        config.upload_dir.display()
+                    )
                 })?;
                 let dir = config.upload_dir.canonicalize()?;
                 anyhow::ensure!(
@@ -129,7 +132,9 @@ impl AppState {
             f(&engine)
         })
         .await;
-        self.0.metrics.observe_inference(op, start.elapsed().as_secs_f64());
+        self.0
+            .metrics
+            .observe_inference(op, start.elapsed().as_secs_f64());
         result.map_err(ApiError::internal)?.map_err(ApiError::from)
     }
 
@@ -155,8 +160,11 @@ impl AppState {
         let waited = {
             // Counted while waiting, also when the client gives up and this future is dropped.
             let _waiting = Waiting::enter(&metrics.queued);
-            tokio::time::timeout(self.0.config.queue_timeout, semaphore.clone().acquire_owned())
-                .await
+            tokio::time::timeout(
+                self.0.config.queue_timeout,
+                semaphore.clone().acquire_owned(),
+            )
+            .await
         };
         match waited {
             Ok(Ok(permit)) => Ok(permit),

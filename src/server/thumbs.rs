@@ -24,7 +24,10 @@ struct Inner {
 
 impl ThumbCache {
     pub fn new(budget: usize) -> Self {
-        ThumbCache { budget, inner: Mutex::new(Inner::default()) }
+        ThumbCache {
+            budget,
+            inner: Mutex::new(Inner::default()),
+        }
     }
 
     pub fn get(&self, id: i64) -> Option<Bytes> {
@@ -43,7 +46,9 @@ impl ThumbCache {
         }
         inner.bytes += jpeg.len();
         while inner.bytes > self.budget {
-            let Some(oldest) = inner.order.pop_front() else { break };
+            let Some(oldest) = inner.order.pop_front() else {
+                break;
+            };
             if let Some(evicted) = inner.map.remove(&oldest) {
                 inner.bytes -= evicted.len();
             }
@@ -61,7 +66,9 @@ impl ThumbCache {
     /// A poisoned lock only means another request panicked mid-update of a cache; the data is
     /// still a valid map, so keep serving.
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -80,7 +87,10 @@ mod tests {
         assert_eq!(cache.get(2).as_deref(), Some(&b"bbbb"[..]));
         assert_eq!(cache.get(3).as_deref(), Some(&b"cccc"[..]));
         cache.insert(4, Bytes::from(vec![0u8; 11]));
-        assert!(cache.get(4).is_none(), "an entry over the whole budget is not kept");
+        assert!(
+            cache.get(4).is_none(),
+            "an entry over the whole budget is not kept"
+        );
         cache.remove(2);
         assert!(cache.get(2).is_none());
         cache.insert(5, Bytes::from_static(b"dddddd"));

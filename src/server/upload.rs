@@ -57,7 +57,10 @@ impl<S: Send + Sync> FromRequest<S> for ImageUpload {
             ));
         };
         if bytes.is_empty() {
-            return Err(ApiError::bad_request("empty_body", "the uploaded image is empty"));
+            return Err(ApiError::bad_request(
+                "empty_body",
+                "the uploaded image is empty",
+            ));
         }
         Ok(ImageUpload(bytes))
     }

@@ -66,7 +66,9 @@ pub async fn index(
         ));
     };
     tracing::info!(path = %path.display(), "indexing on request");
-    let report = state.blocking(move |engine| engine.index_paths(&[path], &IngestOptions::default())).await?;
+    let report = state
+        .blocking(move |engine| engine.index_paths(&[path], &IngestOptions::default()))
+        .await?;
     Ok(Json(IndexResponse {
         added: report.added,
         unchanged: report.unchanged,
@@ -139,7 +141,9 @@ pub async fn healthz() -> Json<Health> {
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let stats = state.blocking(|engine| engine.stats()).await?;
     let metrics = state.metrics();
-    metrics.items.set(i64::try_from(stats.items).unwrap_or(i64::MAX));
+    metrics
+        .items
+        .set(i64::try_from(stats.items).unwrap_or(i64::MAX));
     let text = metrics.render().map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }

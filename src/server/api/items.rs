@@ -16,8 +16,8 @@ use tower_http::services::ServeFile;
 use utoipa::ToSchema;
 
 use super::{parse_id, ItemResponse};
-use crate::index::ItemRecord;
 use crate::image::{decode_file, thumbnail_jpeg, Limits};
+use crate::index::ItemRecord;
 use crate::server::auth::WriteAccess;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::state::AppState;
@@ -30,7 +30,9 @@ const THUMB_QUALITY: u8 = 80;
 
 /// The item's record, or 404 naming the id.
 async fn lookup(state: &AppState, id: i64) -> Result<ItemRecord, ApiError> {
-    state.blocking(move |engine| engine.item(id)?.ok_or(crate::Error::UnknownItem(id))).await
+    state
+        .blocking(move |engine| engine.item(id)?.ok_or(crate::Error::UnknownItem(id)))
+        .await
 }
 
 fn gone() -> ApiError {
@@ -84,9 +86,10 @@ pub async fn original(
         return Err(gone());
     }
     let mut response = response.map(Body::new);
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, max-age=3600"),
+    );
     Ok(response)
 }
 
@@ -183,11 +186,16 @@ pub async fn add_item(
     let path = dir.join(upload_name(&bytes, ext));
     let record = state
         .inference("add", move |engine| {
-            let io = |source| crate::Error::Io { path: path.clone(), source };
-            std::fs::File::create_new(&path).and_then(|mut f| f.write_all(&bytes)).map_err(io)?;
-            let added = engine.add_bytes(&bytes, &path).and_then(|id| {
-                engine.item(id)?.ok_or(crate::Error::UnknownItem(id))
-            });
+            let io = |source| crate::Error::Io {
+                path: path.clone(),
+                source,
+            };
+            std::fs::File::create_new(&path)
+                .and_then(|mut f| f.write_all(&bytes))
+                .map_err(io)?;
+            let added = engine
+                .add_bytes(&bytes, &path)
+                .and_then(|id| engine.item(id)?.ok_or(crate::Error::UnknownItem(id)));
             if added.is_err() {
                 // The image was refused: do not leave an orphan file behind.
                 if let Err(err) = std::fs::remove_file(&path) {
@@ -204,7 +212,9 @@ pub async fn add_item(
 /// `<unix ms>-<first 16 hex of sha256>.<ext>`: unique, sortable by time, and free of anything
 /// the client chose.
 fn upload_name(bytes: &[u8], ext: &str) -> String {
-    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     let digest = Sha256::digest(bytes);
     format!("{millis}-{}.{ext}", hex::encode(&digest[..8]))
 }
@@ -238,7 +248,9 @@ pub async fn delete_item(
 ) -> Result<Json<Removed>, ApiError> {
     let id = parse_id(&id)?;
     let item = lookup(&state, id).await?;
-    let removed = state.blocking(move |engine| engine.remove_items(&[id])).await?;
+    let removed = state
+        .blocking(move |engine| engine.remove_items(&[id]))
+        .await?;
     if removed == 0 {
         return Err(crate::Error::UnknownItem(id).into());
     }

@@ -23,7 +23,7 @@ use utoipa_axum::routes;
 
 use super::error::{json_errors, ApiError, ErrorBody};
 use super::state::AppState;
-use super::{metrics, ui};
+use super::{body, metrics, ui};
 use crate::index::{Hit, ItemRecord};
 
 /// Most results one request may ask for; the page offers up to 96.
@@ -54,8 +54,12 @@ pub fn router(state: AppState) -> Router {
     )
     .merge(ui::routes())
     .fallback(|| async { ApiError::not_found("no such route") })
+    .layer(middleware::from_fn_with_state(state.clone(), body::buffer))
     .layer(middleware::from_fn(json_errors))
-    .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+    .layer(middleware::from_fn_with_state(
+        state.clone(),
+        metrics::track,
+    ))
     .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
     .with_state(state)
 }
@@ -112,7 +116,10 @@ impl KQuery {
     fn k(&self) -> Result<usize, ApiError> {
         match self.k.unwrap_or(DEFAULT_K) {
             k @ 1..=MAX_K => Ok(k),
-            _ => Err(ApiError::bad_request("invalid_k", format!("k must be 1 to {MAX_K}"))),
+            _ => Err(ApiError::bad_request(
+                "invalid_k",
+                format!("k must be 1 to {MAX_K}"),
+            )),
         }
     }
 }
@@ -122,9 +129,10 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>()
         .ok()
         .filter(|id| *id >= 0)
-        .ok_or_else(|| ApiError::bad_request("invalid_id", "item id must be a non-negative integer"))
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid_id", "item id must be a non-negative integer")
+        })
 }
-
 
 fn file_name(path: &str) -> String {
     Path::new(path)

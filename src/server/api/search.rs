@@ -39,7 +39,9 @@ pub async fn search_upload(
 ) -> Result<Json<SearchResponse>, ApiError> {
     let k = query.k()?;
     let started = Instant::now();
-    let hits = state.inference("search", move |engine| engine.search_bytes(&bytes, k)).await?;
+    let hits = state
+        .inference("search", move |engine| engine.search_bytes(&bytes, k))
+        .await?;
     Ok(Json(SearchResponse::new(hits, started)))
 }
 

@@ -1,0 +1,892 @@
+//! The HTTP API over real TCP, on real photos: every route's happy path, and for bad input a
+//! clear 4xx JSON error after which the server is still healthy.
+//!
+//! One engine indexes photos/opencv + photos/skimage once; several servers run over it
+//! (writable with a token, read-only, a tiny inference queue); tests that change the
+//! collection only touch images they add themselves.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use lookalike::engine::{Engine, EngineOptions};
+use lookalike::server::{serve_with, ServerConfig};
+use reqwest::blocking::{multipart, Client, Response};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "test-token-3f9a";
+const MAX_BODY: usize = 4 << 20;
+
+fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn testdata() -> PathBuf {
+    let dir = std::env::var_os("LOOKALIKE_TESTDATA")
+        .map_or_else(|| crate_dir().join(".cache/testdata"), PathBuf::from);
+    assert!(
+        dir.join("photos/skimage/chelsea.png").is_file(),
+        "test photos not found in {}: run scripts/fetch-test-data.sh",
+        dir.display()
+    );
+    dir
+}
+
+fn photo(rel: &str) -> PathBuf {
+    testdata().join("photos").join(rel)
+}
+
+fn model_dir() -> PathBuf {
+    std::env::var_os("LOOKALIKE_MODEL_DIR")
+        .map_or_else(|| crate_dir().join(".cache/models"), PathBuf::from)
+}
+
+fn open_engine(db: &Path) -> Arc<Engine> {
+    let options = EngineOptions::new(db.to_path_buf(), model_dir());
+    Arc::new(Engine::open(&options).expect("open the engine (is the model fetched?)"))
+}
+
+/// A server running on its own thread and runtime, on 127.0.0.1 with a free port.
+struct Running {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    fn start(config: ServerConfig, engine: Arc<Engine>) -> Running {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                serve_with(listener, config, engine, shutdown).await
+            })
+        });
+        Running {
+            base,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Triggers the graceful shutdown and waits for `serve_with` to return.
+    fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+struct Shared {
+    engine: Arc<Engine>,
+    /// Writes enabled with [`TOKEN`]; roots = [root].
+    writable: Running,
+    /// No token: writes disabled.
+    read_only: Running,
+    root: PathBuf,
+    outside: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn shared() -> &'static Shared {
+    static SHARED: OnceLock<Shared> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = open_engine(&dir.path().join("db"));
+        let report = engine
+            .index_paths(&[photo("opencv"), photo("skimage")], &Default::default())
+            .expect("index the test photos");
+        assert!(report.added > 100, "indexed only {} photos", report.added);
+        let root = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let config = ServerConfig {
+            token: Some(TOKEN.into()),
+            roots: vec![root.clone()],
+            upload_dir: root.join("uploads"),
+            max_body_bytes: MAX_BODY,
+            ..ServerConfig::default()
+        };
+        let writable = Running::start(config.clone(), engine.clone());
+        let read_only = Running::start(
+            ServerConfig {
+                token: None,
+                ..config
+            },
+            engine.clone(),
+        );
+        for server in [&writable, &read_only] {
+            wait_healthy(server);
+        }
+        Shared {
+            engine,
+            writable,
+            read_only,
+            root,
+            outside,
+            _dir: dir,
+        }
+    })
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+fn wait_healthy(server: &Running) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if client()
+            .get(server.url("/healthz"))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("server at {} did not come up", server.base);
+}
+
+fn assert_healthy(server: &Running) {
+    let response = client().get(server.url("/healthz")).send().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().unwrap(), json!({"status": "ok"}));
+}
+
+/// Asserts a JSON error with the given status and code, and a message for a person.
+#[track_caller]
+fn assert_error(response: Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap();
+    assert!(
+        content_type.starts_with("application/json"),
+        "content type {content_type}"
+    );
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.len() > 5, "message too short: {body}");
+    body
+}
+
+fn image_form(path: &Path) -> multipart::Form {
+    multipart::Form::new().file("image", path).unwrap()
+}
+
+fn search_file(server: &Running, path: &Path, k: usize) -> Value {
+    let response = client()
+        .post(server.url(&format!("/api/search?k={k}")))
+        .multipart(image_form(path))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().unwrap()
+}
+
+fn names(answer: &Value) -> Vec<String> {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A PNG whose header declares `width` x `height` (with a valid CRC) and a few bytes of data.
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    let idat = b"IDAT\x78\x9c\x63\x00\x00\x00\x01\x00\x01";
+    png.extend_from_slice(&9u32.to_be_bytes());
+    png.extend_from_slice(idat);
+    png.extend_from_slice(&crc32(idat).to_be_bytes());
+    png
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+#[test]
+fn crc32_matches_the_png_specification() {
+    // The CRC of "IEND" is fixed by every PNG file's last chunk: AE 42 60 82.
+    assert_eq!(crc32(b"IEND"), 0xAE42_6082);
+}
+
+#[test]
+fn health_stats_openapi_and_metrics() {
+    let s = shared();
+    assert_healthy(&s.writable);
+
+    let stats: Value = client()
+        .get(s.writable.url("/api/stats"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(stats["items"].as_u64().unwrap() > 100, "{stats}");
+    assert!(stats["dim"].as_u64().unwrap() > 0);
+    assert_eq!(stats["model"], s.engine.model_name());
+
+    let spec: Value = client()
+        .get(s.writable.url("/api/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, method) in [
+        ("/api/search", "post"),
+        ("/api/items", "post"),
+        ("/api/items/{id}", "get"),
+        ("/api/items/{id}", "delete"),
+        ("/api/items/{id}/similar", "get"),
+        ("/api/items/{id}/original", "get"),
+        ("/api/items/{id}/thumbnail", "get"),
+        ("/api/index", "post"),
+        ("/api/stats", "get"),
+        ("/healthz", "get"),
+        ("/metrics", "get"),
+    ] {
+        assert!(
+            spec["paths"][path][method].is_object(),
+            "{method} {path} missing from OpenAPI"
+        );
+    }
+    assert_eq!(
+        spec["paths"]["/api/items"]["post"]["security"][0]["bearer"],
+        json!([])
+    );
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
+    search_file(&s.writable, &photo("skimage/coffee.png"), 3);
+    let metrics = client()
+        .get(s.writable.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"lookalike_http_requests_total{method="POST",route="/api/search",status="200"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("lookalike_http_request_duration_seconds_bucket"));
+    assert!(metrics.contains(r#"lookalike_inference_duration_seconds_count{op="search"}"#));
+    let items_line = metrics
+        .lines()
+        .find(|l| l.starts_with("lookalike_index_items "))
+        .unwrap();
+    assert_eq!(
+        items_line,
+        format!("lookalike_index_items {}", stats["items"])
+    );
+}
+
+#[test]
+fn the_page_and_its_assets_are_served() {
+    let s = shared();
+    let page = client().get(s.writable.url("/")).send().unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'self'"));
+    let html = page.text().unwrap();
+    assert!(html.contains(r#"<script src="/app.js""#) && html.contains("/style.css"));
+    for (path, kind) in [("/app.js", "text/javascript"), ("/style.css", "text/css")] {
+        let asset = client().get(s.writable.url(path)).send().unwrap();
+        assert_eq!(asset.status(), StatusCode::OK);
+        assert!(asset.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with(kind));
+    }
+    assert_error(
+        client().get(s.writable.url("/api/nope")).send().unwrap(),
+        404,
+        "not_found",
+    );
+    let wrong_method = client().put(s.writable.url("/api/search")).send().unwrap();
+    assert_error(wrong_method, 405, "method_not_allowed");
+}
+
+#[test]
+fn searching_with_a_photo_of_the_collection_finds_it_first() {
+    let s = shared();
+    let answer = search_file(&s.writable, &photo("skimage/chelsea.png"), 5);
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 5);
+    let first = &results[0];
+    assert_eq!(first["name"], "chelsea.png");
+    assert!(first["score"].as_f64().unwrap() > 0.99, "{first}");
+    assert!(first["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("skimage/chelsea.png"));
+    assert_eq!(first["kind"], "image");
+    assert!(first["t"].is_null());
+    let id = first["id"].as_i64().unwrap();
+    assert_eq!(first["thumbnail"], format!("/api/items/{id}/thumbnail"));
+    assert_eq!(first["original"], format!("/api/items/{id}/original"));
+    let scores: Vec<f64> = results
+        .iter()
+        .map(|r| r["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "not sorted: {scores:?}"
+    );
+    assert!(answer["took_ms"].as_f64().unwrap() > 0.0);
+
+    // The same with the raw image as the body.
+    let raw = client()
+        .post(s.writable.url("/api/search?k=3"))
+        .header("content-type", "image/png")
+        .body(std::fs::read(photo("skimage/coffee.png")).unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(raw.status(), StatusCode::OK);
+    let raw: Value = raw.json().unwrap();
+    assert_eq!(names(&raw)[0], "coffee.png");
+
+    // A JPEG of the collection too, with the default k.
+    let answer = search_file(&s.writable, &photo("opencv/messi5.jpg"), 24);
+    assert_eq!(names(&answer)[0], "messi5.jpg");
+    let default_k: Value = client()
+        .post(s.writable.url("/api/search"))
+        .multipart(image_form(&photo("opencv/messi5.jpg")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(default_k["results"].as_array().unwrap().len(), 24);
+}
+
+#[test]
+fn an_item_its_neighbours_original_and_thumbnail() {
+    let s = shared();
+    let id = search_file(&s.writable, &photo("skimage/chelsea.png"), 1)["results"][0]["id"]
+        .as_i64()
+        .unwrap();
+
+    let item: Value = client()
+        .get(s.writable.url(&format!("/api/items/{id}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(item["id"], id);
+    assert_eq!(item["name"], "chelsea.png");
+    assert_eq!(
+        (item["width"].as_u64(), item["height"].as_u64()),
+        (Some(451), Some(300))
+    );
+
+    let similar: Value = client()
+        .get(s.writable.url(&format!("/api/items/{id}/similar?k=4")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let results = similar["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0]["id"], id);
+
+    let original = client()
+        .get(s.writable.url(&format!("/api/items/{id}/original")))
+        .send()
+        .unwrap();
+    assert_eq!(original.status(), StatusCode::OK);
+    assert_eq!(original.headers()["content-type"], "image/png");
+    assert_eq!(
+        original.bytes().unwrap().as_ref(),
+        std::fs::read(photo("skimage/chelsea.png")).unwrap()
+    );
+
+    let thumb_url = s.writable.url(&format!("/api/items/{id}/thumbnail"));
+    let thumb = client().get(&thumb_url).send().unwrap();
+    assert_eq!(thumb.status(), StatusCode::OK);
+    assert_eq!(thumb.headers()["content-type"], "image/jpeg");
+    let jpeg = thumb.bytes().unwrap();
+    let decoded = image::load_from_memory(&jpeg).unwrap();
+    assert_eq!(
+        decoded.width().max(decoded.height()),
+        320,
+        "longest side of the thumbnail"
+    );
+    let again = client().get(&thumb_url).send().unwrap().bytes().unwrap();
+    assert_eq!(
+        jpeg, again,
+        "the cached thumbnail should be served the second time"
+    );
+}
+
+#[test]
+fn bad_uploads_get_clear_errors_and_the_server_stays_up() {
+    let s = shared();
+    let search = |content_type: &str, body: Vec<u8>| {
+        client()
+            .post(s.writable.url("/api/search"))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    assert_error(search("image/png", Vec::new()), 400, "empty_body");
+    assert_error(
+        search("text/plain", b"hello".to_vec()),
+        415,
+        "unsupported_media_type",
+    );
+    assert_error(
+        search("image/jpeg", b"this is not an image at all".to_vec()),
+        415,
+        "unsupported_format",
+    );
+    let truncated = std::fs::read(photo("skimage/chelsea.png")).unwrap()[..3000].to_vec();
+    assert_error(search("image/png", truncated), 422, "corrupt_image");
+    let huge = assert_error(
+        search("image/png", png_header(30_000, 30_000)),
+        413,
+        "image_too_large",
+    );
+    assert!(
+        huge["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("30000x30000"),
+        "{huge}"
+    );
+    let oversize = vec![0xFFu8; MAX_BODY + 1];
+    assert_error(search("image/jpeg", oversize), 413, "body_too_large");
+
+    let no_field = multipart::Form::new().text("picture", "x");
+    let response = client()
+        .post(s.writable.url("/api/search"))
+        .multipart(no_field)
+        .send()
+        .unwrap();
+    assert_error(response, 400, "missing_image");
+    let empty_field = multipart::Form::new().part("image", multipart::Part::bytes(Vec::new()));
+    let response = client()
+        .post(s.writable.url("/api/search"))
+        .multipart(empty_field)
+        .send()
+        .unwrap();
+    assert_error(response, 400, "empty_body");
+
+    for k in ["0", "201", "abc", "-3"] {
+        let response = client()
+            .post(s.writable.url(&format!("/api/search?k={k}")))
+            .multipart(image_form(&photo("skimage/coffee.png")))
+            .send()
+            .unwrap();
+        let code = if k == "abc" || k == "-3" {
+            "bad_request"
+        } else {
+            "invalid_k"
+        };
+        assert_error(response, 400, code);
+    }
+    assert_healthy(&s.writable);
+}
+
+#[test]
+fn ids_are_validated() {
+    let s = shared();
+    for path in [
+        "/api/items/abc",
+        "/api/items/-1",
+        "/api/items/1.5/similar",
+        "/api/items/x/thumbnail",
+    ] {
+        assert_error(
+            client().get(s.writable.url(path)).send().unwrap(),
+            400,
+            "invalid_id",
+        );
+    }
+    let unknown = 987_654_321;
+    for suffix in ["", "/similar", "/original", "/thumbnail"] {
+        let response = client()
+            .get(s.writable.url(&format!("/api/items/{unknown}{suffix}")))
+            .send()
+            .unwrap();
+        let body = assert_error(response, 404, "not_found");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("987654321"));
+    }
+    let delete = |path: &str| {
+        client()
+            .delete(s.writable.url(path))
+            .bearer_auth(TOKEN)
+            .send()
+            .unwrap()
+    };
+    assert_error(delete("/api/items/abc"), 400, "invalid_id");
+    assert_error(delete(&format!("/api/items/{unknown}")), 404, "not_found");
+    assert_healthy(&s.writable);
+}
+
+#[test]
+fn writes_need_the_token() {
+    let s = shared();
+    let add = |server: &Running, token: Option<&str>| {
+        let mut request = client()
+            .post(server.url("/api/items"))
+            .multipart(image_form(&photo("skimage/coffee.png")));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().unwrap()
+    };
+    let missing = add(&s.writable, None);
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+    assert_error(missing, 401, "unauthorized");
+    assert_error(add(&s.writable, Some("wrong-token")), 401, "unauthorized");
+    assert_error(add(&s.read_only, Some(TOKEN)), 403, "writes_disabled");
+    assert_error(add(&s.read_only, None), 403, "writes_disabled");
+
+    let index = |server: &Running, token: Option<&str>| {
+        let mut request = client()
+            .post(server.url("/api/index"))
+            .json(&json!({"path": s.root}));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().unwrap()
+    };
+    assert_error(index(&s.writable, None), 401, "unauthorized");
+    assert_error(index(&s.read_only, Some(TOKEN)), 403, "writes_disabled");
+    let delete = client()
+        .delete(s.read_only.url("/api/items/1"))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_error(delete, 403, "writes_disabled");
+    let delete = client()
+        .delete(s.writable.url("/api/items/1"))
+        .send()
+        .unwrap();
+    assert_error(delete, 401, "unauthorized");
+    // Nothing was stored: coffee.png (which only this test uploads) is not in the uploads.
+    let coffee = std::fs::read(photo("skimage/coffee.png")).unwrap();
+    let stored = std::fs::read_dir(s.root.join("uploads")).unwrap();
+    assert!(stored
+        .flatten()
+        .all(|e| std::fs::read(e.path()).unwrap() != coffee));
+    assert_healthy(&s.read_only);
+}
+
+#[test]
+fn upload_search_and_delete() {
+    let s = shared();
+    let flower = photo("sklearn/flower.jpg");
+    let response = client()
+        .post(s.writable.url("/api/items"))
+        .bearer_auth(TOKEN)
+        .multipart(image_form(&flower))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let item: Value = response.json().unwrap();
+    let id = item["id"].as_i64().unwrap();
+    let stored = PathBuf::from(item["path"].as_str().unwrap());
+    assert!(
+        stored.starts_with(s.root.join("uploads").canonicalize().unwrap()),
+        "{stored:?}"
+    );
+    assert_eq!(stored.extension().unwrap(), "jpg");
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        std::fs::read(&flower).unwrap()
+    );
+    assert_eq!(
+        (item["width"].as_u64(), item["height"].as_u64()),
+        (Some(640), Some(427))
+    );
+
+    let answer = search_file(&s.writable, &flower, 3);
+    assert_eq!(answer["results"][0]["id"], id, "{answer}");
+
+    // A refused upload leaves no file behind.
+    let before = std::fs::read_dir(stored.parent().unwrap()).unwrap().count();
+    let refused = client()
+        .post(s.writable.url("/api/items"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "image/png")
+        .body(png_header(30_000, 30_000))
+        .send()
+        .unwrap();
+    assert_error(refused, 413, "image_too_large");
+    let text = client()
+        .post(s.writable.url("/api/items"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "image/png")
+        .body("not an image")
+        .send()
+        .unwrap();
+    assert_error(text, 415, "unsupported_format");
+    assert_eq!(
+        std::fs::read_dir(stored.parent().unwrap()).unwrap().count(),
+        before
+    );
+
+    let deleted = client()
+        .delete(s.writable.url(&format!("/api/items/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(deleted.status(), StatusCode::OK);
+    assert_eq!(deleted.json::<Value>().unwrap(), json!({"removed": 1}));
+    assert!(
+        !stored.exists(),
+        "the uploaded file should be deleted with its item"
+    );
+    assert_error(
+        client()
+            .get(s.writable.url(&format!("/api/items/{id}")))
+            .send()
+            .unwrap(),
+        404,
+        "not_found",
+    );
+    let again = client()
+        .delete(s.writable.url(&format!("/api/items/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_error(again, 404, "not_found");
+    let answer = search_file(&s.writable, &flower, 3);
+    assert!(answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["id"] != id));
+}
+
+#[test]
+fn index_only_inside_the_roots() {
+    let s = shared();
+    let index = |body: Value| {
+        client()
+            .post(s.writable.url("/api/index"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .unwrap()
+    };
+    let root = s.root.display().to_string();
+    assert_error(
+        index(json!({"path": format!("{root}/../outside")})),
+        403,
+        "path_outside_roots",
+    );
+    assert_error(
+        index(json!({"path": format!("{root}/../../../../../../etc")})),
+        403,
+        "path_outside_roots",
+    );
+    assert_error(index(json!({"path": s.outside})), 403, "path_outside_roots");
+    assert_error(
+        index(json!({"path": "relative/photos"})),
+        400,
+        "path_not_absolute",
+    );
+    assert_error(
+        index(json!({"path": format!("{root}/no-such-folder")})),
+        404,
+        "not_found",
+    );
+    assert_error(index(json!({"folder": root})), 422, "bad_request");
+    let bad_json = client()
+        .post(s.writable.url("/api/index"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .unwrap();
+    assert_error(bad_json, 400, "bad_request");
+
+    // A symlink inside the root that leads out of it.
+    let link = s.root.join("escape");
+    std::os::unix::fs::symlink(photo("sklearn"), &link).unwrap();
+    assert_error(index(json!({"path": link})), 403, "path_outside_roots");
+
+    // The happy path: a new photo copied into the root becomes searchable.
+    let incoming = s.root.join("incoming");
+    std::fs::create_dir_all(&incoming).unwrap();
+    std::fs::copy(photo("sklearn/china.jpg"), incoming.join("china.jpg")).unwrap();
+    let response = index(json!({"path": incoming}));
+    assert_eq!(response.status(), StatusCode::OK);
+    let report: Value = response.json().unwrap();
+    assert_eq!(
+        report,
+        json!({"added": 1, "unchanged": 0, "removed": 0, "failed": []})
+    );
+    let answer = search_file(&s.writable, &photo("sklearn/china.jpg"), 3);
+    assert_eq!(names(&answer)[0], "china.jpg");
+    let report: Value = index(json!({"path": incoming})).json().unwrap();
+    assert_eq!(report["unchanged"], 1);
+    assert_healthy(&s.writable);
+}
+
+#[test]
+fn beyond_the_inference_slots_requests_wait_then_get_503() {
+    let s = shared();
+    let config = ServerConfig {
+        max_concurrent_inferences: 1,
+        queue_timeout: Duration::from_millis(1),
+        ..ServerConfig::default()
+    };
+    let server = Running::start(config, s.engine.clone());
+    wait_healthy(&server);
+    let big = std::fs::read(photo("wallpapers/plasma-workspace-wallpapers_usr_share_wallpapers_Flow_contents_images_5120x2880.jpg")).unwrap();
+    let statuses: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let body = big.clone();
+                let url = server.url("/api/search?k=1");
+                scope.spawn(move || {
+                    let response = client()
+                        .post(url)
+                        .header("content-type", "image/jpeg")
+                        .body(body)
+                        .send()
+                        .unwrap();
+                    let status = response.status().as_u16();
+                    let retry = response.headers().get("retry-after").is_some();
+                    let body: Value = response.json().unwrap();
+                    assert!(status != 503 || retry, "503 without Retry-After");
+                    (status, body)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = statuses.iter().filter(|(status, _)| *status == 200).count();
+    let busy: Vec<_> = statuses
+        .iter()
+        .filter(|(status, _)| *status == 503)
+        .collect();
+    assert!(ok >= 1, "{statuses:?}");
+    assert!(
+        !busy.is_empty(),
+        "six simultaneous searches through one slot: some should be refused"
+    );
+    assert_eq!(ok + busy.len(), 6, "{statuses:?}");
+    assert!(busy.iter().all(|(_, body)| body["error"]["code"] == "busy"));
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let rejected = format!("lookalike_inference_rejected_total {}", busy.len());
+    assert!(metrics.lines().any(|l| l == rejected), "{metrics}");
+    assert_healthy(&server);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn graceful_shutdown_stops_listening() {
+    let s = shared();
+    let server = Running::start(ServerConfig::default(), s.engine.clone());
+    wait_healthy(&server);
+    let url = server.url("/healthz");
+    server
+        .shutdown()
+        .expect("serve_with returns Ok after a graceful shutdown");
+    assert!(
+        client().get(url).send().is_err(),
+        "nothing should listen any more"
+    );
+}
+
+#[test]
+fn images_indexed_by_another_process_become_searchable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let served = open_engine(&db);
+    let config = ServerConfig {
+        refresh_interval: Duration::from_millis(200),
+        ..ServerConfig::default()
+    };
+    let server = Running::start(config, served);
+    wait_healthy(&server);
+    let items = || -> u64 {
+        let stats: Value = client()
+            .get(server.url("/api/stats"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        stats["items"].as_u64().unwrap()
+    };
+    assert_eq!(items(), 0);
+
+    // What `lookalike index` does from another process: its own engine on the same index.
+    let writer = open_engine(&db);
+    let report = writer
+        .index_paths(&[photo("sklearn")], &Default::default())
+        .unwrap();
+    assert_eq!(report.added, 2);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while items() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the server never picked up the new images"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let answer = search_file(&server, &photo("sklearn/flower.jpg"), 2);
+    assert_eq!(names(&answer), ["flower.jpg", "china.jpg"]);
+    server.shutdown().unwrap();
+}
