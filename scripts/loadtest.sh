@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Load test of `lookalike serve`: search by upload under concurrent clients.
+#
+# Collection: N_IMAGES (default 10,000) real Fashion-MNIST product photos (28x28 grey, from
+# the Debian dataset-fashion-mnist package that scripts/fetch-test-data.sh caches), written
+# out as PNG files once and indexed with `lookalike index`. Every image costs the model the
+# same whatever its size (all are resized to the network input), so this measures a 10k-image
+# collection honestly; the query is a real 640x480 colour JPEG (opencv's aero1.jpg), so each
+# request pays a real JPEG decode + inference + HNSW search.
+#
+# Load: wrk, CLIENTS connections (default 8) for DURATION (default 60s), each POSTing the JPEG
+# to /api/search?k=24 as fast as answers come. Prints requests/s, p50/p90/p99 latency, errors
+# and the server's RSS at start and end.
+#
+# env: LOOKALIKE_BIN (default target/release/lookalike), LOOKALIKE_TESTDATA, N_IMAGES,
+#      CLIENTS, DURATION, PORT (default 7890), LOADTEST_DIR (default .cache/loadtest; kept, so
+#      a re-run skips writing and indexing), SERVE_ARGS (extra `serve` options).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BIN="${LOOKALIKE_BIN:-$ROOT/target/release/lookalike}"
+TESTDATA="${LOOKALIKE_TESTDATA:-$ROOT/.cache/testdata}"
+N_IMAGES="${N_IMAGES:-10000}"
+CLIENTS="${CLIENTS:-8}"
+DURATION="${DURATION:-60s}"
+PORT="${PORT:-7890}"
+WORK="${LOADTEST_DIR:-$ROOT/.cache/loadtest}"
+QUERY="$TESTDATA/photos/opencv/aero1.jpg"
+FMNIST="$TESTDATA/fashion-mnist/train-images-idx3-ubyte.gz"
+
+log() { echo "loadtest: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+[[ -x "$BIN" ]] || die "no binary at $BIN: cargo build --release, or set LOOKALIKE_BIN"
+[[ -f "$FMNIST" && -f "$QUERY" ]] || die "test data missing: run scripts/fetch-test-data.sh"
+command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
+command -v python3 >/dev/null || die "python3 is needed to write the Fashion-MNIST PNGs"
+
+IMAGES="$WORK/fashion-mnist-$N_IMAGES"
+DB="$WORK/db-$N_IMAGES"
+mkdir -p "$WORK"
+
+# 1. The collection: N_IMAGES PNGs (standard library only: gzip, zlib, struct).
+if [[ "$(find "$IMAGES" -name '*.png' 2>/dev/null | wc -l)" -ne "$N_IMAGES" ]]; then
+    log "writing $N_IMAGES Fashion-MNIST images as PNG to $IMAGES"
+    rm -rf "$IMAGES"
+    python3 - "$FMNIST" "$IMAGES" "$N_IMAGES" <<'PY'
+import gzip, os, struct, sys, zlib
+src, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+with gzip.open(src, "rb") as f:
+    magic, count, rows, cols = struct.unpack(">IIII", f.read(16))
+    assert magic == 2051 and n <= count, (magic, count)
+    data = f.read(n * rows * cols)
+def chunk(kind, payload):
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+for i in range(n):
+    pixels = data[i * rows * cols:(i + 1) * rows * cols]
+    raw = b"".join(b"\0" + pixels[r * cols:(r + 1) * cols] for r in range(rows))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    folder = os.path.join(out, f"{i // 1000:03d}")
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"fmnist-{i:05d}.png"), "wb") as f:
+        f.write(png)
+PY
+fi
+
+# 2. The index (incremental: a re-run only checks stamps).
+log "indexing $IMAGES into $DB"
+start=$(date +%s)
+"$BIN" --db "$DB" --quiet index "$IMAGES"
+log "indexed in $(( $(date +%s) - start )) s"
+
+# 3. The server.
+SERVER_LOG="$WORK/serve.log"
+# shellcheck disable=SC2086 # SERVE_ARGS is a list of options
+"$BIN" --db "$DB" serve --bind "127.0.0.1:$PORT" ${SERVE_ARGS:-} >"$SERVER_LOG" 2>&1 &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null || true' EXIT
+URL="http://127.0.0.1:$PORT"
+for _ in $(seq 1 600); do
+    curl -fs "$URL/healthz" >/dev/null 2>&1 && break
+    kill -0 "$SERVER" 2>/dev/null || die "the server exited: $(tail -5 "$SERVER_LOG")"
+    sleep 0.1
+done
+curl -fs "$URL/healthz" >/dev/null || die "the server did not come up"
+items=$(curl -fs "$URL/api/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"])')
+[[ "$items" -ge "$N_IMAGES" ]] || die "the index holds $items items, expected $N_IMAGES"
+
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$SERVER/status"; }
+# One search to check the route works (and to fault in the model) before measuring.
+curl -fs -X POST -H 'Content-Type: image/jpeg' --data-binary "@$QUERY" "$URL/api/search?k=24" >/dev/null \
+    || die "a single search failed: $(tail -5 "$SERVER_LOG")"
+RSS_START=$(rss_kb)
+
+# 4. The load.
+log "wrk: $CLIENTS connections for $DURATION against $URL/api/search?k=24 ($items items)"
+RESULT=$(wrk -t 2 -c "$CLIENTS" -d "$DURATION" --timeout 30s -s "$ROOT/scripts/loadtest.lua" \
+    "$URL/api/search?k=24" -- "$QUERY" | tee "$WORK/wrk.txt" | grep '^RESULT')
+RSS_END=$(rss_kb)
+curl -fs "$URL/metrics" | grep -E '^lookalike_(inference_rejected_total|index_items) ' || true
+
+kill -TERM "$SERVER"
+wait "$SERVER" || true
+trap - EXIT
+
+field() { sed -E "s/.*[ ]$1=([^ ]+).*/\1/" <<<"$RESULT"; }
+errors=$(( $(field errors_status) + $(field errors_connect) + $(field errors_read) + $(field errors_write) + $(field errors_timeout) ))
+cat <<REPORT
+lookalike load test
+  collection      $items Fashion-MNIST images (PNG), query: 640x480 JPEG (aero1.jpg), k=24
+  clients         $CLIENTS concurrent connections for $DURATION (wrk)
+  requests        $(field requests) in $(field seconds) s = $(field rps) requests/s
+  latency         p50 $(field p50_ms) ms, p90 $(field p90_ms) ms, p99 $(field p99_ms) ms, max $(field max_ms) ms
+  errors          $errors (non-2xx $(field errors_status), timeouts $(field errors_timeout), socket $(( $(field errors_connect) + $(field errors_read) + $(field errors_write) )))
+  server RSS      $(( RSS_START / 1024 )) MiB at start, $(( RSS_END / 1024 )) MiB at end
+  machine         $(nproc) cores, $(uname -m)
+REPORT

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Browser test of lookalike's search page: installs the Node dependency (playwright-core, which
+# never downloads a browser: the system's Chromium is used), indexes real photos with the
+# binary, starts `lookalike serve` and runs search.test.mjs against it.
+#
+# env: LOOKALIKE_BIN (default target/release/lookalike), LOOKALIKE_TESTDATA, CHROMIUM
+#      (default /usr/bin/chromium), SCREENSHOT (e.g. docs/screenshot.png), PORT (default 7891).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+BIN="${LOOKALIKE_BIN:-$ROOT/target/release/lookalike}"
+TESTDATA="${LOOKALIKE_TESTDATA:-$ROOT/.cache/testdata}"
+PORT="${PORT:-7891}"
+export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+
+die() { echo "browser test: $*" >&2; exit 1; }
+[[ -x "$BIN" ]] || die "no binary at $BIN: cargo build --release, or set LOOKALIKE_BIN"
+[[ -f "$TESTDATA/photos/skimage/chelsea.png" ]] || die "test photos missing: run scripts/fetch-test-data.sh"
+[[ -x "$CHROMIUM" ]] || die "no Chromium at $CHROMIUM (apt-get install chromium)"
+command -v node >/dev/null || die "Node.js 20+ is needed"
+
+(cd "$HERE" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+
+WORK="$(mktemp -d)"
+SERVER=""
+cleanup() {
+    [[ -n "$SERVER" ]] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$BIN" --db "$WORK/db" --quiet index "$TESTDATA/photos/skimage" "$TESTDATA/photos/opencv" \
+    "$TESTDATA/photos/sklearn"
+"$BIN" --db "$WORK/db" serve --bind "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
+SERVER=$!
+for _ in $(seq 1 600); do
+    curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+    kill -0 "$SERVER" 2>/dev/null || die "the server exited: $(tail -5 "$WORK/serve.log")"
+    sleep 0.1
+done
+
+if [[ -n "${SCREENSHOT:-}" ]]; then
+    mkdir -p "$(dirname "$SCREENSHOT")"
+    SCREENSHOT="$(cd "$(dirname "$SCREENSHOT")" && pwd)/$(basename "$SCREENSHOT")"
+    export SCREENSHOT
+fi
+BASE_URL="http://127.0.0.1:$PORT" QUERY_IMAGE="$TESTDATA/photos/skimage/chelsea.png" \
+    node "$HERE/search.test.mjs" || die "failed; server log: $(tail -20 "$WORK/serve.log")"
