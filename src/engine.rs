@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::featurizer::{Embedded, Featurizer};
 use crate::image::Limits;
 use crate::index::{
+    IndexError,
     Hit, Index, IndexConfig, ItemId, ItemRecord, MediaKind, NewFile, NewItem,
     SearchMode, Stats,
 };
@@ -72,7 +73,7 @@ impl Engine {
         } else {
             match Index::open(&options.db_dir) {
                 Ok(index) => index,
-                Err(e) if e.is_not_found() => {
+                Err(IndexError::NotFound { .. }) => {
                     let kind = options.model.unwrap_or_default();
                     Index::create_or_open(
                         &options.db_dir,

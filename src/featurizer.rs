@@ -34,7 +34,7 @@ pub struct Featurizer {
 
 impl Featurizer {
     pub fn new(embedder: Embedder, limits: Limits) -> Self {
-        let preprocessor = Preprocessor::new(embedder.input_size());
+        let preprocessor = Preprocessor::new(embedder.kind().input_size() as u32);
         Featurizer {
             embedder,
             preprocessor,
@@ -58,19 +58,19 @@ impl Featurizer {
     /// Decodes and preprocesses a file into `out` (`tensor_len()` values); returns the
     /// original size.
     pub fn prepare_file(&self, path: &Path, out: &mut [f32]) -> Result<(u32, u32), ImageError> {
-        let decoded = image::decode_file(path, self.preprocessor.resize_side(), &self.limits)?;
-        Ok(self.prepare(&decoded, out))
+        let decoded = image::decode_file(path, self.preprocessor.short_side(), &self.limits)?;
+        self.prepare(&decoded, out)
     }
 
     /// Decodes and preprocesses encoded bytes (an upload) into `out`.
     pub fn prepare_bytes(&self, bytes: &[u8], out: &mut [f32]) -> Result<(u32, u32), ImageError> {
-        let decoded = image::decode_bytes(bytes, self.preprocessor.resize_side(), &self.limits)?;
-        Ok(self.prepare(&decoded, out))
+        let decoded = image::decode_bytes(bytes, self.preprocessor.short_side(), &self.limits)?;
+        self.prepare(&decoded, out)
     }
 
-    fn prepare(&self, decoded: &Decoded, out: &mut [f32]) -> (u32, u32) {
-        self.preprocessor.preprocess(&decoded.image, out);
-        (decoded.width, decoded.height)
+    fn prepare(&self, decoded: &Decoded, out: &mut [f32]) -> Result<(u32, u32), ImageError> {
+        self.preprocessor.preprocess(&decoded.image, out)?;
+        Ok((decoded.width, decoded.height))
     }
 
     /// Runs the network on `n` preprocessed images laid end to end in `tensors`.

@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use lookalike::featurizer::Featurizer;
 use lookalike::image::Limits;
-use lookalike::model::{labels, Embedder, ModelKind};
+use lookalike::model::{top_k, Embedder, ModelKind};
 use serde_json::json;
 
 use super::Global;
@@ -37,7 +37,7 @@ pub fn run(global: &Global, args: ClassifyArgs) -> Result<ExitCode> {
     let mut failed = false;
     for (path, result) in args.images.iter().zip(featurizer.embed_files(&args.images, threads)?) {
         let classes = match result {
-            Ok(embedded) => labels::top_k(&embedded.logits, args.k),
+            Ok(embedded) => top_k(&embedded.logits, args.k),
             Err(e) => {
                 failed = true;
                 if args.json {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use npyz::WriterBuilder;
 use serde_json::json;
 
 use super::Global;
@@ -36,7 +37,7 @@ pub fn run(global: &Global, args: ExportArgs) -> Result<ExitCode> {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let stats = engine.stats()?;
             let vectors = File::create(dir.join("vectors.npy"))?;
-            let mut npy = npyz::WriteOptions::new()
+            let mut npy = npyz::WriteOptions::<f32>::new()
                 .default_dtype()
                 .shape(&[stats.items, stats.dim as u64])
                 .writer(BufWriter::new(vectors))

@@ -41,7 +41,7 @@ pub fn run(global: &Global, command: ModelCommand) -> Result<ExitCode> {
 
 fn print_info(files: &ModelFiles, as_json: bool) {
     let kind = files.kind;
-    let runtime = lookalike::model::runtime_version();
+    let runtime = lookalike::model::RUNTIME_VERSION;
     if as_json {
         println!(
             "{}",

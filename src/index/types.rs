@@ -99,7 +99,7 @@ pub struct ItemRecord {
 }
 
 /// Counts and sizes, for `lookalike stats` and the server's metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     pub files: u64,
     /// Files of kind image.

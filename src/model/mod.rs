@@ -24,7 +24,7 @@ pub mod pickle;
 pub mod pth;
 
 pub use error::{FormatError, ModelError};
-pub use fetch::{ModelFiles, ModelStore};
+pub use fetch::{ModelFiles, ModelStore, RUNTIME_VERSION};
 pub use kind::{ModelKind, Stage};
 pub use labels::{top_k, Class};
 pub use runtime::{Embedder, Embeddings};

@@ -43,9 +43,9 @@ fn environment(library: &Path) -> Result<Environment, ModelError> {
 /// serialised; ONNX Runtime parallelises inside a run with its intra-op threads).
 pub struct Embedder {
     kind: ModelKind,
-    session: Mutex<Session>,
-    /// Only `logits` and `features` are copied out; `feature_map` is left in the graph.
-    run_options: RunOptions<HasSelectedOutputs>,
+    /// The session with its run options (only `logits` and `features` are copied out;
+    /// `feature_map` is left in the graph). Both behind one lock: `RunOptions` is not `Sync`.
+    session: Mutex<(Session, RunOptions<HasSelectedOutputs>)>,
 }
 
 /// The result of one batch.
@@ -86,8 +86,7 @@ impl Embedder {
         info!("loaded {} ({} intra-op threads)", files.kind, threads);
         Ok(Embedder {
             kind: files.kind,
-            session: Mutex::new(session),
-            run_options,
+            session: Mutex::new((session, run_options)),
         })
     }
 
@@ -109,11 +108,12 @@ impl Embedder {
             )));
         }
         let input = TensorRef::from_array_view(([n, 3, s, s], batch))?;
-        let mut session = self
+        let mut guard = self
             .session
             .lock()
             .map_err(|_| ModelError::Runtime("a thread panicked during inference".into()))?;
-        let outputs = session.run_with_options(ort::inputs![INPUT => input], &self.run_options)?;
+        let (session, run_options) = &mut *guard;
+        let outputs = session.run_with_options(ort::inputs![INPUT => input], run_options)?;
         let (_, logits) = outputs[LOGITS].try_extract_tensor::<f32>()?;
         let (_, features) = outputs[FEATURES].try_extract_tensor::<f32>()?;
         let dim = self.kind.feature_dim();
