@@ -57,7 +57,11 @@ pub fn fold_batch_norm(weight: &[f32], bn: &BatchNorm) -> (Vec<f32>, Vec<f32>) {
     let mut b = Vec::with_capacity(out);
     for o in 0..out {
         let s = f64::from(bn.gamma[o]) / (f64::from(bn.var[o]) + BN_EPS).sqrt();
-        w.extend(weight[o * per..(o + 1) * per].iter().map(|&x| (f64::from(x) * s) as f32));
+        w.extend(
+            weight[o * per..(o + 1) * per]
+                .iter()
+                .map(|&x| (f64::from(x) * s) as f32),
+        );
         b.push((f64::from(bn.beta[o]) - f64::from(bn.mean[o]) * s) as f32);
     }
     (w, b)
@@ -81,7 +85,10 @@ pub fn build_model(
         side: kind.input_size(),
         channels: 3,
     };
-    let mut x = g.conv_bn(INPUT, "_conv_stem", "_bn0", 2, false, Act::Relu6, None)?;
+    let mut x = g.conv_bn(INPUT, "_conv_stem", "_bn0", 2, false, Act::Relu6, Some(3))?;
+    if g.channels != kind.stem_channels() {
+        return Err(g.mismatch("_conv_stem", "stem width"));
+    }
     let mut block = 0;
     for stage in kind.stages() {
         for r in 0..stage.repeats {
@@ -110,8 +117,13 @@ pub fn build_model(
             block += 1;
         }
     }
-    if g.weights.contains_key(&format!("_blocks.{block}._project_conv.weight")) {
-        return Err(g.mismatch(&format!("_blocks.{block}"), "more blocks than the network has"));
+    if g.weights
+        .contains_key(&format!("_blocks.{block}._project_conv.weight"))
+    {
+        return Err(g.mismatch(
+            &format!("_blocks.{block}"),
+            "more blocks than the network has",
+        ));
     }
     let head = g.conv_bn(&x, "_conv_head", "_bn1", 1, false, Act::Relu6, Some(1))?;
     let (dim, side) = (g.channels, g.side);
@@ -119,13 +131,28 @@ pub fn build_model(
         return Err(g.mismatch("_conv_head", "feature width"));
     }
     g.node("GlobalAveragePool", &[&head], "pooled", vec![]);
-    g.node("Flatten", &["pooled"], FEATURES, vec![AttributeProto::int("axis", 1)]);
+    g.node(
+        "Flatten",
+        &["pooled"],
+        FEATURES,
+        vec![AttributeProto::int("axis", 1)],
+    );
     let fc_w = g.tensor("_fc.weight", &[CLASSES, dim])?;
     let fc_b = g.tensor("_fc.bias", &[CLASSES])?;
-    g.initializers.push(TensorProto::float("_fc.weight", &[CLASSES, dim], &fc_w.data));
-    g.initializers.push(TensorProto::float("_fc.bias", &[CLASSES], &fc_b.data));
+    g.initializers.push(TensorProto::float(
+        "_fc.weight",
+        &[CLASSES, dim],
+        &fc_w.data,
+    ));
+    g.initializers
+        .push(TensorProto::float("_fc.bias", &[CLASSES], &fc_b.data));
     let gemm_attrs = vec![AttributeProto::int("transB", 1)];
-    g.node("Gemm", &[FEATURES, "_fc.weight", "_fc.bias"], LOGITS, gemm_attrs);
+    g.node(
+        "Gemm",
+        &[FEATURES, "_fc.weight", "_fc.bias"],
+        LOGITS,
+        gemm_attrs,
+    );
 
     let unused: Vec<&String> = weights.keys().filter(|k| !g.used.contains(*k)).collect();
     if let Some(first) = unused.first() {
@@ -227,8 +254,10 @@ impl<'w> Builder<'w> {
         };
         let (fw, fb) = fold_batch_norm(&w.data, &norm);
         let (wname, bname) = (format!("{conv}.weight"), format!("{conv}.bias"));
-        self.initializers.push(TensorProto::float(&wname, &w.shape, &fw));
-        self.initializers.push(TensorProto::float(&bname, &[out], &fb));
+        self.initializers
+            .push(TensorProto::float(&wname, &w.shape, &fw));
+        self.initializers
+            .push(TensorProto::float(&bname, &[out], &fb));
 
         let (side, before, after) = same_pads(self.side, k, stride);
         let (b, a) = (before as i64, after as i64);
@@ -256,10 +285,12 @@ impl<'w> Builder<'w> {
 
     fn weight(&mut self, name: &str) -> Result<&'w Tensor, ModelError> {
         self.used.insert(name.to_string());
-        self.weights.get(name).ok_or_else(|| ModelError::Architecture {
-            model: self.kind.name(),
-            what: format!("missing tensor `{name}`"),
-        })
+        self.weights
+            .get(name)
+            .ok_or_else(|| ModelError::Architecture {
+                model: self.kind.name(),
+                what: format!("missing tensor `{name}`"),
+            })
     }
 
     fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<&'w Tensor, ModelError> {
@@ -289,5 +320,131 @@ impl<'w> Builder<'w> {
             model: self.kind.name(),
             what: format!("{layer}: {what}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::model::{pth, testutil};
+
+    #[test]
+    fn tensorflow_same_padding() {
+        // (input, kernel, stride) -> (output, before, after); odd totals pad after.
+        assert_eq!(same_pads(224, 3, 2), (112, 0, 1));
+        assert_eq!(same_pads(112, 3, 1), (112, 1, 1));
+        assert_eq!(same_pads(56, 5, 2), (28, 1, 2));
+        assert_eq!(same_pads(14, 5, 1), (14, 2, 2));
+        assert_eq!(same_pads(7, 1, 1), (7, 0, 0));
+        // Lite2 (260): odd sizes pad evenly.
+        assert_eq!(same_pads(260, 3, 2), (130, 0, 1));
+        assert_eq!(same_pads(65, 3, 2), (33, 1, 1));
+        assert_eq!(same_pads(33, 5, 2), (17, 2, 2));
+        assert_eq!(same_pads(17, 5, 2), (9, 2, 2));
+    }
+
+    #[test]
+    fn folded_batch_norm_equals_conv_then_batch_norm() {
+        // 1x1 conv, 2 inputs -> 2 outputs, applied to one pixel x = (0.5, -2).
+        let w = [1.0f32, 2.0, -3.0, 0.25];
+        let x = [0.5f32, -2.0];
+        let bn = BatchNorm {
+            gamma: &[2.0, 0.5],
+            beta: &[0.1, -1.0],
+            mean: &[0.3, -0.7],
+            var: &[4.0, 0.09],
+        };
+        let (fw, fb) = fold_batch_norm(&w, &bn);
+        for o in 0..2 {
+            let conv = w[2 * o] * x[0] + w[2 * o + 1] * x[1];
+            let unfolded =
+                (conv - bn.mean[o]) / (bn.var[o] + 1e-3).sqrt() * bn.gamma[o] + bn.beta[o];
+            let folded = fw[2 * o] * x[0] + fw[2 * o + 1] * x[1] + fb[o];
+            assert!(
+                (unfolded - folded).abs() < 1e-5,
+                "channel {o}: {unfolded} vs {folded}"
+            );
+        }
+        // Hand-computed channel 0: s = 2 / sqrt(4.001).
+        let s = 2.0 / 4.001f64.sqrt();
+        assert!((f64::from(fw[1]) - 2.0 * s).abs() < 1e-6);
+        assert!((f64::from(fb[0]) - (0.1 - 0.3 * s)).abs() < 1e-6);
+    }
+
+    fn dims(v: &ValueInfoProto) -> Vec<Dim> {
+        v.dims().unwrap()
+    }
+
+    fn check_graph(kind: ModelKind, convs: usize, clips: usize, adds: usize, side: usize) {
+        let files = testutil::model_files(kind);
+        let weights = pth::read_state_dict(&std::fs::read(&files.weights).unwrap()).unwrap();
+        let bytes = build_model(kind, &weights, kind.weights_sha256())
+            .unwrap()
+            .to_bytes();
+        // What a reader of the file sees: decode the bytes.
+        let model = ModelProto::decode(bytes.as_slice()).unwrap();
+        assert_eq!((model.ir_version, model.opset_import[0].version), (8, 13));
+        let g = model.graph.unwrap();
+        let b = || Dim::Named("batch".to_string());
+        let s = kind.input_size();
+        assert_eq!(g.input.len(), 1);
+        assert_eq!(g.input[0].name, "input");
+        assert_eq!(
+            dims(&g.input[0]),
+            [b(), Dim::Fixed(3), Dim::Fixed(s), Dim::Fixed(s)]
+        );
+        let names: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["logits", "features", "feature_map"]);
+        assert_eq!(dims(&g.output[0]), [b(), Dim::Fixed(1000)]);
+        assert_eq!(dims(&g.output[1]), [b(), Dim::Fixed(1280)]);
+        assert_eq!(
+            dims(&g.output[2]),
+            [b(), Dim::Fixed(1280), Dim::Fixed(side), Dim::Fixed(side)]
+        );
+        let count = |op: &str| g.node.iter().filter(|n| n.op_type == op).count();
+        assert_eq!(count("Conv"), convs);
+        assert_eq!(count("Add"), adds);
+        assert_eq!(count("Clip"), clips);
+        assert_eq!(count("BatchNormalization"), 0);
+        let stem = &g.node[0];
+        assert_eq!(
+            (stem.op_type.as_str(), stem.input[0].as_str()),
+            ("Conv", "input")
+        );
+        let pads = stem.attribute.iter().find(|a| a.name == "pads").unwrap();
+        assert_eq!(pads.ints, [0, 0, 1, 1]);
+        // Every node input is the graph input, an initializer or an earlier node's output.
+        let mut known: std::collections::HashSet<&str> =
+            g.initializer.iter().map(|t| t.name.as_str()).collect();
+        known.insert("input");
+        for n in &g.node {
+            for i in &n.input {
+                assert!(known.contains(i.as_str()), "{} reads undefined {i}", n.name);
+            }
+            known.extend(n.output.iter().map(String::as_str));
+        }
+    }
+
+    #[test]
+    fn lite0_graph_interface_and_structure() {
+        // 1 stem + 15 expand + 16 depthwise + 16 project + 1 head convs, all but the project
+        // convs followed by ReLU6; 9 residual blocks.
+        check_graph(ModelKind::Lite0, 49, 33, 9, 7);
+    }
+
+    #[test]
+    fn lite2_graph_interface_and_structure() {
+        // 1 stem + 20 expand + 21 depthwise + 21 project + 1 head; 14 residual blocks.
+        check_graph(ModelKind::Lite2, 64, 43, 14, 9);
+    }
+
+    #[test]
+    fn weights_of_another_network_are_rejected() {
+        let files = testutil::model_files(ModelKind::Lite0);
+        let weights = pth::read_state_dict(&std::fs::read(&files.weights).unwrap()).unwrap();
+        let err = build_model(ModelKind::Lite2, &weights, "").unwrap_err();
+        assert!(matches!(err, ModelError::Architecture { .. }), "{err}");
     }
 }

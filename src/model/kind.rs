@@ -152,7 +152,10 @@ mod tests {
     #[test]
     fn parses_short_and_full_names() {
         assert_eq!("lite0".parse::<ModelKind>().unwrap(), ModelKind::Lite0);
-        assert_eq!("EfficientNet-Lite2".parse::<ModelKind>().unwrap(), ModelKind::Lite2);
+        assert_eq!(
+            "EfficientNet-Lite2".parse::<ModelKind>().unwrap(),
+            ModelKind::Lite2
+        );
         assert!("lite1".parse::<ModelKind>().is_err());
         for k in ModelKind::ALL {
             assert_eq!(k.name().parse::<ModelKind>().unwrap(), k);

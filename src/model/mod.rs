@@ -30,4 +30,5 @@ pub use labels::{top_k, Class};
 pub use runtime::{Embedder, Embeddings};
 
 #[cfg(test)]
+#[cfg(test)]
 pub(crate) mod testutil;

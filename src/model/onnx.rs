@@ -194,11 +194,16 @@ impl ValueInfoProto {
         else {
             return None;
         };
-        t.shape.as_ref()?.dim.iter().map(|d| match &d.value {
-            Some(D::DimValue(n)) => usize::try_from(*n).ok().map(Dim::Fixed),
-            Some(D::DimParam(s)) => Some(Dim::Named(s.clone())),
-            _ => None,
-        }).collect()
+        t.shape
+            .as_ref()?
+            .dim
+            .iter()
+            .map(|d| match &d.value {
+                Some(D::DimValue(n)) => usize::try_from(*n).ok().map(Dim::Fixed),
+                Some(D::DimParam(s)) => Some(Dim::Named(s.clone())),
+                _ => None,
+            })
+            .collect()
     }
 }
 

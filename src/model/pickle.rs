@@ -153,7 +153,8 @@ impl<'a> Vm<'a> {
                 }
                 b'M' => {
                     let b = self.take(2)?;
-                    self.stack.push(Value::Int(i64::from(u16::from_le_bytes([b[0], b[1]]))));
+                    self.stack
+                        .push(Value::Int(i64::from(u16::from_le_bytes([b[0], b[1]]))));
                 }
                 b'J' => {
                     let v = i32::from_le_bytes(self.array4()?);
@@ -201,7 +202,8 @@ impl<'a> Vm<'a> {
                 b'c' => {
                     let module = self.line(at)?;
                     let name = self.line(at)?;
-                    self.stack.push(Value::Global(Rc::new(Global { module, name })));
+                    self.stack
+                        .push(Value::Global(Rc::new(Global { module, name })));
                 }
                 b')' => self.stack.push(seq_value(Vec::new(), true)),
                 b']' => self.stack.push(seq_value(Vec::new(), false)),
@@ -245,10 +247,8 @@ impl<'a> Vm<'a> {
                 b'Q' => {
                     let pid = self.pop(at)?;
                     let depth = pid.depth() + 1;
-                    let v = self.checked(
-                        Value::PersistentId(Rc::new(Node { depth, items: pid })),
-                        at,
-                    )?;
+                    let v =
+                        self.checked(Value::PersistentId(Rc::new(Node { depth, items: pid })), at)?;
                     self.stack.push(v);
                 }
                 b'R' => {
@@ -281,7 +281,12 @@ impl<'a> Vm<'a> {
                     let items = self.pop_mark(at)?;
                     self.set_items(items, at)?;
                 }
-                _ => return Err(FormatError::UnknownOpcode { opcode: op, offset: at }),
+                _ => {
+                    return Err(FormatError::UnknownOpcode {
+                        opcode: op,
+                        offset: at,
+                    })
+                }
             }
         }
     }
@@ -371,7 +376,12 @@ impl<'a> Vm<'a> {
 
     /// Takes a container for modification, copying it if it is shared (memo or another
     /// container holds it), within the copy budget.
-    fn unshare<T: Clone>(&mut self, rc: &mut Rc<Node<T>>, len: usize, at: usize) -> Result<(), FormatError> {
+    fn unshare<T: Clone>(
+        &mut self,
+        rc: &mut Rc<Node<T>>,
+        len: usize,
+        at: usize,
+    ) -> Result<(), FormatError> {
         if Rc::strong_count(rc) > 1 {
             self.copy_budget = self
                 .copy_budget
@@ -423,9 +433,9 @@ impl<'a> Vm<'a> {
         Ok(())
     }
 
-    /// `BUILD`: a dict state on a dict updates it (what `OrderedDict.__setstate__` amounts
-    /// to for the `_metadata` attribute is ignored: it is metadata); on an object the state is
-    /// kept.
+    /// `BUILD`: an object keeps its state for the caller. Anything else is returned as is: for
+    /// a state dict (an `OrderedDict`) the state only sets its `_metadata` attribute (module
+    /// versions), which inference does not need.
     fn build(&mut self, target: Value, state: Value, at: usize) -> Result<Value, FormatError> {
         match target {
             Value::Object(mut rc) => {
@@ -442,7 +452,11 @@ impl<'a> Vm<'a> {
 
 fn long(bytes: &[u8]) -> Value {
     if bytes.len() <= 8 {
-        let fill = if bytes.last().is_some_and(|b| b & 0x80 != 0) { 0xff } else { 0 };
+        let fill = if bytes.last().is_some_and(|b| b & 0x80 != 0) {
+            0xff
+        } else {
+            0
+        };
         let mut a = [fill; 8];
         a[..bytes.len()].copy_from_slice(bytes);
         Value::Int(i64::from_le_bytes(a))
@@ -549,12 +563,19 @@ mod tests {
     fn reduce_and_persistent_id_stay_inert() {
         let mut p = vec![0x80, 2];
         p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n");
-        p.extend([b'(', b'X', 3, 0, 0, 0, b'k', b'e', b'y', 0x85, b'Q', b'K', 4, b't', b'R', b'.']);
+        p.extend([
+            b'(', b'X', 3, 0, 0, 0, b'k', b'e', b'y', 0x85, b'Q', b'K', 4, b't', b'R', b'.',
+        ]);
         let (v, _) = parse(&p).unwrap();
         let Value::Object(o) = v else { panic!("{v:?}") };
-        assert!(o.items.callable.is_global("torch._utils", "_rebuild_tensor_v2"));
+        assert!(o
+            .items
+            .callable
+            .is_global("torch._utils", "_rebuild_tensor_v2"));
         let args = o.items.args.as_seq().unwrap();
-        let Value::PersistentId(pid) = &args[0] else { panic!() };
+        let Value::PersistentId(pid) = &args[0] else {
+            panic!()
+        };
         assert_eq!(pid.items.as_seq().unwrap(), &[str_("key")]);
         assert_eq!(args[1], Value::Int(4));
     }
@@ -575,15 +596,30 @@ mod tests {
     #[test]
     fn bad_input_is_an_error_not_a_panic() {
         assert!(matches!(parse(&[0x80]), Err(FormatError::Truncated { .. })));
-        assert!(matches!(parse(&[b'X', 0xff, 0xff, 0xff, 0x7f]), Err(FormatError::Truncated { .. })));
-        assert!(matches!(parse(&[b'X', 0xff, 0xff, 0xff, 0xff]), Err(FormatError::Malformed { .. })));
+        assert!(matches!(
+            parse(&[b'X', 0xff, 0xff, 0xff, 0x7f]),
+            Err(FormatError::Truncated { .. })
+        ));
+        assert!(matches!(
+            parse(&[b'X', 0xff, 0xff, 0xff, 0xff]),
+            Err(FormatError::Malformed { .. })
+        ));
         assert!(matches!(
             parse(&[0x80, 2, b'I', b'.']),
-            Err(FormatError::UnknownOpcode { opcode: b'I', offset: 2 })
+            Err(FormatError::UnknownOpcode {
+                opcode: b'I',
+                offset: 2
+            })
         ));
-        assert!(matches!(parse(&[b't', b'.']), Err(FormatError::Malformed { .. })));
-        assert!(matches!(parse(&[b'h', 5, b'.']), Err(FormatError::Malformed { .. })));
-        assert!(matches!(parse(&[b'K', 1, b's', b'.']), Err(FormatError::Malformed { .. })));
+        assert!(matches!(parse(b"t."), Err(FormatError::Malformed { .. })));
+        assert!(matches!(
+            parse(&[b'h', 5, b'.']),
+            Err(FormatError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse(&[b'K', 1, b's', b'.']),
+            Err(FormatError::Malformed { .. })
+        ));
         // A million nested 1-tuples: rejected by the depth limit, no stack overflow.
         let mut deep = vec![b'N'];
         deep.extend(std::iter::repeat_n(0x85, 1_000_000));

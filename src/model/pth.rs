@@ -20,12 +20,6 @@ pub struct Tensor {
     pub data: Vec<f32>,
 }
 
-impl Tensor {
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
-    }
-}
-
 /// Reads a state dict of float32 tensors. int64 `num_batches_tracked` counters (BatchNorm
 /// training bookkeeping) are skipped; any other non-float tensor is an error.
 pub fn read_state_dict(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, FormatError> {
@@ -42,7 +36,6 @@ pub fn read_state_dict(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>, FormatE
     check_sys_info(&next()?)?;
     let state = next()?;
     let keys = next()?;
-    drop(next);
 
     let entries = state
         .as_dict()
@@ -101,7 +94,11 @@ impl TensorRef {
         let Value::Object(obj) = v else {
             return Err(bad(name, "not a tensor"));
         };
-        if !obj.items.callable.is_global("torch._utils", "_rebuild_tensor_v2") {
+        if !obj
+            .items
+            .callable
+            .is_global("torch._utils", "_rebuild_tensor_v2")
+        {
             return Err(bad(name, "not rebuilt by torch._utils._rebuild_tensor_v2"));
         }
         let args = obj.items.args.as_seq().filter(|a| a.len() >= 4);
@@ -122,7 +119,9 @@ impl TensorRef {
         } else {
             return Err(bad(name, &format!("unsupported storage type {:?}", pid[1])));
         };
-        let key = pid[2].as_str().ok_or_else(|| bad(name, "storage key is not a string"))?;
+        let key = pid[2]
+            .as_str()
+            .ok_or_else(|| bad(name, "storage key is not a string"))?;
         Ok(TensorRef {
             key: key.to_string(),
             dtype,
@@ -147,9 +146,13 @@ impl TensorRef {
             .filter(|&n| n <= len)
             .ok_or_else(|| bad(name, "more elements than its storage holds"))?;
         if numel > 0 {
-            let last = self.shape.iter().zip(&self.stride).try_fold(self.offset, |a, (&d, &s)| {
-                (d - 1).checked_mul(s).and_then(|x| x.checked_add(a))
-            });
+            let last = self
+                .shape
+                .iter()
+                .zip(&self.stride)
+                .try_fold(self.offset, |a, (&d, &s)| {
+                    (d - 1).checked_mul(s).and_then(|x| x.checked_add(a))
+                });
             if last.is_none_or(|l| l >= len) {
                 return Err(bad(name, "strides reach past the end of its storage"));
             }
@@ -161,7 +164,12 @@ impl TensorRef {
         let mut data = Vec::with_capacity(numel);
         let mut index = vec![0usize; self.shape.len()];
         for _ in 0..numel {
-            let off: usize = self.offset + index.iter().zip(&self.stride).map(|(i, s)| i * s).sum::<usize>();
+            let off: usize = self.offset
+                + index
+                    .iter()
+                    .zip(&self.stride)
+                    .map(|(i, s)| i * s)
+                    .sum::<usize>();
             data.push(at(off));
             for d in (0..index.len()).rev() {
                 index[d] += 1;
@@ -217,23 +225,29 @@ fn read_storages<'a>(
 
 fn check_magic(v: &Value) -> Result<(), FormatError> {
     let ok = match v {
-        Value::BigInt(b) => b.len() <= 16 && {
-            let mut a = [0u8; 16];
-            a[..b.len()].copy_from_slice(b);
-            u128::from_le_bytes(a) == MAGIC
-        },
+        Value::BigInt(b) => {
+            b.len() <= 16 && {
+                let mut a = [0u8; 16];
+                a[..b.len()].copy_from_slice(b);
+                u128::from_le_bytes(a) == MAGIC
+            }
+        }
         _ => false,
     };
     if ok {
         Ok(())
     } else {
-        Err(not_legacy("no torch magic number (a zip-format .pth, or not torch at all)"))
+        Err(not_legacy(
+            "no torch magic number (a zip-format .pth, or not torch at all)",
+        ))
     }
 }
 
 /// The weights must have been saved little-endian, as the storages are read that way.
 fn check_sys_info(v: &Value) -> Result<(), FormatError> {
-    let info = v.as_dict().ok_or_else(|| not_legacy("system info is not a dict"))?;
+    let info = v
+        .as_dict()
+        .ok_or_else(|| not_legacy("system info is not a dict"))?;
     let little = info
         .iter()
         .find(|(k, _)| k.as_str() == Some("little_endian"))
@@ -251,14 +265,18 @@ fn to_usize(name: &str, v: &Value) -> Result<usize, FormatError> {
 }
 
 fn usizes(name: &str, v: &Value) -> Result<Vec<usize>, FormatError> {
-    let items = v.as_seq().ok_or_else(|| bad(name, "shape or stride is not a tuple"))?;
+    let items = v
+        .as_seq()
+        .ok_or_else(|| bad(name, "shape or stride is not a tuple"))?;
     items.iter().map(|i| to_usize(name, i)).collect()
 }
 
 /// Makes an error found inside one pickle point at its offset in the whole file.
 fn shift(e: FormatError, base: usize) -> FormatError {
     match e {
-        FormatError::Truncated { offset } => FormatError::Truncated { offset: offset + base },
+        FormatError::Truncated { offset } => FormatError::Truncated {
+            offset: offset + base,
+        },
         FormatError::UnknownOpcode { opcode, offset } => FormatError::UnknownOpcode {
             opcode,
             offset: offset + base,
@@ -311,10 +329,28 @@ mod tests {
             }
             self.op(b"t")
         }
-        fn tensor(&mut self, name: &str, ty: &str, key: &str, off: u32, shape: &[u32], stride: &[u32]) -> &mut Self {
-            self.s(name).op(b"ctorch._utils\n_rebuild_tensor_v2\n(").op(b"(").s("storage");
-            self.op(format!("ctorch\n{ty}\n").as_bytes()).s(key).s("cpu").op(b"K\x06Nt");
-            self.op(b"QJ").op(&off.to_le_bytes()).ints(shape).ints(stride).op(b"\x89}tR")
+        fn tensor(
+            &mut self,
+            name: &str,
+            ty: &str,
+            key: &str,
+            off: u32,
+            shape: &[u32],
+            stride: &[u32],
+        ) -> &mut Self {
+            self.s(name)
+                .op(b"ctorch._utils\n_rebuild_tensor_v2\n(")
+                .op(b"(")
+                .s("storage");
+            self.op(format!("ctorch\n{ty}\n").as_bytes())
+                .s(key)
+                .s("cpu")
+                .op(b"K\x06Nt");
+            self.op(b"QJ")
+                .op(&off.to_le_bytes())
+                .ints(shape)
+                .ints(stride)
+                .op(b"\x89}tR")
         }
     }
 
@@ -323,7 +359,9 @@ mod tests {
     fn tiny_file(w_stride: &[u32]) -> Vec<u8> {
         let mut f = P::new();
         f.op(&[0x8a, 10]).op(&MAGIC.to_le_bytes()[..10]).op(b".");
-        f.op(&[0x80, 2, b'M', 0xe9, 0x03, b'.', 0x80, 2, b'}', b'(']).s("little_endian").op(b"\x88u.");
+        f.op(&[0x80, 2, b'M', 0xe9, 0x03, b'.', 0x80, 2, b'}', b'('])
+            .s("little_endian")
+            .op(b"\x88u.");
         f.op(&[0x80, 2]).op(b"ccollections\nOrderedDict\n)R(");
         f.tensor("w", "FloatStorage", "a", 0, &[2, 3], w_stride);
         f.tensor("b", "FloatStorage", "a", 4, &[2], &[1]);
@@ -349,7 +387,10 @@ mod tests {
     #[test]
     fn strides_past_the_storage_are_an_error() {
         let err = read_state_dict(&tiny_file(&[1, 3])).unwrap_err();
-        assert!(matches!(err, FormatError::BadTensor { ref name, .. } if name == "w"), "{err}");
+        assert!(
+            matches!(err, FormatError::BadTensor { ref name, .. } if name == "w"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -370,7 +411,10 @@ mod tests {
         // Expected values from Python's pickle + numpy as_strided on the same file.
         let stem = &sd["_conv_stem.weight"];
         assert_eq!(stem.shape, vec![32, 3, 3, 3]);
-        assert_eq!(&stem.data[..3], &[-1.110_336_1, -1.308_770_4, -0.010_156_915]);
+        assert_eq!(
+            &stem.data[..3],
+            &[-1.110_336_1, -1.308_770_4, -0.010_156_915]
+        );
         let at = |t: &Tensor, i: [usize; 4]| {
             let s = &t.shape;
             t.data[((i[0] * s[1] + i[1]) * s[2] + i[2]) * s[3] + i[3]]
@@ -398,6 +442,9 @@ mod tests {
         assert_eq!(sd["_conv_head.weight"].shape, vec![1280, 352, 1, 1]);
         let dw = &sd["_blocks.20._depthwise_conv.weight"];
         assert_eq!(dw.shape, vec![1248, 1, 3, 3]);
-        assert_eq!(&dw.data[1000 * 9 + 3..1000 * 9 + 6], &[0.091_491_97, 0.020_408_869, 0.087_691_28]);
+        assert_eq!(
+            &dw.data[1000 * 9 + 3..1000 * 9 + 6],
+            &[0.091_491_97, 0.020_408_869, 0.087_691_28]
+        );
     }
 }

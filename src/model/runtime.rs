@@ -134,8 +134,83 @@ impl Embedder {
 
 /// Scales to unit length; an all-zero vector stays zero (no NaN).
 fn l2_normalise(v: &mut [f32]) {
-    let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+    let norm = v
+        .iter()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
     if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x = (f64::from(*x) / norm) as f32);
+        v.iter_mut()
+            .for_each(|x| *x = (f64::from(*x) / norm) as f32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::testutil;
+
+    /// Two synthetic images of diagonal stripes (no decoder needed), NCHW.
+    fn stripes(s: usize) -> Vec<f32> {
+        let mut v = Vec::with_capacity(2 * 3 * s * s);
+        for k in 0..2 {
+            for c in 0..3 {
+                for y in 0..s {
+                    for x in 0..s {
+                        v.push(
+                            ((x * 7 + y * 13 + c * 29 + k * 101) % 256) as f32 / 128.0
+                                - 127.0 / 128.0,
+                        );
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// Expected values from Python onnxruntime 1.32 on the same graph and input.
+    fn check(kind: ModelKind, logits0: [f32; 4], top1: f32, feature0: [f32; 3]) {
+        let embedder = Embedder::load(&testutil::model_files(kind), 2).unwrap();
+        assert_eq!(embedder.input_size(), kind.input_size());
+        let e = embedder.embed(&stripes(kind.input_size()), 2).unwrap();
+        assert_eq!((e.n, e.features.len(), e.logits.len()), (2, 2 * 1280, 2000));
+        for (a, b) in e.logits_of(0)[..4].iter().zip(logits0) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
+        assert!((e.logits_of(1)[905] - top1).abs() < 1e-4);
+        for i in 0..2 {
+            assert_eq!(
+                crate::model::top_k(e.logits_of(i), 1)[0].index,
+                905,
+                "window shade"
+            );
+            let norm: f32 = e.feature(i).iter().map(|x| x * x).sum();
+            assert!((norm - 1.0).abs() < 1e-5);
+        }
+        for (a, b) in e.feature(0)[..3].iter().zip(feature0) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        let err = embedder.embed(&[0.0; 10], 1).unwrap_err();
+        assert!(matches!(err, ModelError::BadInput(_)));
+    }
+
+    #[test]
+    fn lite0_matches_python_onnxruntime() {
+        check(
+            ModelKind::Lite0,
+            [-1.061_899_9, 0.059_210_3, 1.660_324_6, -1.299_806_6],
+            10.842_258,
+            [0.007_317_224_5, 0.0, 0.0],
+        );
+    }
+
+    #[test]
+    fn lite2_matches_python_onnxruntime() {
+        check(
+            ModelKind::Lite2,
+            [-1.278_954, -0.013_071_835, -0.291_371_82, -0.882_619_4],
+            7.860_521,
+            [0.0, 0.041_648_142, 0.005_917_48],
+        );
     }
 }

@@ -14,6 +14,9 @@ pub(crate) fn model_files(kind: ModelKind) -> ModelFiles {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/models"));
     ModelStore::new(&dir).ensure(kind).unwrap_or_else(|e| {
-        panic!("model {kind} not available in {}: {e} (needs python3 -m pip and network once)", dir.display())
+        panic!(
+            "model {kind} not available in {}: {e} (needs python3 -m pip and network once)",
+            dir.display()
+        )
     })
 }
