@@ -14,7 +14,10 @@ use lookalike::image::{self, Limits, Preprocessor};
 use lookalike::model::{Embedder, ModelKind, ModelStore};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let rounds = |i: usize| args.get(i).and_then(|r| r.parse().ok()).unwrap_or(5);
     match args.first().map(String::as_str) {
         Some("embed") => embed(args.get(1).map_or("lite0", String::as_str), rounds(2)),
@@ -38,10 +41,15 @@ fn embed(model: &str, rounds: usize) {
     let kind: ModelKind = model.parse().expect("lite0 or lite2");
     let files = ModelStore::new(model_dir()).ensure(kind).expect("model");
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let featurizer = Featurizer::new(Embedder::load(&files, threads).expect("load"), Limits::default());
+    let featurizer = Featurizer::new(
+        Embedder::load(&files, threads).expect("load"),
+        Limits::default(),
+    );
     let len = featurizer.tensor_len();
     // A deterministic input in the network's range; content does not change the work done.
-    let batch: Vec<f32> = (0..BATCH_SIZE * len).map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0).collect();
+    let batch: Vec<f32> = (0..BATCH_SIZE * len)
+        .map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0)
+        .collect();
     featurizer.embed(&batch, BATCH_SIZE).expect("warm-up");
     let per_round = 8;
     let rates: Vec<f64> = (0..rounds)
@@ -76,7 +84,8 @@ fn decode(dir: &Path, rounds: usize) {
             let start = Instant::now();
             for p in &paths {
                 let decoded = image::decode_file(p, pre.short_side(), &limits).expect("decode");
-                pre.preprocess(&decoded.image, &mut out).expect("preprocess");
+                pre.preprocess(&decoded.image, &mut out)
+                    .expect("preprocess");
             }
             paths.len() as f64 / start.elapsed().as_secs_f64()
         })

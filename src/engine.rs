@@ -9,8 +9,7 @@ use crate::error::{Error, Result};
 use crate::featurizer::{Embedded, Featurizer};
 use crate::image::Limits;
 use crate::index::{
-    IndexError,
-    Hit, Index, IndexConfig, ItemId, ItemRecord, MediaKind, NewFile, NewItem,
+    Hit, Index, IndexConfig, IndexError, ItemId, ItemRecord, MediaKind, NewFile, NewItem,
     SearchMode, Stats,
 };
 use crate::ingest::{self, IngestOptions, IngestReport};
@@ -98,7 +97,7 @@ impl Engine {
         let files = ModelStore::new(options.model_dir.clone()).ensure(built_with)?;
         let embedder = Embedder::load(&files, options.threads)?;
         Ok(Engine {
-            featurizer: Featurizer::new(embedder, options.limits.clone()),
+            featurizer: Featurizer::new(embedder, options.limits),
             index: SharedIndex(RwLock::new(index)),
         })
     }
@@ -188,7 +187,9 @@ impl Engine {
         let Some(record) = index.items_for_path(key)?.into_iter().next() else {
             return Ok(None);
         };
-        let current = std::fs::metadata(&canonical).map(|m| ingest::stamp_of(&m)).ok();
+        let current = std::fs::metadata(&canonical)
+            .map(|m| ingest::stamp_of(&m))
+            .ok();
         if current != Some(record.stamp) {
             return Ok(None);
         }
@@ -236,7 +237,6 @@ impl Engine {
     pub fn for_each_vector(&self, f: impl FnMut(&ItemRecord, &[f32])) -> Result<()> {
         Ok(self.index.read()?.for_each_vector(f)?)
     }
-
 }
 
 fn lock_poisoned() -> Error {

@@ -26,7 +26,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The index was built with another model than the one asked for.
-    #[error("the index was built with {index}, not {asked}: use another --db, or leave --model out")]
+    #[error(
+        "the index was built with {index}, not {asked}: use another --db, or leave --model out"
+    )]
     ModelMismatch { index: String, asked: String },
     /// No indexed item has this id.
     #[error("no indexed item with id {0}")]

@@ -26,6 +26,9 @@ pub struct Embedded {
     pub height: u32,
 }
 
+/// A preprocessed image and its original size.
+type PreparedTensor = (Vec<f32>, (u32, u32));
+
 pub struct Featurizer {
     embedder: Embedder,
     preprocessor: Preprocessor,
@@ -107,11 +110,17 @@ impl Featurizer {
                 batch.extend_from_slice(tensor);
             }
             let n = batch.len() / self.tensor_len();
-            let out = if n > 0 { Some(self.embed(&batch, n)?) } else { None };
+            let out = if n > 0 {
+                Some(self.embed(&batch, n)?)
+            } else {
+                None
+            };
             let mut row = 0;
             for item in prepared {
                 results.push(item.map(|(_, (width, height))| {
-                    let out = out.as_ref().expect("a readable image makes the batch non-empty");
+                    let out = out
+                        .as_ref()
+                        .expect("a readable image makes the batch non-empty");
                     let embedded = Embedded {
                         vector: out.feature(row).to_vec(),
                         logits: out.logits_of(row).to_vec(),
@@ -131,7 +140,7 @@ impl Featurizer {
         &self,
         paths: &[PathBuf],
         threads: usize,
-    ) -> Vec<Result<(Vec<f32>, (u32, u32)), ImageError>> {
+    ) -> Vec<Result<PreparedTensor, ImageError>> {
         let slots: Vec<Mutex<Option<_>>> = paths.iter().map(|_| Mutex::new(None)).collect();
         let next = AtomicUsize::new(0);
         std::thread::scope(|scope| {
@@ -140,7 +149,9 @@ impl Featurizer {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(path) = paths.get(i) else { break };
                     let mut tensor = vec![0.0; self.tensor_len()];
-                    let result = self.prepare_file(path, &mut tensor).map(|dims| (tensor, dims));
+                    let result = self
+                        .prepare_file(path, &mut tensor)
+                        .map(|dims| (tensor, dims));
                     if let Ok(mut slot) = slots[i].lock() {
                         *slot = Some(result);
                     }
@@ -150,10 +161,11 @@ impl Featurizer {
         slots
             .into_iter()
             .map(|slot| {
-                slot.into_inner()
-                    .ok()
-                    .flatten()
-                    .unwrap_or_else(|| Err(ImageError::Io(std::io::Error::other("decoder thread failed"))))
+                slot.into_inner().ok().flatten().unwrap_or_else(|| {
+                    Err(ImageError::Io(std::io::Error::other(
+                        "decoder thread failed",
+                    )))
+                })
             })
             .collect()
     }

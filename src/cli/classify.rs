@@ -35,13 +35,20 @@ pub fn run(global: &Global, args: ClassifyArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let featurizer = Featurizer::new(Embedder::load(&files, threads)?, Limits::default());
     let mut failed = false;
-    for (path, result) in args.images.iter().zip(featurizer.embed_files(&args.images, threads)?) {
+    for (path, result) in args
+        .images
+        .iter()
+        .zip(featurizer.embed_files(&args.images, threads)?)
+    {
         let classes = match result {
             Ok(embedded) => top_k(&embedded.logits, args.k),
             Err(e) => {
                 failed = true;
                 if args.json {
-                    println!("{}", json!({"image": path, "classes": [], "error": e.to_string()}));
+                    println!(
+                        "{}",
+                        json!({"image": path, "classes": [], "error": e.to_string()})
+                    );
                 } else {
                     println!("{}\n  error: {e}", path.display());
                 }
@@ -57,9 +64,18 @@ pub fn run(global: &Global, args: ClassifyArgs) -> Result<ExitCode> {
         } else {
             println!("{}", path.display());
             for c in &classes {
-                println!("  {:>6.2}%  {} ({})", c.probability * 100.0, c.name, c.index);
+                println!(
+                    "  {:>6.2}%  {} ({})",
+                    c.probability * 100.0,
+                    c.name,
+                    c.index
+                );
             }
         }
     }
-    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -79,10 +79,18 @@ pub fn run(global: &Global, args: IndexArgs) -> Result<ExitCode> {
             report.unchanged,
             report.removed,
             report.failed.len(),
-            if report.cancelled { " (stopped early: run again to resume)" } else { "" }
+            if report.cancelled {
+                " (stopped early: run again to resume)"
+            } else {
+                ""
+            }
         );
     }
-    Ok(if report.cancelled { ExitCode::from(130) } else { ExitCode::SUCCESS })
+    Ok(if report.cancelled {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// A progress bar with count, rate and ETA on a terminal; plain log lines every few seconds
@@ -127,7 +135,12 @@ impl Bar {
                     let Ok(mut last) = last.lock() else { return };
                     if last.elapsed() >= LOG_EVERY {
                         *last = Instant::now();
-                        info!(done = p.done, total = p.total, skipped = p.failed, "indexing");
+                        info!(
+                            done = p.done,
+                            total = p.total,
+                            skipped = p.failed,
+                            "indexing"
+                        );
                     }
                 })
             }

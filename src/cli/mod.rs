@@ -16,7 +16,11 @@ use lookalike::engine::{Engine, EngineOptions};
 use lookalike::model::{ModelKind, ModelStore};
 
 #[derive(Parser)]
-#[command(name = "lookalike", version, about = "Self-hosted image search: index photos, find look-alikes.")]
+#[command(
+    name = "lookalike",
+    version,
+    about = "Self-hosted image search: index photos, find look-alikes."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -84,8 +88,10 @@ pub fn init_logging(verbose: u8, quiet: bool) {
         (false, 1) => "debug",
         (false, _) => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("LOOKALIKE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,lookalike={default}")));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("LOOKALIKE_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("warn,lookalike={default}"))
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

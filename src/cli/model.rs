@@ -56,10 +56,21 @@ fn print_info(files: &ModelFiles, as_json: bool) {
         );
     } else {
         println!("model:        {}", kind.name());
-        println!("input:        {0}x{0} RGB, (x - 127) / 128", kind.input_size());
+        println!(
+            "input:        {0}x{0} RGB, (x - 127) / 128",
+            kind.input_size()
+        );
         println!("features:     {}-d, L2-normalised", kind.feature_dim());
-        println!("weights:      {}\n              sha256 {}", files.weights.display(), files.weights_sha256);
-        println!("onnx:         {}\n              sha256 {}", files.onnx.display(), files.onnx_sha256);
+        println!(
+            "weights:      {}\n              sha256 {}",
+            files.weights.display(),
+            files.weights_sha256
+        );
+        println!(
+            "onnx:         {}\n              sha256 {}",
+            files.onnx.display(),
+            files.onnx_sha256
+        );
         println!(
             "onnxruntime:  {} {}\n              sha256 {}",
             runtime,

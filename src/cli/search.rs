@@ -80,7 +80,11 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
             .and_then(|v| engine.search_vector(&v, args.k, mode));
         outputs.push(output(id.to_string(), result));
     }
-    for (query, vector) in args.images.iter().zip(query_vectors(&engine, &args.images)?) {
+    for (query, vector) in args
+        .images
+        .iter()
+        .zip(query_vectors(&engine, &args.images)?)
+    {
         let result = vector.and_then(|v| engine.search_vector(&v, args.k, mode));
         outputs.push(output(query.display().to_string(), result));
     }
@@ -94,7 +98,11 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
             print_text(out);
         }
     }
-    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// The feature vector of each query file: its stored vector when it is indexed and unchanged,
@@ -147,8 +155,20 @@ fn print_text(out: &QueryOutput) {
     }
     for (rank, row) in out.results.iter().enumerate() {
         match row.t {
-            Some(t) => println!("  {:>3}. {:.4}  {} @ {t:.1}s  (id {})", rank + 1, row.score, row.path, row.id),
-            None => println!("  {:>3}. {:.4}  {}  (id {})", rank + 1, row.score, row.path, row.id),
+            Some(t) => println!(
+                "  {:>3}. {:.4}  {} @ {t:.1}s  (id {})",
+                rank + 1,
+                row.score,
+                row.path,
+                row.id
+            ),
+            None => println!(
+                "  {:>3}. {:.4}  {}  (id {})",
+                rank + 1,
+                row.score,
+                row.path,
+                row.id
+            ),
         }
     }
 }

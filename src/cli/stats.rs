@@ -22,7 +22,10 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<ExitCode> {
     } else {
         println!("index:  {}", global.db_dir()?.display());
         println!("model:  {} ({}-d)", stats.model, stats.dim);
-        println!("files:  {} ({} images, {} videos)", stats.files, stats.images, stats.videos);
+        println!(
+            "files:  {} ({} images, {} videos)",
+            stats.files, stats.images, stats.videos
+        );
         println!("items:  {}", stats.items);
         println!(
             "size:   {:.1} MB catalog, {:.1} MB ANN",

@@ -59,7 +59,11 @@ impl Preprocessor {
     /// # Panics
     /// If `out` has the wrong length (a programming error).
     pub fn preprocess(&self, image: &RgbImage, out: &mut [f32]) -> Result<(), ImageError> {
-        assert_eq!(out.len(), self.tensor_len(), "tensor buffer has the wrong length");
+        assert_eq!(
+            out.len(),
+            self.tensor_len(),
+            "tensor buffer has the wrong length"
+        );
         let (width, height) = image.dimensions();
         if width == 0 || height == 0 {
             return Err(ImageError::Resize("the image has no pixels".into()));
@@ -122,7 +126,7 @@ mod tests {
         assert_eq!(Preprocessor::new(224).short_side(), 256);
         assert_eq!(Preprocessor::new(260).short_side(), 297); // 297.14
         assert_eq!(Preprocessor::new(240).short_side(), 274); // 274.29
-        // 7 * 256 / 224 = 8 exactly; 21 * 256 / 224 = 24 exactly.
+                                                              // 7 * 256 / 224 = 8 exactly; 21 * 256 / 224 = 24 exactly.
         assert_eq!(Preprocessor::new(7).short_side(), 8);
         assert_eq!(Preprocessor::new(21).short_side(), 24);
     }
@@ -136,10 +140,16 @@ mod tests {
         assert_eq!((g.left, g.top), (80, 16));
         // Portrait 720x1440: 256 x 512, crop at (16, 144).
         let g = p.geometry(720, 1440);
-        assert_eq!((g.resized_width, g.resized_height, g.left, g.top), (256, 512, 16, 144));
+        assert_eq!(
+            (g.resized_width, g.resized_height, g.left, g.top),
+            (256, 512, 16, 144)
+        );
         // A tiny 1x1 image is scaled up to 256x256.
         let g = p.geometry(1, 1);
-        assert_eq!((g.resized_width, g.resized_height, g.left, g.top), (256, 256, 16, 16));
+        assert_eq!(
+            (g.resized_width, g.resized_height, g.left, g.top),
+            (256, 256, 16, 16)
+        );
         // Extreme aspect ratio: 10000x10 -> 256000x256.
         let g = p.geometry(10000, 10);
         assert_eq!((g.resized_width, g.resized_height), (256000, 256));

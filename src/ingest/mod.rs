@@ -14,6 +14,6 @@
 mod pipeline;
 mod scan;
 
-pub use pipeline::{IngestOptions, IngestReport, Progress, ProgressFn};
 pub(crate) use pipeline::run;
+pub use pipeline::{IngestOptions, IngestReport, Progress, ProgressFn};
 pub use scan::{is_supported_image, plan, stamp_of, Candidate, ScanPlan};

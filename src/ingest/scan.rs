@@ -95,7 +95,8 @@ pub fn plan(roots: &[PathBuf], known: &HashMap<String, FileStamp>) -> ScanPlan {
             let stamp = match entry.metadata() {
                 Ok(m) => stamp_of(&m),
                 Err(e) => {
-                    plan.unreadable.push((entry.path().to_path_buf(), e.to_string()));
+                    plan.unreadable
+                        .push((entry.path().to_path_buf(), e.to_string()));
                     continue;
                 }
             };
@@ -160,13 +161,29 @@ mod tests {
         let elsewhere = "/elsewhere/c.jpg".to_owned();
         let mut known = HashMap::new();
         known.insert(a.clone(), stamp_of(&std::fs::metadata(&a).unwrap()));
-        known.insert(gone.clone(), FileStamp { size: 1, mtime_ns: 1 });
-        known.insert(elsewhere, FileStamp { size: 1, mtime_ns: 1 });
+        known.insert(
+            gone.clone(),
+            FileStamp {
+                size: 1,
+                mtime_ns: 1,
+            },
+        );
+        known.insert(
+            elsewhere,
+            FileStamp {
+                size: 1,
+                mtime_ns: 1,
+            },
+        );
 
-        let plan = plan(&[root.clone()], &known);
+        let plan = plan(std::slice::from_ref(&root), &known);
         assert_eq!(plan.unchanged, 1);
         let new: Vec<_> = plan.to_index.iter().map(|c| c.path.clone()).collect();
         assert_eq!(new, vec![root.join("b.png")]);
-        assert_eq!(plan.vanished, vec![gone], "only vanished files under the root are pruned");
+        assert_eq!(
+            plan.vanished,
+            vec![gone],
+            "only vanished files under the root are pruned"
+        );
     }
 }
