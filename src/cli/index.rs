@@ -28,6 +28,9 @@ pub struct IndexArgs {
     /// Decoder threads [default: all cores]
     #[arg(long, value_name = "N")]
     decode_threads: Option<usize>,
+    /// Files per catalog transaction (smaller: less redone after a crash; larger: faster)
+    #[arg(long, value_name = "N", default_value_t = IngestOptions::default().commit_every)]
+    commit_every: usize,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
@@ -39,6 +42,7 @@ pub fn run(global: &Global, args: IndexArgs) -> Result<ExitCode> {
     if let Some(n) = args.decode_threads {
         options.decode_threads = n.max(1);
     }
+    options.commit_every = args.commit_every.max(1);
     let cancel = options.cancel.clone();
     ctrlc::set_handler(move || {
         if cancel.swap(true, Ordering::SeqCst) {
