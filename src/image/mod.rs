@@ -1,1 +1,175 @@
 //! Image decoding and preprocessing: files and bytes in, model-ready tensors out.
+//!
+//! Every user file goes through [`decode_file`] or [`decode_bytes`]: the content's magic bytes
+//! pick the decoder (never the file name), the header's pixel count is checked against
+//! [`Limits`] before any pixel memory is allocated, JPEGs are shrunk in the DCT domain when the
+//! caller needs far fewer pixels than the file holds (the biggest saving on camera photos), EXIF
+//! orientation is applied, and whatever the source (grey, palette, 16-bit, alpha, CMYK) the
+//! result is 8-bit RGB with transparency composited on white. [`Preprocessor`] then turns it
+//! into the model's CHW float tensor exactly as the classic Python pipeline does.
+//!
+//! Bad input never panics: it comes back as a typed [`ImageError`] whose message tells the
+//! user what is wrong with their file.
+
+mod error;
+mod jpeg;
+mod other;
+mod preprocess;
+mod sniff;
+mod thumbnail;
+mod turbo;
+
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+
+pub use error::ImageError;
+pub use preprocess::Preprocessor;
+pub use sniff::{sniff, SNIFF_LEN};
+pub use thumbnail::thumbnail_jpeg;
+
+/// Resource limits for decoding untrusted input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most pixels (width x height, as declared by the header) an image may have.
+    pub max_pixels: u64,
+    /// Most bytes a file or upload may have.
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    /// 128 megapixels covers every camera sold today (the largest are ~100 MP) while capping a
+    /// decode at ~400 MB of RGB; 256 MiB covers any real photo file.
+    fn default() -> Self {
+        Limits {
+            max_pixels: 128_000_000,
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// Rejects headers with no pixels or more than `max_pixels`, before anything is allocated.
+    fn check(&self, format: Format, width: u32, height: u32) -> Result<(), ImageError> {
+        if width == 0 || height == 0 {
+            return Err(ImageError::Corrupt {
+                format,
+                reason: format!("the header says the image is {width}x{height} pixels"),
+            });
+        }
+        if u64::from(width) * u64::from(height) > self.max_pixels {
+            return Err(ImageError::TooLarge {
+                width,
+                height,
+                limit: self.max_pixels,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The image formats lookalike decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Jpeg,
+    Png,
+    WebP,
+    Gif,
+    Bmp,
+    Tiff,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Jpeg => "JPEG",
+            Format::Png => "PNG",
+            Format::WebP => "WebP",
+            Format::Gif => "GIF",
+            Format::Bmp => "BMP",
+            Format::Tiff => "TIFF",
+        })
+    }
+}
+
+/// A decoded image, upright and in 8-bit RGB.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    /// The pixels; possibly smaller than `width` x `height` when the decoder shrank a JPEG in
+    /// the DCT domain (see `min_side` in [`decode_bytes`]).
+    pub image: image::RgbImage,
+    /// The original width, after EXIF orientation (what the user sees in a viewer).
+    pub width: u32,
+    /// The original height, after EXIF orientation.
+    pub height: u32,
+    pub format: Format,
+}
+
+/// Decodes the file at `path`; see [`decode_bytes`]. The byte limit is checked from the file's
+/// metadata before reading, and again while reading (a file may grow, or be a device whose
+/// metadata says 0 bytes).
+pub fn decode_file(path: &Path, min_side: u32, limits: &Limits) -> Result<Decoded, ImageError> {
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    if size > limits.max_bytes {
+        return Err(ImageError::FileTooLarge {
+            size,
+            limit: limits.max_bytes,
+        });
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(limits.max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    decode_bytes(&bytes, min_side, limits)
+}
+
+/// Decodes an image held in memory (a file's content or an upload).
+///
+/// `min_side`: the decoder may return a smaller image than the original, as long as its shorter
+/// side stays >= `min_side` (0 = always full size). Only JPEG shrinks (in the DCT domain, by
+/// 1/2, 1/4 or 1/8, the largest reduction that keeps the shorter side >= `min_side`, as
+/// Pillow's `draft` picks it); other formats come back at full size.
+pub fn decode_bytes(bytes: &[u8], min_side: u32, limits: &Limits) -> Result<Decoded, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let size = bytes.len() as u64;
+    if size > limits.max_bytes {
+        return Err(ImageError::FileTooLarge {
+            size,
+            limit: limits.max_bytes,
+        });
+    }
+    let Some(format) = sniff(bytes) else {
+        return Err(match sniff::unsupported_format(bytes) {
+            Some(name) => ImageError::Unsupported(format!(
+                "{name} images cannot be decoded; convert it to JPEG or PNG"
+            )),
+            None => ImageError::NotAnImage,
+        });
+    };
+    match format {
+        Format::Jpeg => jpeg::decode(bytes, min_side, limits),
+        _ => other::decode(bytes, format, limits),
+    }
+}
+
+/// Applies an EXIF orientation to decoded pixels, returning them upright.
+fn orient(image: image::RgbImage, orientation: image::metadata::Orientation) -> image::RgbImage {
+    if orientation == image::metadata::Orientation::NoTransforms {
+        return image;
+    }
+    let mut dynamic = image::DynamicImage::ImageRgb8(image);
+    dynamic.apply_orientation(orientation);
+    dynamic.into_rgb8()
+}
+
+/// Whether an orientation swaps width and height (the 90/270 degree ones).
+fn swaps_axes(orientation: image::metadata::Orientation) -> bool {
+    use image::metadata::Orientation::*;
+    matches!(
+        orientation,
+        Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH
+    )
+}

@@ -1,1 +1,508 @@
 //! The index: a SQLite catalog (source of truth) and an HNSW index derived from it.
+//!
+//! An index is a directory holding `catalog.sqlite` (files, items and their f32 vectors, WAL
+//! mode) and `ann-<items>-<tombstones>.usearch` snapshots of the HNSW graph. Crash safety comes
+//! from never trusting the derived part: every open checks the newest snapshot against the
+//! catalog and replays what it misses (or rebuilds it), so a `kill -9` at any moment loses
+//! nothing committed and cannot leave the two disagreeing.
+//!
+//! One process writes ([`Index::create_or_open`], [`Index::open`]); any number read
+//! ([`Index::open_read_only`]) and pick up the writer's commits with [`Index::refresh`].
+
+mod ann;
+mod catalog;
+mod error;
+mod flat;
+mod types;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+pub use ann::HnswParams;
+pub use error::IndexError;
+pub use types::{
+    FileStamp, Hit, IndexConfig, ItemId, ItemRecord, MediaKind, NewFile, NewItem, SearchMode, Stats,
+};
+
+use ann::{Ann, Role};
+use catalog::{ReadPool, CATALOG_FILE, RECORD_COLUMNS};
+use flat::{dot, Scored, TopK};
+
+/// Extra ANN candidates fetched beyond `k`: they are re-scored with the exact f32 vectors, and
+/// make up for hits that another process removed since our last refresh.
+fn candidates_for(k: usize) -> usize {
+    k + k / 2 + 8
+}
+
+/// A handle on an index directory. `Send + Sync`: searches (`&self`) may run on many threads.
+pub struct Index {
+    dir: PathBuf,
+    config: IndexConfig,
+    /// The write connection; None for a read-only handle.
+    writer: Option<Mutex<Connection>>,
+    readers: ReadPool,
+    ann: Ann,
+}
+
+impl Index {
+    /// Opens the index in `dir` for writing, creating the directory and the index if needed.
+    /// Fails with [`IndexError::ConfigMismatch`] if it was built with another model or dim.
+    pub fn create_or_open(dir: &Path, config: &IndexConfig) -> Result<Index, IndexError> {
+        Self::create_or_open_with(dir, config, HnswParams::default())
+    }
+
+    /// [`Index::create_or_open`] with explicit HNSW parameters (connectivity and expansion_add
+    /// apply to a new or rebuilt graph, expansion_search at once).
+    pub fn create_or_open_with(
+        dir: &Path,
+        config: &IndexConfig,
+        params: HnswParams,
+    ) -> Result<Index, IndexError> {
+        if config.dim == 0 || config.model.is_empty() {
+            return Err(IndexError::InvalidArgument(format!(
+                "an index needs a model name and a dimension > 0, got {config:?}"
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
+        Self::open_writer(dir, Some(config), params)
+    }
+
+    /// Opens an existing index for writing.
+    pub fn open(dir: &Path) -> Result<Index, IndexError> {
+        Self::open_with(dir, HnswParams::default())
+    }
+
+    /// [`Index::open`] with explicit HNSW parameters.
+    pub fn open_with(dir: &Path, params: HnswParams) -> Result<Index, IndexError> {
+        Self::open_writer(dir, None, params)
+    }
+
+    /// Opens an existing index for searching only: writes nothing (not even a repaired ANN
+    /// snapshot) and never blocks the writer. The newest snapshot is memory-mapped, so this is
+    /// fast at any size as long as a writer checkpointed recently.
+    pub fn open_read_only(dir: &Path) -> Result<Index, IndexError> {
+        Self::open_read_only_with(dir, HnswParams::default())
+    }
+
+    /// [`Index::open_read_only`] with explicit HNSW parameters.
+    pub fn open_read_only_with(dir: &Path, params: HnswParams) -> Result<Index, IndexError> {
+        let path = catalog_path(dir)?;
+        let mut conn = catalog::open_reader(&path)?;
+        catalog::check_schema_for_reading(&conn, dir)?;
+        let config = catalog::read_config(&conn)?.ok_or_else(|| not_found(dir))?;
+        let (ann, _) = Ann::open(dir, &mut conn, config.dim, params, Role::Reader)?;
+        Ok(Index {
+            dir: dir.to_path_buf(),
+            config,
+            writer: None,
+            readers: ReadPool::new(path),
+            ann,
+        })
+    }
+
+    fn open_writer(
+        dir: &Path,
+        wanted: Option<&IndexConfig>,
+        params: HnswParams,
+    ) -> Result<Index, IndexError> {
+        let path = dir.join(CATALOG_FILE);
+        if wanted.is_none() {
+            catalog_path(dir)?;
+        }
+        let mut conn = catalog::open_writer(&path, wanted.is_some())?;
+        let config = catalog::migrate(&mut conn, dir, wanted)?.ok_or_else(|| not_found(dir))?;
+        if let Some(wanted) = wanted {
+            if *wanted != config {
+                return Err(IndexError::ConfigMismatch {
+                    dir: dir.to_path_buf(),
+                    found_model: config.model,
+                    found_dim: config.dim,
+                    wanted_model: wanted.model.clone(),
+                    wanted_dim: wanted.dim,
+                });
+            }
+        }
+        let (ann, report) = Ann::open(dir, &mut conn, config.dim, params, Role::Writer)?;
+        let mut index = Index {
+            dir: dir.to_path_buf(),
+            config,
+            writer: Some(Mutex::new(conn)),
+            readers: ReadPool::new(path),
+            ann,
+        };
+        // Save the repaired graph at once, so that readers can view it and the next open is
+        // fast; tiny replays wait for the writer's next regular checkpoint.
+        if report.rejected > 0 || report.replayed.total() >= 1000 {
+            index.checkpoint()?;
+        }
+        Ok(index)
+    }
+
+    pub fn config(&self) -> &IndexConfig {
+        &self.config
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The HNSW beam width used by searches: higher = better recall, slower queries.
+    pub fn expansion_search(&self) -> usize {
+        self.ann.expansion_search()
+    }
+
+    pub fn set_expansion_search(&mut self, n: usize) {
+        self.ann.set_expansion_search(n.max(1));
+    }
+
+    pub fn hnsw_params(&self) -> HnswParams {
+        self.ann.params()
+    }
+
+    /// Size and mtime of every indexed file, by path.
+    pub fn file_stamps(&self) -> Result<HashMap<String, FileStamp>, IndexError> {
+        let conn = self.readers.get()?;
+        let mut stmt = conn.prepare("SELECT path, size, mtime_ns FROM files")?;
+        let stamps = stmt
+            .query_map([], |r| {
+                let stamp = FileStamp {
+                    size: r.get::<_, i64>(1)? as u64,
+                    mtime_ns: r.get(2)?,
+                };
+                Ok((r.get(0)?, stamp))
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(stamps)
+    }
+
+    /// Stores `files` in one transaction; a path already present has its items replaced.
+    /// Returns the new items' ids, in order (files, then their items).
+    pub fn add(&mut self, files: Vec<NewFile>) -> Result<Vec<ItemId>, IndexError> {
+        for file in &files {
+            for item in &file.items {
+                self.check_vector(&item.vector)?;
+            }
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let conn = self.writer()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut ids = Vec::new();
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO files (path, size, mtime_ns, kind, added_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (path) DO UPDATE SET size = excluded.size,
+                     mtime_ns = excluded.mtime_ns, kind = excluded.kind, added_at = excluded.added_at
+                 RETURNING id",
+            )?;
+            let mut clear = tx.prepare_cached("DELETE FROM items WHERE file_id = ?1")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO items (file_id, t, width, height, vector) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for file in &files {
+                let file_id: i64 = upsert.query_row(
+                    params![
+                        file.path,
+                        file.stamp.size as i64,
+                        file.stamp.mtime_ns,
+                        file.kind.as_str(),
+                        now
+                    ],
+                    |r| r.get(0),
+                )?;
+                clear.execute([file_id])?;
+                for item in &file.items {
+                    insert.execute(params![
+                        file_id,
+                        item.t,
+                        item.width,
+                        item.height,
+                        catalog::encode_vector(&item.vector)
+                    ])?;
+                    ids.push(tx.last_insert_rowid());
+                }
+            }
+        }
+        tx.commit()?;
+        self.apply_committed()?;
+        Ok(ids)
+    }
+
+    /// Forgets the given files and all their items; returns how many files were present.
+    pub fn remove_paths(&mut self, paths: &[String]) -> Result<usize, IndexError> {
+        self.remove_where("DELETE FROM files WHERE path = ?1", paths)
+    }
+
+    /// Removes single items (e.g. one bad frame). Their file stays known, so an unchanged file
+    /// is not re-added by the next scan; use [`Index::remove_paths`] to forget it.
+    /// Returns how many items were present.
+    pub fn remove_items(&mut self, ids: &[ItemId]) -> Result<usize, IndexError> {
+        self.remove_where("DELETE FROM items WHERE id = ?1", ids)
+    }
+
+    fn remove_where<P: rusqlite::ToSql>(
+        &mut self,
+        sql: &str,
+        keys: &[P],
+    ) -> Result<usize, IndexError> {
+        let conn = self.writer()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut removed = 0;
+        {
+            let mut stmt = tx.prepare_cached(sql)?;
+            for key in keys {
+                removed += stmt.execute([key])?;
+            }
+        }
+        tx.commit()?;
+        self.apply_committed()?;
+        Ok(removed)
+    }
+
+    /// Brings the ANN state up to what was just committed (reading it back from the catalog:
+    /// one code path for our own writes, other processes' and crash replay).
+    fn apply_committed(&mut self) -> Result<(), IndexError> {
+        let conn = self
+            .writer
+            .as_mut()
+            .ok_or(IndexError::ReadOnly)?
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner());
+        self.ann.catch_up(conn)?;
+        Ok(())
+    }
+
+    fn writer(&mut self) -> Result<&mut Connection, IndexError> {
+        Ok(self
+            .writer
+            .as_mut()
+            .ok_or(IndexError::ReadOnly)?
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The `k` items most similar to `query` (an L2-normalised vector), best first.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        mode: SearchMode,
+    ) -> Result<Vec<Hit>, IndexError> {
+        self.check_vector(query)?;
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.readers.get()?;
+        // One read transaction: candidates and their rows come from the same catalog state.
+        let tx = conn.transaction()?;
+        let candidates = match mode {
+            SearchMode::Approximate => self.ann.search(query, candidates_for(k))?,
+            SearchMode::Exact => self.exact_candidates(&tx, query, k)?,
+        };
+        let mut stmt = tx.prepare_cached(
+            "SELECT f.path, i.t, f.kind, i.vector FROM items i JOIN files f ON f.id = i.file_id
+             WHERE i.id = ?1",
+        )?;
+        let mut hits = Vec::with_capacity(candidates.len());
+        let mut vector = Vec::with_capacity(self.config.dim);
+        for c in candidates {
+            let row = stmt
+                .query_row([c.id], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<f64>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                    ))
+                })
+                .optional()?;
+            // Absent: removed by another process after our last refresh.
+            let Some((path, t, kind, blob)) = row else {
+                continue;
+            };
+            vector.clear();
+            catalog::decode_vector_into(&blob, self.config.dim, c.id, &mut vector)?;
+            let kind = MediaKind::parse(&kind)
+                .ok_or_else(|| IndexError::Corrupt(format!("unknown media kind {kind:?}")))?;
+            hits.push(Hit {
+                id: c.id,
+                score: dot(query, &vector),
+                path,
+                t,
+                kind,
+            });
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        hits.truncate(k);
+        Ok(hits)
+    }
+
+    /// Brute force over every stored vector.
+    fn exact_candidates(
+        &self,
+        conn: &Connection,
+        query: &[f32],
+        k: usize,
+    ) -> Result<Vec<Scored>, IndexError> {
+        let mut top = TopK::new(k);
+        let mut stmt = conn.prepare_cached("SELECT id, vector FROM items")?;
+        let mut rows = stmt.query([])?;
+        let mut vector = Vec::with_capacity(self.config.dim);
+        while let Some(row) = rows.next()? {
+            let id = row.get(0)?;
+            vector.clear();
+            catalog::decode_column_into(row, 1, self.config.dim, id, &mut vector)?;
+            top.push(Scored {
+                id,
+                score: dot(query, &vector),
+            });
+        }
+        Ok(top.into_sorted())
+    }
+
+    pub fn item(&self, id: ItemId) -> Result<Option<ItemRecord>, IndexError> {
+        let conn = self.readers.get()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM items i JOIN files f ON f.id = i.file_id WHERE i.id = ?1"
+        ))?;
+        Ok(stmt.query_row([id], catalog::record_from_row).optional()?)
+    }
+
+    /// The items of one file, in time order (one for an image).
+    pub fn items_for_path(&self, path: &str) -> Result<Vec<ItemRecord>, IndexError> {
+        let conn = self.readers.get()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {RECORD_COLUMNS} FROM items i JOIN files f ON f.id = i.file_id
+             WHERE f.path = ?1 ORDER BY i.t, i.id"
+        ))?;
+        let records = stmt
+            .query_map([path], catalog::record_from_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(records)
+    }
+
+    /// The stored f32 vector of an item.
+    pub fn vector(&self, id: ItemId) -> Result<Option<Vec<f32>>, IndexError> {
+        let conn = self.readers.get()?;
+        let mut stmt = conn.prepare_cached("SELECT vector FROM items WHERE id = ?1")?;
+        let Some(blob) = stmt
+            .query_row([id], |r| r.get::<_, Vec<u8>>(0))
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        let mut vector = Vec::with_capacity(self.config.dim);
+        catalog::decode_vector_into(&blob, self.config.dim, id, &mut vector)?;
+        Ok(Some(vector))
+    }
+
+    /// Calls `f` for every item with its vector, in id order (for export). Streams: memory use
+    /// does not grow with the collection.
+    pub fn for_each_vector(
+        &self,
+        mut f: impl FnMut(&ItemRecord, &[f32]),
+    ) -> Result<(), IndexError> {
+        let conn = self.readers.get()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {RECORD_COLUMNS}, i.vector FROM items i JOIN files f ON f.id = i.file_id
+             ORDER BY i.id"
+        ))?;
+        let mut rows = stmt.query([])?;
+        let mut vector = Vec::with_capacity(self.config.dim);
+        while let Some(row) = rows.next()? {
+            let record = catalog::record_from_row(row)?;
+            vector.clear();
+            catalog::decode_column_into(row, 8, self.config.dim, record.id, &mut vector)?;
+            f(&record, &vector);
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> Result<Stats, IndexError> {
+        let conn = self.readers.get()?;
+        let count = |sql: &str| -> Result<u64, IndexError> {
+            Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+        };
+        let mut catalog_bytes = 0;
+        for suffix in ["", "-wal"] {
+            let path = self.dir.join(format!("{CATALOG_FILE}{suffix}"));
+            catalog_bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+        }
+        Ok(Stats {
+            files: count("SELECT count(*) FROM files")?,
+            images: count("SELECT count(*) FROM files WHERE kind = 'image'")?,
+            videos: count("SELECT count(*) FROM files WHERE kind = 'video'")?,
+            items: count("SELECT count(*) FROM items")?,
+            dim: self.config.dim,
+            model: self.config.model.clone(),
+            catalog_bytes,
+            ann_bytes: ann::snapshot_bytes(&self.dir)?,
+        })
+    }
+
+    /// Picks up what other processes committed since we opened or last refreshed (additions
+    /// and removals); returns how many changes that was. One tiny query when nothing changed.
+    pub fn refresh(&mut self) -> Result<usize, IndexError> {
+        let changes = match self.writer.as_mut() {
+            Some(writer) => {
+                let conn = writer.get_mut().unwrap_or_else(|e| e.into_inner());
+                self.ann.catch_up(conn)?
+            }
+            None => self.ann.catch_up(&mut *self.readers.get()?)?,
+        };
+        if self.ann.wants_reopen(&self.dir)? {
+            let mut conn = self.readers.get()?;
+            let params = self.ann.params();
+            let (ann, _) = Ann::open(&self.dir, &mut conn, self.config.dim, params, Role::Reader)?;
+            self.ann = ann;
+        }
+        Ok(changes.total())
+    }
+
+    /// Saves the ANN snapshot (atomically) so that the next open, and readers, start from it
+    /// instead of replaying the catalog. Call at the end of a run and every few minutes.
+    pub fn checkpoint(&mut self) -> Result<(), IndexError> {
+        self.apply_committed()?;
+        self.ann.save(&self.dir)?;
+        Ok(())
+    }
+
+    /// Whether searches run on a memory-mapped snapshot (a reader close to the writer).
+    pub fn is_memory_mapped(&self) -> bool {
+        self.ann.is_viewed()
+    }
+
+    fn check_vector(&self, v: &[f32]) -> Result<(), IndexError> {
+        if v.len() != self.config.dim {
+            return Err(IndexError::InvalidVector(format!(
+                "{} values, the index holds {}-d vectors",
+                v.len(),
+                self.config.dim
+            )));
+        }
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(IndexError::InvalidVector("NaN or infinite value".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The catalog path of an existing index in `dir`.
+fn catalog_path(dir: &Path) -> Result<PathBuf, IndexError> {
+    let path = dir.join(CATALOG_FILE);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(not_found(dir))
+    }
+}
+
+fn not_found(dir: &Path) -> IndexError {
+    IndexError::NotFound {
+        dir: dir.to_path_buf(),
+    }
+}

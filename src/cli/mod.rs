@@ -1,0 +1,132 @@
+//! Command-line definitions and dispatch.
+
+mod classify;
+mod export;
+mod index;
+mod model;
+mod search;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use lookalike::engine::{Engine, EngineOptions};
+use lookalike::model::{ModelKind, ModelStore};
+
+#[derive(Parser)]
+#[command(
+    name = "lookalike",
+    version,
+    about = "Self-hosted image search: index photos, find look-alikes."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Args)]
+pub struct Global {
+    /// Index directory [default: the per-user data dir, e.g. ~/.local/share/lookalike/index]
+    #[arg(long, global = true, env = "LOOKALIKE_DB", value_name = "DIR")]
+    pub db: Option<PathBuf>,
+    /// Model cache directory: where `model fetch` puts files and where they are looked up
+    /// [default: the per-user cache dir, e.g. ~/.cache/lookalike/models]
+    #[arg(long, global = true, env = "LOOKALIKE_MODEL_DIR", value_name = "DIR")]
+    pub model_dir: Option<PathBuf>,
+    /// ONNX Runtime threads [default: all cores]
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+    /// More log output (-v: debug, -vv: trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Index images (files or folders, recursively); re-runs only touch what changed
+    Index(index::IndexArgs),
+    /// Find the indexed images most similar to each query image
+    Search(search::SearchArgs),
+    /// Top ImageNet classes of images
+    Classify(classify::ClassifyArgs),
+    /// Fetch the model or show what is installed
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+    /// What the index holds
+    Stats(stats::StatsArgs),
+    /// Remove files from the index (the files themselves are not touched)
+    Remove(index::RemoveArgs),
+    /// Write all vectors and paths out (.npy + JSON lines, or JSON lines alone)
+    Export(export::ExportArgs),
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let global = cli.global;
+    match cli.command {
+        Command::Index(args) => index::run(&global, args),
+        Command::Search(args) => search::run(&global, args),
+        Command::Classify(args) => classify::run(&global, args),
+        Command::Model(command) => model::run(&global, command),
+        Command::Stats(args) => stats::run(&global, args),
+        Command::Remove(args) => index::remove(&global, args),
+        Command::Export(args) => export::run(&global, args),
+    }
+}
+
+pub fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("LOOKALIKE_LOG").unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(format!("warn,lookalike={default}"))
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+impl Global {
+    pub fn db_dir(&self) -> Result<PathBuf> {
+        match &self.db {
+            Some(db) => Ok(db.clone()),
+            None => directories::ProjectDirs::from("", "", "lookalike")
+                .map(|dirs| dirs.data_dir().join("index"))
+                .context("no home directory to keep the index in: pass --db DIR"),
+        }
+    }
+
+    pub fn model_store(&self) -> Result<ModelStore> {
+        match &self.model_dir {
+            Some(dir) => Ok(ModelStore::new(dir.clone())),
+            None => Ok(ModelStore::new(
+                ModelStore::default_dir().context("no cache directory: pass --model-dir DIR")?,
+            )),
+        }
+    }
+
+    /// Opens the engine on the index (`read_only` for commands that never write it).
+    pub fn engine(&self, model: Option<ModelKind>, read_only: bool) -> Result<Engine> {
+        let db = self.db_dir()?;
+        let mut options = EngineOptions::new(db.clone(), self.model_store()?.dir().to_path_buf());
+        options.model = model;
+        options.read_only = read_only;
+        if let Some(threads) = self.threads {
+            options.threads = threads.max(1);
+        }
+        Engine::open(&options).with_context(|| format!("opening the index at {}", db.display()))
+    }
+}

@@ -1,0 +1,247 @@
+//! The engine: the handle the CLI and the HTTP server use. It owns the featurizer (model +
+//! preprocessing) and the index, and offers the operations of an image search server: index
+//! folders, add an upload, search by image or by indexed item, remove, stats.
+
+use std::path::{Path, PathBuf};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::error::{Error, Result};
+use crate::featurizer::{Embedded, Featurizer};
+use crate::image::Limits;
+use crate::index::{
+    Hit, Index, IndexConfig, IndexError, ItemId, ItemRecord, MediaKind, NewFile, NewItem,
+    SearchMode, Stats,
+};
+use crate::ingest::{self, IngestOptions, IngestReport};
+use crate::model::{Embedder, ModelKind, ModelStore};
+
+/// Where things are and how much of the machine to use.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The index directory (catalog + ANN files).
+    pub db_dir: PathBuf,
+    /// Where model files are cached (fetched on first use).
+    pub model_dir: PathBuf,
+    /// The model for a new index. `None`: the one the index was built with, or Lite0.
+    pub model: Option<ModelKind>,
+    /// ONNX Runtime intra-op threads.
+    pub threads: usize,
+    pub limits: Limits,
+    /// Open the index for searching only: never create or write it.
+    pub read_only: bool,
+}
+
+impl EngineOptions {
+    pub fn new(db_dir: PathBuf, model_dir: PathBuf) -> Self {
+        EngineOptions {
+            db_dir,
+            model_dir,
+            model: None,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            limits: Limits::default(),
+            read_only: false,
+        }
+    }
+}
+
+pub struct Engine {
+    featurizer: Featurizer,
+    index: SharedIndex,
+}
+
+/// The index behind a readers-writer lock: searches run in parallel, a commit briefly
+/// excludes them. A poisoned lock (a thread panicked holding it) becomes an error, not a panic.
+pub(crate) struct SharedIndex(RwLock<Index>);
+
+impl SharedIndex {
+    pub(crate) fn read(&self) -> Result<RwLockReadGuard<'_, Index>> {
+        self.0.read().map_err(|_| lock_poisoned())
+    }
+
+    pub(crate) fn write(&self) -> Result<RwLockWriteGuard<'_, Index>> {
+        self.0.write().map_err(|_| lock_poisoned())
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the index and loads the model it was built with, fetching the
+    /// model on first use.
+    pub fn open(options: &EngineOptions) -> Result<Engine> {
+        let index = if options.read_only {
+            Index::open_read_only(&options.db_dir)?
+        } else {
+            match Index::open(&options.db_dir) {
+                Ok(index) => index,
+                Err(IndexError::NotFound { .. }) => {
+                    let kind = options.model.unwrap_or_default();
+                    Index::create_or_open(
+                        &options.db_dir,
+                        &IndexConfig {
+                            model: kind.name().to_owned(),
+                            dim: kind.feature_dim(),
+                        },
+                    )?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let built_with: ModelKind = index.config().model.parse()?;
+        if let Some(asked) = options.model {
+            if asked != built_with {
+                return Err(Error::ModelMismatch {
+                    index: built_with.name().to_owned(),
+                    asked: asked.name().to_owned(),
+                });
+            }
+        }
+        let files = ModelStore::new(options.model_dir.clone()).ensure(built_with)?;
+        let embedder = Embedder::load(&files, options.threads)?;
+        Ok(Engine {
+            featurizer: Featurizer::new(embedder, options.limits),
+            index: SharedIndex(RwLock::new(index)),
+        })
+    }
+
+    pub fn featurizer(&self) -> &Featurizer {
+        &self.featurizer
+    }
+
+    pub fn model_name(&self) -> &'static str {
+        self.featurizer.kind().name()
+    }
+
+    /// Indexes files and folders (recursively, incrementally). See [`ingest`].
+    pub fn index_paths(&self, paths: &[PathBuf], options: &IngestOptions) -> Result<IngestReport> {
+        ingest::run(&self.featurizer, &self.index, paths, options)
+    }
+
+    /// Indexes an uploaded image whose bytes the caller has already stored at `stored_at`.
+    pub fn add_bytes(&self, bytes: &[u8], stored_at: &Path) -> Result<ItemId> {
+        let embedded = self.featurizer.embed_bytes(bytes)?;
+        let canonical = stored_at.canonicalize().map_err(|source| Error::Io {
+            path: stored_at.to_path_buf(),
+            source,
+        })?;
+        let metadata = std::fs::metadata(&canonical).map_err(|source| Error::Io {
+            path: canonical.clone(),
+            source,
+        })?;
+        let path = canonical
+            .to_str()
+            .ok_or_else(|| Error::NotIndexed(canonical.clone()))?
+            .to_owned();
+        let ids = self.index.write()?.add(vec![NewFile {
+            path,
+            stamp: ingest::stamp_of(&metadata),
+            kind: MediaKind::Image,
+            items: vec![NewItem {
+                t: None,
+                width: embedded.width,
+                height: embedded.height,
+                vector: embedded.vector,
+            }],
+        }])?;
+        ids.first().copied().ok_or(Error::NotIndexed(canonical))
+    }
+
+    /// The `k` most similar indexed items to an encoded image (an upload).
+    pub fn search_bytes(&self, bytes: &[u8], k: usize) -> Result<Vec<Hit>> {
+        let embedded = self.featurizer.embed_bytes(bytes)?;
+        self.search_vector(&embedded.vector, k, SearchMode::Approximate)
+    }
+
+    /// The `k` most similar items to an already indexed one (itself included, first).
+    pub fn search_item(&self, id: ItemId, k: usize) -> Result<Vec<Hit>> {
+        self.search_vector(&self.item_vector(id)?, k, SearchMode::Approximate)
+    }
+
+    /// The stored feature vector of an indexed item.
+    pub fn item_vector(&self, id: ItemId) -> Result<Vec<f32>> {
+        self.index.read()?.vector(id)?.ok_or(Error::UnknownItem(id))
+    }
+
+    /// The `k` nearest items to a feature vector.
+    pub fn search_vector(&self, vector: &[f32], k: usize, mode: SearchMode) -> Result<Vec<Hit>> {
+        Ok(self.index.read()?.search(vector, k, mode)?)
+    }
+
+    /// Features of query files, embedded in batches (see [`Featurizer::embed_files`]).
+    pub fn embed_files(
+        &self,
+        paths: &[PathBuf],
+    ) -> Result<Vec<Result<Embedded, crate::image::ImageError>>> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        self.featurizer.embed_files(paths, threads)
+    }
+
+    /// The stored vector of an indexed file whose stamp still matches the file on disk, so a
+    /// query by an indexed path costs no inference.
+    pub fn indexed_vector(&self, path: &Path) -> Result<Option<(ItemRecord, Vec<f32>)>> {
+        let Ok(canonical) = path.canonicalize() else {
+            return Ok(None);
+        };
+        let Some(key) = canonical.to_str() else {
+            return Ok(None);
+        };
+        let index = self.index.read()?;
+        let Some(record) = index.items_for_path(key)?.into_iter().next() else {
+            return Ok(None);
+        };
+        let current = std::fs::metadata(&canonical)
+            .map(|m| ingest::stamp_of(&m))
+            .ok();
+        if current != Some(record.stamp) {
+            return Ok(None);
+        }
+        Ok(index.vector(record.id)?.map(|v| (record, v)))
+    }
+
+    pub fn item(&self, id: ItemId) -> Result<Option<ItemRecord>> {
+        Ok(self.index.read()?.item(id)?)
+    }
+
+    pub fn remove_items(&self, ids: &[ItemId]) -> Result<usize> {
+        let mut index = self.index.write()?;
+        let removed = index.remove_items(ids)?;
+        index.checkpoint()?;
+        Ok(removed)
+    }
+
+    /// Removes indexed files (and all their items) by path, as given or canonical.
+    pub fn remove_paths(&self, paths: &[PathBuf]) -> Result<usize> {
+        let keys: Vec<String> = paths
+            .iter()
+            .map(|p| {
+                p.canonicalize()
+                    .unwrap_or_else(|_| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let mut index = self.index.write()?;
+        let removed = index.remove_paths(&keys)?;
+        index.checkpoint()?;
+        Ok(removed)
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        Ok(self.index.read()?.stats()?)
+    }
+
+    /// Picks up what another process committed to the index; returns how many items changed.
+    pub fn refresh(&self) -> Result<usize> {
+        Ok(self.index.write()?.refresh()?)
+    }
+
+    /// Calls `f` on every stored vector (for export).
+    pub fn for_each_vector(&self, f: impl FnMut(&ItemRecord, &[f32])) -> Result<()> {
+        Ok(self.index.read()?.for_each_vector(f)?)
+    }
+}
+
+fn lock_poisoned() -> Error {
+    Error::Io {
+        path: PathBuf::from("<index>"),
+        source: std::io::Error::other("index lock poisoned by a panicked thread"),
+    }
+}

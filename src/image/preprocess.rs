@@ -1,0 +1,224 @@
+//! Decoded pixels to the model's input tensor, matching the classic Python pipeline
+//! (`classic_pipeline.py` `preprocess`: Pillow BICUBIC resize of the shorter side to
+//! round(S*256/224), centre crop S x S, CHW float32 (x - 127) / 128) so features from both agree.
+
+use fast_image_resize as fir;
+use image::RgbImage;
+
+use super::ImageError;
+
+/// Turns an RGB image into the model's CHW float32 input of side `size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preprocessor {
+    size: u32,
+}
+
+/// Where the centre crop sits in the resized image, and how big that image is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Geometry {
+    resized_width: u32,
+    resized_height: u32,
+    left: u32,
+    top: u32,
+}
+
+impl Preprocessor {
+    /// `size` is the model's input side S (224 for EfficientNet-Lite0, 260 for Lite2).
+    ///
+    /// # Panics
+    /// If `size` is 0 (a programming error: it comes from the model, not from users).
+    pub fn new(size: u32) -> Self {
+        assert!(size > 0, "model input size must be positive");
+        Preprocessor { size }
+    }
+
+    /// The model's input side S.
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// The shorter side images are resized to before the centre crop, round(S * 256 / 224)
+    /// (256 for S = 224); pass it as `min_side` when decoding so JPEGs are shrunk no further.
+    pub fn short_side(&self) -> u32 {
+        // Python's round() rounds ties to even; so must we to pick the same size.
+        (f64::from(self.size) * 256.0 / 224.0).round_ties_even() as u32
+    }
+
+    /// Number of floats in one tensor: 3 * S * S.
+    pub fn tensor_len(&self) -> usize {
+        3 * self.size as usize * self.size as usize
+    }
+
+    /// Writes `image` into `out` (length [`Self::tensor_len`]) as CHW float32 RGB scaled
+    /// (x - 127) / 128: bicubic (Catmull-Rom, Pillow's BICUBIC) resize so the shorter side is
+    /// [`Self::short_side`], then the centre S x S crop. Only the crop is computed: resizing
+    /// with a source crop box gives the same pixels as Pillow's resize-then-crop, because the
+    /// filter weights depend only on the output position and scale, and both clip the filter
+    /// at the image's (not the box's) edges.
+    ///
+    /// # Panics
+    /// If `out` has the wrong length (a programming error).
+    pub fn preprocess(&self, image: &RgbImage, out: &mut [f32]) -> Result<(), ImageError> {
+        assert_eq!(
+            out.len(),
+            self.tensor_len(),
+            "tensor buffer has the wrong length"
+        );
+        let (width, height) = image.dimensions();
+        if width == 0 || height == 0 {
+            return Err(ImageError::Resize("the image has no pixels".into()));
+        }
+        let g = self.geometry(width, height);
+        let scale_x = f64::from(width) / f64::from(g.resized_width);
+        let scale_y = f64::from(height) / f64::from(g.resized_height);
+        let size = f64::from(self.size);
+        let left = f64::from(g.left) * scale_x;
+        let top = f64::from(g.top) * scale_y;
+        // Clamped so float rounding can never push the box past the image edge.
+        let crop_width = (size * scale_x).min(f64::from(width) - left);
+        let crop_height = (size * scale_y).min(f64::from(height) - top);
+        let options = fir::ResizeOptions::new()
+            .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::CatmullRom))
+            .crop(left, top, crop_width, crop_height);
+        let mut crop = RgbImage::new(self.size, self.size);
+        fir::Resizer::new()
+            .resize(image, &mut crop, &options)
+            .map_err(|e| ImageError::Resize(e.to_string()))?;
+        write_chw(crop.as_raw(), out);
+        Ok(())
+    }
+
+    /// The classic pipeline's arithmetic, in the same float64 steps and the same rounding
+    /// (ties to even) as Python, so both crop exactly the same window.
+    fn geometry(&self, width: u32, height: u32) -> Geometry {
+        let short = self.short_side();
+        let scale = f64::from(short) / f64::from(width.min(height));
+        let resized = |side: u32| short.max((f64::from(side) * scale).round_ties_even() as u32);
+        let (resized_width, resized_height) = (resized(width), resized(height));
+        Geometry {
+            resized_width,
+            resized_height,
+            left: (resized_width - self.size) / 2,
+            top: (resized_height - self.size) / 2,
+        }
+    }
+}
+
+/// Packed RGB bytes to planar (CHW) floats (x - 127) / 128.
+fn write_chw(rgb: &[u8], out: &mut [f32]) {
+    let plane = rgb.len() / 3;
+    let (red, rest) = out.split_at_mut(plane);
+    let (green, blue) = rest.split_at_mut(plane);
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
+        red[i] = (f32::from(px[0]) - 127.0) / 128.0;
+        green[i] = (f32::from(px[1]) - 127.0) / 128.0;
+        blue[i] = (f32::from(px[2]) - 127.0) / 128.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    #[test]
+    fn short_side_rounds_like_python() {
+        assert_eq!(Preprocessor::new(224).short_side(), 256);
+        assert_eq!(Preprocessor::new(260).short_side(), 297); // 297.14
+        assert_eq!(Preprocessor::new(240).short_side(), 274); // 274.29
+                                                              // 7 * 256 / 224 = 8 exactly; 21 * 256 / 224 = 24 exactly.
+        assert_eq!(Preprocessor::new(7).short_side(), 8);
+        assert_eq!(Preprocessor::new(21).short_side(), 24);
+    }
+
+    #[test]
+    fn geometry_matches_classic_pipeline() {
+        let p = Preprocessor::new(224);
+        // 640x427 (china.jpg): s = 256/427; round(640*s) = round(383.7) = 384.
+        let g = p.geometry(640, 427);
+        assert_eq!((g.resized_width, g.resized_height), (384, 256));
+        assert_eq!((g.left, g.top), (80, 16));
+        // Portrait 720x1440: 256 x 512, crop at (16, 144).
+        let g = p.geometry(720, 1440);
+        assert_eq!(
+            (g.resized_width, g.resized_height, g.left, g.top),
+            (256, 512, 16, 144)
+        );
+        // A tiny 1x1 image is scaled up to 256x256.
+        let g = p.geometry(1, 1);
+        assert_eq!(
+            (g.resized_width, g.resized_height, g.left, g.top),
+            (256, 256, 16, 16)
+        );
+        // Extreme aspect ratio: 10000x10 -> 256000x256.
+        let g = p.geometry(10000, 10);
+        assert_eq!((g.resized_width, g.resized_height), (256000, 256));
+    }
+
+    #[test]
+    fn constant_colour_maps_to_known_values() {
+        let p = Preprocessor::new(32);
+        let image = RgbImage::from_pixel(50, 40, Rgb([255, 127, 0]));
+        let mut out = vec![f32::NAN; p.tensor_len()];
+        p.preprocess(&image, &mut out).unwrap();
+        let plane = 32 * 32;
+        assert!(out[..plane].iter().all(|&v| v == 128.0 / 128.0));
+        assert!(out[plane..2 * plane].iter().all(|&v| v == 0.0));
+        assert!(out[2 * plane..].iter().all(|&v| v == -127.0 / 128.0));
+    }
+
+    #[test]
+    fn left_right_split_lands_in_the_crop_columns() {
+        // 512x256, left half black, right half white, S = 224: the short side is already
+        // 256, so there is no resize (512x256) and the crop starts at x = 144. Crop columns
+        // 0..112 (x 144..256) are black and 112..224 (x 256..368) white, exactly.
+        let p = Preprocessor::new(224);
+        let image = RgbImage::from_fn(512, 256, |x, _| {
+            if x < 256 {
+                Rgb([0, 0, 0])
+            } else {
+                Rgb([255, 255, 255])
+            }
+        });
+        let mut out = vec![0.0; p.tensor_len()];
+        p.preprocess(&image, &mut out).unwrap();
+        for channel in 0..3 {
+            for row in [0usize, 100, 223] {
+                let base = channel * 224 * 224 + row * 224;
+                assert!(out[base..base + 112].iter().all(|&v| v == -127.0 / 128.0));
+                assert!(out[base + 112..base + 224].iter().all(|&v| v == 1.0));
+            }
+        }
+    }
+
+    #[test]
+    fn downscaled_split_keeps_its_edge_in_the_middle() {
+        // 1024x512 split at x = 512, S = 224: resized to 512x256 (exactly half), crop at
+        // x = 144, so the edge falls between crop columns 111 and 112; bicubic blurs only a
+        // few columns around it.
+        let p = Preprocessor::new(224);
+        let image = RgbImage::from_fn(1024, 512, |x, _| {
+            if x < 512 {
+                Rgb([0, 0, 0])
+            } else {
+                Rgb([255, 255, 255])
+            }
+        });
+        let mut out = vec![0.0; p.tensor_len()];
+        p.preprocess(&image, &mut out).unwrap();
+        let row = &out[50 * 224..51 * 224];
+        assert!(row[..108].iter().all(|&v| v == -127.0 / 128.0));
+        assert!(row[116..].iter().all(|&v| v == 1.0));
+        assert!(row[111] < 0.0 && row[112] > 0.0);
+    }
+
+    #[test]
+    fn empty_image_is_an_error_not_a_panic() {
+        let p = Preprocessor::new(8);
+        let mut out = vec![0.0; p.tensor_len()];
+        assert!(matches!(
+            p.preprocess(&RgbImage::new(0, 5), &mut out),
+            Err(ImageError::Resize(_))
+        ));
+    }
+}

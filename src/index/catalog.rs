@@ -1,0 +1,393 @@
+//! The SQLite catalog: schema, migrations, connections and the change log.
+//!
+//! The catalog is the source of truth. Item ids come from `AUTOINCREMENT`, so they only grow and
+//! are never reused: "every item with id <= N" is then a stable description of a set of
+//! additions. Every deleted item leaves a row in `tombstones` (written by a trigger, so no code
+//! path can forget it) whose `seq` also only grows. The pair of the two high-water marks, a
+//! [`Watermark`], says exactly which changes an ANN snapshot covers.
+
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use super::error::IndexError;
+use super::types::{FileStamp, IndexConfig, ItemId, ItemRecord, MediaKind};
+
+/// The catalog's file name inside the index directory.
+pub(crate) const CATALOG_FILE: &str = "catalog.sqlite";
+
+/// The schema version this build writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+/// A writer waiting for another writer's transaction, or a reader for a WAL checkpoint, retries
+/// this long before giving up with SQLITE_BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Idle read connections kept per index; more are opened on demand and closed after use.
+const MAX_IDLE_READERS: usize = 16;
+
+/// Migrations from version `i` to `i + 1`, applied in order inside one transaction.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE files (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    path     TEXT NOT NULL UNIQUE,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    kind     TEXT NOT NULL CHECK (kind IN ('image', 'video')),
+    added_at INTEGER NOT NULL -- unix seconds
+);
+-- `vector` is the last column so that reading the others never touches its overflow pages.
+CREATE TABLE items (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    t       REAL,
+    width   INTEGER NOT NULL,
+    height  INTEGER NOT NULL,
+    vector  BLOB NOT NULL -- f32 little-endian, `dim` of them
+);
+-- Also the smallest index of `items`, which SQLite uses for count(*).
+CREATE INDEX items_file ON items(file_id);
+CREATE TABLE tombstones (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id INTEGER NOT NULL
+);
+CREATE TRIGGER items_tombstone AFTER DELETE ON items BEGIN
+    INSERT INTO tombstones (item_id) VALUES (old.id);
+END;
+"#];
+
+/// Which changes of the catalog something has seen: all items with `id <= items` and all
+/// removals with `seq <= tombstones`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub(crate) struct Watermark {
+    pub items: i64,
+    pub tombstones: i64,
+}
+
+impl Watermark {
+    /// Whether everything `self` covers is also covered by `other`.
+    pub fn within(self, other: Watermark) -> bool {
+        self.items <= other.items && self.tombstones <= other.tombstones
+    }
+}
+
+/// Opens the catalog for writing, creating the file when `create`.
+pub(crate) fn open_writer(path: &Path, create: bool) -> Result<Connection, IndexError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // WAL: readers never block the writer and a killed writer loses nothing committed.
+    // synchronous=FULL: a commit survives a power cut too, so an ANN snapshot (fsynced later)
+    // can never cover rows that the catalog lost.
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(IndexError::Corrupt(format!(
+            "could not switch the catalog to WAL mode (got {mode})"
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+    Ok(conn)
+}
+
+/// Opens the catalog read-only: never writes, never blocks a writer (WAL mode).
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, IndexError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+fn user_version(conn: &Connection) -> Result<i64, IndexError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Brings the schema up to [`SCHEMA_VERSION`] and records `config` in a fresh catalog, in one
+/// transaction. Returns the config the catalog holds (None: a catalog without one, which
+/// `Index::open` reports as not an index).
+pub(crate) fn migrate(
+    conn: &mut Connection,
+    dir: &Path,
+    config: Option<&IndexConfig>,
+) -> Result<Option<IndexConfig>, IndexError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found = user_version(&tx)?;
+    if found > SCHEMA_VERSION {
+        return Err(IndexError::SchemaMismatch {
+            dir: dir.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tracing::info!(from, to = from + 1, "migrating the catalog schema");
+        tx.execute_batch(sql)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    let stored = read_config(&tx)?;
+    if let (None, Some(config)) = (&stored, config) {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('model', ?1), ('dim', ?2)",
+            params![config.model, config.dim as i64],
+        )?;
+        tx.commit()?;
+        return Ok(Some(config.clone()));
+    }
+    tx.commit()?;
+    Ok(stored)
+}
+
+/// Checks that a reader can use the catalog as it is (a reader never migrates).
+pub(crate) fn check_schema_for_reading(conn: &Connection, dir: &Path) -> Result<(), IndexError> {
+    let found = user_version(conn)?;
+    if found != SCHEMA_VERSION {
+        return Err(IndexError::SchemaMismatch {
+            dir: dir.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// The model and dimension recorded in `meta`, if any.
+pub(crate) fn read_config(conn: &Connection) -> Result<Option<IndexConfig>, IndexError> {
+    let get = |key: &str| -> Result<Option<String>, IndexError> {
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    };
+    let (Some(model), Some(dim)) = (get("model")?, get("dim")?) else {
+        return Ok(None);
+    };
+    let dim = dim
+        .parse::<usize>()
+        .map_err(|_| IndexError::Corrupt(format!("meta.dim is not a number: {dim:?}")))?;
+    Ok(Some(IndexConfig { model, dim }))
+}
+
+/// The catalog's current high-water marks: O(1), so polling it is how `refresh` stays cheap.
+pub(crate) fn watermark(conn: &Connection) -> Result<Watermark, IndexError> {
+    let mut wm = Watermark::default();
+    let mut stmt = conn.prepare_cached("SELECT name, seq FROM sqlite_sequence")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(0)?;
+        match name.as_str() {
+            "items" => wm.items = row.get(1)?,
+            "tombstones" => wm.tombstones = row.get(1)?,
+            _ => {}
+        }
+    }
+    Ok(wm)
+}
+
+/// How many items a snapshot taken at `at` holds according to the catalog: those with
+/// `id <= at.items` still present, plus those removed after `at`.
+pub(crate) fn count_covered(conn: &Connection, at: Watermark) -> Result<u64, IndexError> {
+    let live: i64 = conn.query_row(
+        "SELECT count(*) FROM items WHERE id <= ?1",
+        [at.items],
+        |r| r.get(0),
+    )?;
+    let removed_later: i64 = conn.query_row(
+        "SELECT count(*) FROM tombstones WHERE seq > ?1 AND item_id <= ?2",
+        [at.tombstones, at.items],
+        |r| r.get(0),
+    )?;
+    Ok((live + removed_later) as u64)
+}
+
+/// Items added after `since.items` that are still present.
+pub(crate) fn count_added_since(conn: &Connection, since: Watermark) -> Result<u64, IndexError> {
+    let n: i64 = conn.query_row(
+        "SELECT count(*) FROM items WHERE id > ?1",
+        [since.items],
+        |r| r.get(0),
+    )?;
+    Ok(n as u64)
+}
+
+/// Ids removed in `(from.tombstones, to.tombstones]`.
+pub(crate) fn removed_between(
+    conn: &Connection,
+    from: Watermark,
+    to: Watermark,
+) -> Result<Vec<ItemId>, IndexError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT item_id FROM tombstones WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
+    )?;
+    let ids = stmt
+        .query_map([from.tombstones, to.tombstones], |r| r.get(0))?
+        .collect::<Result<Vec<ItemId>, _>>()?;
+    Ok(ids)
+}
+
+/// Calls `f` with batches of up to `batch` (id, vector) pairs of the items present with ids in
+/// `(from.items, to.items]`, in id order. Streams, so a full rebuild never holds all vectors.
+pub(crate) fn for_each_added_between(
+    conn: &Connection,
+    from: Watermark,
+    to: Watermark,
+    dim: usize,
+    batch: usize,
+    mut f: impl FnMut(&[ItemId], &[f32]) -> Result<(), IndexError>,
+) -> Result<(), IndexError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT id, vector FROM items WHERE id > ?1 AND id <= ?2 ORDER BY id")?;
+    let mut rows = stmt.query([from.items, to.items])?;
+    let mut ids = Vec::with_capacity(batch);
+    let mut data = Vec::with_capacity(batch * dim);
+    while let Some(row) = rows.next()? {
+        let id: ItemId = row.get(0)?;
+        decode_column_into(row, 1, dim, id, &mut data)?;
+        ids.push(id);
+        if ids.len() == batch {
+            f(&ids, &data)?;
+            ids.clear();
+            data.clear();
+        }
+    }
+    if !ids.is_empty() {
+        f(&ids, &data)?;
+    }
+    Ok(())
+}
+
+/// Encodes a vector as the catalog stores it: f32 little-endian.
+pub(crate) fn encode_vector(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Appends the decoded `blob` of item `id` to `out`, checking its length.
+pub(crate) fn decode_vector_into(
+    blob: &[u8],
+    dim: usize,
+    id: ItemId,
+    out: &mut Vec<f32>,
+) -> Result<(), IndexError> {
+    if blob.len() != dim * 4 {
+        return Err(IndexError::Corrupt(format!(
+            "item {id} has a {}-byte vector, expected {} ({dim} f32)",
+            blob.len(),
+            dim * 4
+        )));
+    }
+    out.extend(
+        blob.chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+    );
+    Ok(())
+}
+
+/// Appends the decoded vector in column `idx` of `row` (item `id`) to `out`.
+pub(crate) fn decode_column_into(
+    row: &rusqlite::Row<'_>,
+    idx: usize,
+    dim: usize,
+    id: ItemId,
+    out: &mut Vec<f32>,
+) -> Result<(), IndexError> {
+    let blob = row.get_ref(idx)?.as_blob().map_err(rusqlite::Error::from)?;
+    decode_vector_into(blob, dim, id, out)
+}
+
+/// The columns [`record_from_row`] reads, joined from `items i` and `files f`.
+pub(crate) const RECORD_COLUMNS: &str =
+    "i.id, f.path, i.t, i.width, i.height, f.kind, f.size, f.mtime_ns";
+
+/// Builds an [`ItemRecord`] from the first 8 columns of a row selected with [`RECORD_COLUMNS`].
+pub(crate) fn record_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ItemRecord> {
+    let kind: String = row.get(5)?;
+    let kind = MediaKind::parse(&kind).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            5,
+            rusqlite::types::Type::Text,
+            format!("unknown media kind {kind:?}").into(),
+        )
+    })?;
+    Ok(ItemRecord {
+        id: row.get(0)?,
+        path: row.get(1)?,
+        t: row.get(2)?,
+        width: row.get(3)?,
+        height: row.get(4)?,
+        kind,
+        stamp: FileStamp {
+            size: row.get::<_, i64>(6)? as u64,
+            mtime_ns: row.get(7)?,
+        },
+    })
+}
+
+/// A small pool of read-only connections, so that `Index::search(&self)` can run on many
+/// threads at once (a `Connection` is `Send` but not `Sync`).
+pub(crate) struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    pub fn new(path: PathBuf) -> ReadPool {
+        ReadPool {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn get(&self) -> Result<PooledConnection<'_>, IndexError> {
+        let idle = self.lock().pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_reader(&self.path)?,
+        };
+        Ok(PooledConnection {
+            pool: self,
+            conn: Some(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Connection>> {
+        // A panic while holding the lock cannot leave the Vec inconsistent.
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A connection borrowed from a [`ReadPool`], returned to it on drop.
+pub(crate) struct PooledConnection<'a> {
+    pool: &'a ReadPool,
+    conn: Option<Connection>,
+}
+
+impl Deref for PooledConnection<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until drop")
+    }
+}
+
+impl DerefMut for PooledConnection<'_> {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().expect("present until drop")
+    }
+}
+
+impl Drop for PooledConnection<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let mut idle = self.pool.lock();
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+    }
+}

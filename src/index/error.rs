@@ -1,0 +1,82 @@
+//! Errors of the index module.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while opening, writing or searching an index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// `Index::open`/`open_read_only` on a directory that holds no index.
+    #[error("no index found in {dir} (create one first, e.g. with `lookalike index`)")]
+    NotFound { dir: PathBuf },
+
+    /// The index was built with another model or vector size: its vectors cannot be compared
+    /// with the new ones, so mixing them would silently return nonsense.
+    #[error(
+        "the index in {dir} was built with model {found_model:?} ({found_dim}-d vectors), \
+         not {wanted_model:?} ({wanted_dim}-d): use another index directory or re-create it"
+    )]
+    ConfigMismatch {
+        dir: PathBuf,
+        found_model: String,
+        found_dim: usize,
+        wanted_model: String,
+        wanted_dim: usize,
+    },
+
+    /// A vector (to store or to search with) does not have the index's dimension, or holds
+    /// NaN/infinity.
+    #[error("invalid vector: {0}")]
+    InvalidVector(String),
+
+    /// A bad argument that is not a vector (e.g. a zero dimension).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// A write was attempted through a handle opened with `Index::open_read_only`.
+    #[error("the index is open read-only")]
+    ReadOnly,
+
+    /// The catalog's schema is not the one this build uses: newer (written by a newer
+    /// lookalike), or older and opened read-only (readers never migrate).
+    #[error(
+        "the catalog in {dir} has schema version {found}, this build uses {supported}: \
+         upgrade lookalike, or open the index once for writing to migrate it"
+    )]
+    SchemaMismatch {
+        dir: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    /// The catalog holds data that breaks its own invariants (hand edits, disk damage).
+    #[error("corrupt catalog: {0}")]
+    Corrupt(String),
+
+    #[error("catalog (SQLite): {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
+    #[error("ANN index (usearch): {0}")]
+    Ann(String),
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl IndexError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        IndexError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Converts usearch's C++ exceptions (whose type lives in the `cxx` crate, not a dependency of
+/// ours) into [`IndexError::Ann`].
+pub(crate) fn ann_err(e: impl std::fmt::Display) -> IndexError {
+    IndexError::Ann(e.to_string())
+}

@@ -1,0 +1,181 @@
+//! Brute-force search over f32 vectors: the exact search mode, and the small in-memory delta of
+//! items a reader has seen since its memory-mapped snapshot.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashSet};
+
+use super::types::ItemId;
+
+/// Inner product; equals cosine similarity for the L2-normalised vectors the index stores.
+/// Eight independent accumulators let the compiler vectorise without `-ffast-math`.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// A candidate: higher score first, ties broken by lower id so results are deterministic.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Scored {
+    pub id: ItemId,
+    pub score: f32,
+}
+
+impl Eq for Scored {}
+
+impl Ord for Scored {
+    /// "Greater" means "better".
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then_with(|| other.id.cmp(&self.id))
+    }
+}
+
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Keeps the `k` best candidates seen so far (a min-heap of the current best).
+pub(crate) struct TopK {
+    k: usize,
+    heap: BinaryHeap<std::cmp::Reverse<Scored>>,
+}
+
+impl TopK {
+    pub fn new(k: usize) -> TopK {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    pub fn push(&mut self, candidate: Scored) {
+        if self.heap.len() < self.k {
+            self.heap.push(std::cmp::Reverse(candidate));
+        } else if let Some(mut worst) = self.heap.peek_mut() {
+            if candidate > worst.0 {
+                worst.0 = candidate;
+            }
+        }
+    }
+
+    /// Best first.
+    pub fn into_sorted(self) -> Vec<Scored> {
+        // Sorting `Reverse`s ascending yields the best candidate first.
+        let mut v = self.heap.into_vec();
+        v.sort_unstable();
+        v.into_iter().map(|r| r.0).collect()
+    }
+}
+
+/// Vectors kept in memory and searched by brute force, in id order.
+#[derive(Debug, Default)]
+pub(crate) struct Flat {
+    dim: usize,
+    ids: Vec<ItemId>,
+    data: Vec<f32>,
+}
+
+impl Flat {
+    pub fn new(dim: usize) -> Flat {
+        Flat {
+            dim,
+            ids: Vec::new(),
+            data: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Appends `ids` with their concatenated `vectors`. Ids at or below the last one held are
+    /// skipped, which makes replaying an already applied batch harmless.
+    pub fn extend(&mut self, ids: &[ItemId], vectors: &[f32]) {
+        for (id, v) in ids.iter().zip(vectors.chunks_exact(self.dim)) {
+            if self.ids.last().is_some_and(|last| last >= id) {
+                continue;
+            }
+            self.ids.push(*id);
+            self.data.extend_from_slice(v);
+        }
+    }
+
+    /// Drops the given ids; returns how many were held.
+    pub fn remove(&mut self, ids: &HashSet<ItemId>) -> usize {
+        let before = self.ids.len();
+        let mut keep = 0;
+        for i in 0..self.ids.len() {
+            if !ids.contains(&self.ids[i]) {
+                self.ids[keep] = self.ids[i];
+                self.data
+                    .copy_within(i * self.dim..(i + 1) * self.dim, keep * self.dim);
+                keep += 1;
+            }
+        }
+        self.ids.truncate(keep);
+        self.data.truncate(keep * self.dim);
+        before - keep
+    }
+
+    pub fn search(&self, query: &[f32], k: usize) -> Vec<Scored> {
+        let mut top = TopK::new(k);
+        for (id, v) in self.ids.iter().zip(self.data.chunks_exact(self.dim)) {
+            top.push(Scored {
+                id: *id,
+                score: dot(query, v),
+            });
+        }
+        top.into_sorted()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_matches_naive_sum_for_odd_lengths() {
+        let a: Vec<f32> = (0..13).map(|i| i as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..13).map(|i| 1.0 - i as f32 * 0.25).collect();
+        let naive: f32 = (0..13).map(|i| a[i] * b[i]).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-4);
+    }
+
+    #[test]
+    fn top_k_keeps_the_best_in_order() {
+        let mut top = TopK::new(3);
+        for (id, score) in [(1, 0.1), (2, 0.9), (3, 0.5), (4, 0.7), (5, -1.0), (6, 0.7)] {
+            top.push(Scored { id, score });
+        }
+        let ids: Vec<ItemId> = top.into_sorted().iter().map(|s| s.id).collect();
+        assert_eq!(ids, vec![2, 4, 6]);
+    }
+
+    #[test]
+    fn flat_extend_is_idempotent_and_remove_compacts() {
+        let mut flat = Flat::new(2);
+        flat.extend(&[1, 2, 3], &[1.0, 0.0, 0.0, 1.0, 0.6, 0.8]);
+        flat.extend(&[2, 3], &[9.0, 9.0, 9.0, 9.0]);
+        assert_eq!(flat.len(), 3);
+        assert_eq!(flat.remove(&HashSet::from([2, 7])), 1);
+        let hits = flat.search(&[0.0, 1.0], 5);
+        assert_eq!(hits.len(), 2);
+        assert_eq!((hits[0].id, hits[0].score), (3, 0.8));
+        assert_eq!((hits[1].id, hits[1].score), (1, 0.0));
+    }
+}

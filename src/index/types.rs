@@ -1,0 +1,117 @@
+//! The plain data types of the index API.
+
+/// The id of one item (an image, or one frame of a video). Ids are never reused, even after a
+/// removal, so an id seen once always names the same item or none.
+pub type ItemId = i64;
+
+/// What the vectors of an index were made with. Vectors of different models (or sizes) are not
+/// comparable, so an index is bound to one config for life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexConfig {
+    pub model: String,
+    pub dim: usize,
+}
+
+/// Size and modification time of a file when it was indexed: the scanner compares them with the
+/// file system to skip unchanged files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+}
+
+/// What a file is: an image gives one item, a video one item per sampled frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Image,
+    Video,
+}
+
+impl MediaKind {
+    /// The spelling stored in the catalog.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::Image => "image",
+            MediaKind::Video => "video",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<MediaKind> {
+        match s {
+            "image" => Some(MediaKind::Image),
+            "video" => Some(MediaKind::Video),
+            _ => None,
+        }
+    }
+}
+
+/// A file to store, with all its items. Adding a path that is already present replaces its items.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub path: String,
+    pub stamp: FileStamp,
+    pub kind: MediaKind,
+    /// May be empty: the file is then remembered (so an unchanged file is not retried) but has
+    /// nothing to search.
+    pub items: Vec<NewItem>,
+}
+
+/// One image or video frame with its L2-normalised feature vector.
+#[derive(Debug, Clone)]
+pub struct NewItem {
+    /// Seconds from the start of a video; `None` for an image.
+    pub t: Option<f64>,
+    pub width: u32,
+    pub height: u32,
+    pub vector: Vec<f32>,
+}
+
+/// How to search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchMode {
+    /// HNSW graph search: fast, recall slightly below 1.
+    Approximate,
+    /// Brute force over every stored f32 vector: slow on big collections, the ground truth.
+    Exact,
+}
+
+/// One search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub id: ItemId,
+    /// Cosine similarity of the stored f32 vector with the query: 1 = same direction.
+    pub score: f32,
+    pub path: String,
+    pub t: Option<f64>,
+    pub kind: MediaKind,
+}
+
+/// Everything the catalog knows about an item, except its vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemRecord {
+    pub id: ItemId,
+    pub path: String,
+    pub t: Option<f64>,
+    pub width: u32,
+    pub height: u32,
+    pub kind: MediaKind,
+    pub stamp: FileStamp,
+}
+
+/// Counts and sizes, for `lookalike stats` and the server's metrics.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub files: u64,
+    /// Files of kind image.
+    pub images: u64,
+    /// Files of kind video.
+    pub videos: u64,
+    /// Searchable items (images plus video frames).
+    pub items: u64,
+    pub dim: usize,
+    pub model: String,
+    /// SQLite database plus its WAL.
+    pub catalog_bytes: u64,
+    /// ANN snapshot files.
+    pub ann_bytes: u64,
+}

@@ -1,0 +1,80 @@
+//! Shared helpers of the integration tests: where the real test data and the model are, and
+//! how to run the `lookalike` binary.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The real photos and videos fetched by `scripts/fetch-test-data.sh`.
+pub fn testdata() -> PathBuf {
+    let dir = std::env::var_os("LOOKALIKE_TESTDATA").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/testdata"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("photos/skimage/coffee.png").is_file(),
+        "test data missing in {}: run scripts/fetch-test-data.sh",
+        dir.display()
+    );
+    dir
+}
+
+pub fn photo(relative: &str) -> PathBuf {
+    testdata().join("photos").join(relative)
+}
+
+/// The model cache the tests share (fetched on first use).
+pub fn model_dir() -> PathBuf {
+    std::env::var_os("LOOKALIKE_MODEL_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/models"),
+        PathBuf::from,
+    )
+}
+
+/// A committed fixture under tests/fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// `lookalike` with the test model cache and the given index.
+pub fn lookalike(db: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lookalike"));
+    cmd.env("LOOKALIKE_MODEL_DIR", model_dir())
+        .env("LOOKALIKE_DB", db)
+        .env_remove("LOOKALIKE_LOG")
+        .arg("--quiet");
+    cmd
+}
+
+/// Runs `lookalike ARGS` and returns its output, failing the test on a non-zero exit.
+pub fn run_ok(db: &Path, args: &[&str]) -> Output {
+    let out = lookalike(db).args(args).output().expect("run lookalike");
+    assert!(
+        out.status.success(),
+        "lookalike {args:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The JSON object printed by `lookalike ARGS --json` (one line).
+pub fn run_json(db: &Path, args: &[&str]) -> serde_json::Value {
+    let out = run_ok(db, args);
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+/// Copies real photos into `dir` under new names (`dir/NAME`), returning the new paths.
+pub fn copy_photos(dir: &Path, photos: &[(&str, &str)]) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    photos
+        .iter()
+        .map(|(src, name)| {
+            let dst = dir.join(name);
+            std::fs::copy(photo(src), &dst).expect("copy photo");
+            dst
+        })
+        .collect()
+}

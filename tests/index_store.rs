@@ -1,0 +1,711 @@
+//! Storage and search: the catalog, the ANN snapshot, crash safety, readers beside a writer.
+
+use std::collections::HashSet;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lookalike::index::{
+    FileStamp, HnswParams, Index, IndexConfig, IndexError, ItemId, MediaKind, NewFile, NewItem,
+    SearchMode,
+};
+
+const DIM: usize = 64;
+
+/// A directory removed on drop (the crate has no `tempfile` dependency).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("lookalike-index-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// xorshift64*: deterministic vectors without a `rand` dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn next_f32(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (x >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Standard normal (Box-Muller).
+    fn gaussian(&mut self) -> f32 {
+        let u = self.next_f32().max(1e-7);
+        let v = self.next_f32();
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    }
+
+    fn unit(&mut self, dim: usize) -> Vec<f32> {
+        normalised((0..dim).map(|_| self.gaussian()).collect())
+    }
+}
+
+fn normalised(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+    v
+}
+
+fn vector_for(seed: u64) -> Vec<f32> {
+    Rng::new(seed).unit(DIM)
+}
+
+fn config() -> IndexConfig {
+    IndexConfig {
+        model: "test-model".into(),
+        dim: DIM,
+    }
+}
+
+fn image(path: &str, seed: u64) -> NewFile {
+    NewFile {
+        path: path.into(),
+        stamp: FileStamp {
+            size: seed * 10,
+            mtime_ns: seed as i64 * 1000,
+        },
+        kind: MediaKind::Image,
+        items: vec![NewItem {
+            t: None,
+            width: 640,
+            height: 480,
+            vector: vector_for(seed),
+        }],
+    }
+}
+
+fn video(path: &str, seeds: &[u64]) -> NewFile {
+    NewFile {
+        path: path.into(),
+        stamp: FileStamp {
+            size: 999,
+            mtime_ns: 42,
+        },
+        kind: MediaKind::Video,
+        items: seeds
+            .iter()
+            .enumerate()
+            .map(|(i, s)| NewItem {
+                t: Some(i as f64 * 2.5),
+                width: 320,
+                height: 240,
+                vector: vector_for(*s),
+            })
+            .collect(),
+    }
+}
+
+/// `n` images named `img{i}.jpg` with seeds `base + i`.
+fn images(base: u64, n: u64) -> Vec<NewFile> {
+    (0..n)
+        .map(|i| image(&format!("img{}.jpg", base + i), base + i))
+        .collect()
+}
+
+fn top_path(index: &Index, query: &[f32], mode: SearchMode) -> Option<String> {
+    index
+        .search(query, 1, mode)
+        .unwrap()
+        .into_iter()
+        .next()
+        .map(|h| h.path)
+}
+
+fn snapshot_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "usearch"))
+        .collect()
+}
+
+#[test]
+fn add_replace_and_remove_keep_counts_right() {
+    let dir = TempDir::new("counts");
+    let mut index = Index::create_or_open(dir.path(), &config()).unwrap();
+    let ids = index
+        .add(vec![
+            image("a.jpg", 1),
+            image("b.jpg", 2),
+            video("v.mp4", &[10, 11, 12]),
+        ])
+        .unwrap();
+    assert_eq!(ids.len(), 5);
+    let stats = index.stats().unwrap();
+    assert_eq!(
+        (stats.files, stats.images, stats.videos, stats.items),
+        (3, 2, 1, 5)
+    );
+    assert_eq!((stats.dim, stats.model.as_str()), (DIM, "test-model"));
+
+    let frames = index.items_for_path("v.mp4").unwrap();
+    assert_eq!(frames.len(), 3);
+    assert_eq!(frames[1].t, Some(2.5));
+    assert_eq!(frames[1].kind, MediaKind::Video);
+    assert_eq!(index.vector(ids[3]).unwrap().unwrap(), vector_for(11));
+
+    // Re-adding a path replaces its items: old ids disappear, new ones appear.
+    let new_ids = index.add(vec![video("v.mp4", &[20, 21])]).unwrap();
+    assert_eq!(new_ids.len(), 2);
+    assert!(
+        new_ids.iter().all(|id| !ids.contains(id)),
+        "ids are never reused"
+    );
+    assert!(index.item(ids[2]).unwrap().is_none());
+    assert_eq!(index.stats().unwrap().items, 4);
+    assert_eq!(index.file_stamps().unwrap().len(), 3);
+
+    assert_eq!(index.remove_items(&[ids[0], 987_654]).unwrap(), 1);
+    let stats = index.stats().unwrap();
+    assert_eq!(
+        (stats.files, stats.items),
+        (3, 3),
+        "removing items keeps the file"
+    );
+
+    let removed = index
+        .remove_paths(&["v.mp4".to_string(), "nope.jpg".to_string()])
+        .unwrap();
+    assert_eq!(removed, 1);
+    let stats = index.stats().unwrap();
+    assert_eq!((stats.files, stats.videos, stats.items), (2, 0, 1));
+    assert!(index.items_for_path("v.mp4").unwrap().is_empty());
+
+    let record = index.item(ids[1]).unwrap().unwrap();
+    assert_eq!(record.path, "b.jpg");
+    assert_eq!((record.width, record.height), (640, 480));
+    assert_eq!(
+        record.stamp,
+        FileStamp {
+            size: 20,
+            mtime_ns: 2000
+        }
+    );
+    let stamps = index.file_stamps().unwrap();
+    assert_eq!(
+        stamps["b.jpg"],
+        FileStamp {
+            size: 20,
+            mtime_ns: 2000
+        }
+    );
+
+    let mut exported = Vec::new();
+    index
+        .for_each_vector(|r, v| exported.push((r.id, v.to_vec())))
+        .unwrap();
+    assert_eq!(exported, vec![(ids[1], vector_for(2))]);
+}
+
+#[test]
+fn search_returns_the_planted_nearest_neighbour() {
+    let dir = TempDir::new("planted");
+    let mut index = Index::create_or_open(dir.path(), &config()).unwrap();
+    index.add(images(0, 500)).unwrap();
+    let mut rng = Rng::new(777);
+    let target = vector_for(123);
+    // A slightly perturbed copy: its nearest stored neighbour is img123.
+    let query = normalised(target.iter().map(|x| x + 0.02 * rng.gaussian()).collect());
+    for mode in [SearchMode::Approximate, SearchMode::Exact] {
+        let hits = index.search(&query, 5, mode).unwrap();
+        assert_eq!(hits.len(), 5);
+        assert_eq!(hits[0].path, "img123.jpg", "{mode:?}");
+        assert!(hits[0].score > 0.95 && hits[0].score <= 1.0001, "{hits:?}");
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+        assert_eq!(hits[0].kind, MediaKind::Image);
+        assert_eq!(hits[0].t, None);
+    }
+}
+
+#[test]
+fn exact_and_approximate_agree_on_a_small_set() {
+    let dir = TempDir::new("agree");
+    let mut index = Index::create_or_open(dir.path(), &config()).unwrap();
+    index.add(images(0, 400)).unwrap();
+    let mut agree = 0;
+    let queries = 30;
+    for q in 0..queries {
+        let query = vector_for(10_000 + q);
+        let exact = index.search(&query, 10, SearchMode::Exact).unwrap();
+        let approx = index.search(&query, 10, SearchMode::Approximate).unwrap();
+        let exact_ids: HashSet<ItemId> = exact.iter().map(|h| h.id).collect();
+        agree += approx.iter().filter(|h| exact_ids.contains(&h.id)).count();
+        // Scores are exact cosines of the stored f32 vectors in both modes.
+        if approx[0].id == exact[0].id {
+            assert!((approx[0].score - exact[0].score).abs() < 1e-6);
+        }
+    }
+    let recall = agree as f64 / (queries as f64 * 10.0);
+    assert!(recall >= 0.98, "recall@10 {recall}");
+}
+
+#[test]
+fn reopen_without_checkpoint_finds_everything() {
+    let dir = TempDir::new("reopen");
+    {
+        let mut index = Index::create_or_open(dir.path(), &config()).unwrap();
+        index.add(images(0, 50)).unwrap();
+        index.checkpoint().unwrap();
+        index.add(images(50, 30)).unwrap();
+        index.remove_paths(&["img7.jpg".to_string()]).unwrap();
+        // Dropped without a checkpoint, as if killed.
+    }
+    for index in [
+        Index::open(dir.path()).unwrap(),
+        Index::open_read_only(dir.path()).unwrap(),
+    ] {
+        assert_eq!(index.stats().unwrap().items, 79);
+        for seed in (0..80).filter(|s| *s != 7) {
+            assert_eq!(
+                top_path(&index, &vector_for(seed), SearchMode::Approximate),
+                Some(format!("img{seed}.jpg"))
+            );
+        }
+        assert_ne!(
+            top_path(&index, &vector_for(7), SearchMode::Approximate),
+            Some("img7.jpg".into())
+        );
+    }
+}
+
+#[test]
+fn a_corrupt_or_truncated_snapshot_is_rebuilt_from_the_catalog() {
+    type Damage = fn(&Path);
+    let truncate: Damage = |p| {
+        let len = std::fs::metadata(p).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(p)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+    };
+    let garbage: Damage = |p| {
+        let len = std::fs::metadata(p).unwrap().len() as usize;
+        std::fs::write(p, vec![0xA5u8; len]).unwrap();
+    };
+    let empty: Damage = |p| std::fs::write(p, b"").unwrap();
+    for (name, damage) in [
+        ("truncate", truncate),
+        ("garbage", garbage),
+        ("empty", empty),
+    ] {
+        let dir = TempDir::new(name);
+        {
+            let mut index = Index::create_or_open(dir.path(), &config()).unwrap();
+            index.add(images(0, 60)).unwrap();
+            index.checkpoint().unwrap();
+        }
+        let snapshots = snapshot_files(dir.path());
+        assert_eq!(snapshots.len(), 1);
+        damage(&snapshots[0]);
+
+        // A reader copes without writing anything.
+        let reader = Index::open_read_only(dir.path()).unwrap();
+        assert_eq!(
+            top_path(&reader, &vector_for(33), SearchMode::Approximate),
+            Some("img33.jpg".into()),
+            "{name}"
+        );
+        assert_eq!(
+            snapshot_files(dir.path()),
+            snapshots,
+            "a reader never writes"
+        );
+        drop(reader);
+
+        // A writer rebuilds and saves a good snapshot at once.
+        let index = Index::open(dir.path()).unwrap();
+        for seed in 0..60 {
+            assert_eq!(
+                top_path(&index, &vector_for(seed), SearchMode::Approximate),
+                Some(format!("img{seed}.jpg")),
+                "{name}"
+            );
+        }
+        drop(index);
+        let reader = Index::open_read_only(dir.path()).unwrap();
+        assert!(
+            reader.is_memory_mapped(),
+            "{name}: the rebuilt snapshot is used"
+        );
+    }
+}
+
+#[test]
+fn a_snapshot_ahead_of_the_catalog_is_not_trusted() {
+    // A snapshot from a bigger index (as if the catalog had been restored from a backup).
+    let big = TempDir::new("big");
+    {
+        let mut index = Index::create_or_open(big.path(), &config()).unwrap();
+        index.add(images(1000, 40)).unwrap();
+        index.checkpoint().unwrap();
+    }
+    let dir = TempDir::new("small");
+    {
+        let mut index = Index::create_or_open(dir.path(), &config()).unwrap();
+        index.add(images(0, 20)).unwrap();
+    }
+    let foreign = &snapshot_files(big.path())[0];
+    std::fs::copy(foreign, dir.path().join(foreign.file_name().unwrap())).unwrap();
+    let index = Index::open_read_only(dir.path()).unwrap();
+    for seed in [0, 19] {
+        assert_eq!(
+            top_path(&index, &vector_for(seed), SearchMode::Approximate),
+            Some(format!("img{seed}.jpg"))
+        );
+    }
+    let hits = index
+        .search(&vector_for(1005), 20, SearchMode::Approximate)
+        .unwrap();
+    let seed = |path: &str| -> u64 { path[3..path.len() - 4].parse().unwrap() };
+    assert!(hits.iter().all(|h| seed(&h.path) < 20), "{hits:?}");
+}
+
+#[test]
+fn a_reader_sees_the_writers_changes_after_refresh() {
+    let dir = TempDir::new("reader");
+    let mut writer = Index::create_or_open(dir.path(), &config()).unwrap();
+    writer.add(images(0, 100)).unwrap();
+    writer.checkpoint().unwrap();
+
+    let mut reader = Index::open_read_only(dir.path()).unwrap();
+    assert!(reader.is_memory_mapped());
+    assert_eq!(reader.refresh().unwrap(), 0, "nothing changed");
+
+    writer.add(images(100, 20)).unwrap();
+    writer
+        .remove_paths(&["img5.jpg".to_string(), "img110.jpg".to_string()])
+        .unwrap();
+    assert_ne!(
+        top_path(&reader, &vector_for(105), SearchMode::Approximate),
+        Some("img105.jpg".into()),
+        "not seen before refresh"
+    );
+    // 19 additions still present (img110 came and went) + 2 removals.
+    assert_eq!(reader.refresh().unwrap(), 21);
+    assert!(reader.is_memory_mapped());
+    for mode in [SearchMode::Approximate, SearchMode::Exact] {
+        assert_eq!(
+            top_path(&reader, &vector_for(105), mode),
+            Some("img105.jpg".into())
+        );
+        for gone in [5, 110] {
+            let hits = reader.search(&vector_for(gone), 10, mode).unwrap();
+            assert!(hits.iter().all(|h| h.path != format!("img{gone}.jpg")));
+        }
+    }
+
+    // After the writer's next checkpoint the reader switches to the new snapshot.
+    writer.checkpoint().unwrap();
+    assert_eq!(reader.refresh().unwrap(), 0);
+    assert!(reader.is_memory_mapped());
+    assert_eq!(
+        top_path(&reader, &vector_for(119), SearchMode::Approximate),
+        Some("img119.jpg".into())
+    );
+    assert!(matches!(
+        reader.add(images(500, 1)),
+        Err(IndexError::ReadOnly)
+    ));
+    assert!(matches!(reader.checkpoint(), Err(IndexError::ReadOnly)));
+}
+
+#[test]
+fn removed_items_never_come_back() {
+    let dir = TempDir::new("removed");
+    let mut index = Index::create_or_open(dir.path(), &config()).unwrap();
+    let ids = index.add(images(0, 200)).unwrap();
+    index.checkpoint().unwrap();
+    let gone: Vec<ItemId> = ids.iter().copied().step_by(3).collect();
+    assert_eq!(index.remove_items(&gone).unwrap(), gone.len());
+    let check = |index: &Index| {
+        for (i, id) in ids.iter().enumerate().step_by(3) {
+            for mode in [SearchMode::Approximate, SearchMode::Exact] {
+                let hits = index.search(&vector_for(i as u64), 20, mode).unwrap();
+                assert_eq!(hits.len(), 20, "k results remain");
+                assert!(
+                    hits.iter().all(|h| h.id != *id),
+                    "{mode:?} returned removed {id}"
+                );
+            }
+        }
+    };
+    check(&index);
+    drop(index);
+    check(&Index::open_read_only(dir.path()).unwrap());
+    let mut index = Index::open(dir.path()).unwrap();
+    check(&index);
+    index.checkpoint().unwrap();
+    check(&Index::open_read_only(dir.path()).unwrap());
+}
+
+#[test]
+fn another_model_or_dimension_is_a_clear_error() {
+    let dir = TempDir::new("config");
+    Index::create_or_open(dir.path(), &config()).unwrap();
+    for other in [
+        IndexConfig {
+            model: "other-model".into(),
+            dim: DIM,
+        },
+        IndexConfig {
+            model: "test-model".into(),
+            dim: 128,
+        },
+    ] {
+        let err = Index::create_or_open(dir.path(), &other).err().unwrap();
+        assert!(matches!(err, IndexError::ConfigMismatch { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("test-model") && msg.contains(&other.model),
+            "{msg}"
+        );
+        assert!(msg.contains(&other.dim.to_string()), "{msg}");
+    }
+    // The existing index is untouched and still opens with its own config.
+    assert_eq!(*Index::open(dir.path()).unwrap().config(), config());
+}
+
+#[test]
+fn opening_a_missing_index_says_where() {
+    let dir = TempDir::new("missing");
+    let missing = dir.path().join("nothing-here");
+    for result in [Index::open(&missing), Index::open_read_only(&missing)] {
+        let err = result.err().unwrap();
+        assert!(matches!(err, IndexError::NotFound { .. }), "{err:?}");
+        assert!(err.to_string().contains("nothing-here"), "{err}");
+    }
+    assert!(!missing.exists(), "open never creates");
+}
+
+#[test]
+fn bad_vectors_are_rejected_before_anything_is_written() {
+    let dir = TempDir::new("badvec");
+    let mut index = Index::create_or_open(dir.path(), &config()).unwrap();
+    let mut bad = image("bad.jpg", 1);
+    bad.items[0].vector.pop();
+    let err = index.add(vec![image("ok.jpg", 2), bad]).err().unwrap();
+    assert!(matches!(err, IndexError::InvalidVector(_)), "{err:?}");
+    let mut nan = image("nan.jpg", 3);
+    nan.items[0].vector[0] = f32::NAN;
+    assert!(index.add(vec![nan]).is_err());
+    assert_eq!(index.stats().unwrap().files, 0);
+    assert!(index.search(&[1.0; 3], 5, SearchMode::Exact).is_err());
+}
+
+#[test]
+fn many_threads_search_one_handle_at_once() {
+    let dir = TempDir::new("threads");
+    let mut index = Index::create_or_open(dir.path(), &config()).unwrap();
+    index.add(images(0, 300)).unwrap();
+    index.checkpoint().unwrap();
+    let index = Index::open_read_only(dir.path()).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..16u64 {
+            let index = &index;
+            s.spawn(move || {
+                for i in 0..40 {
+                    let seed = (t * 40 + i) % 300;
+                    assert_eq!(
+                        top_path(index, &vector_for(seed), SearchMode::Approximate),
+                        Some(format!("img{seed}.jpg"))
+                    );
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn expansion_search_is_configurable() {
+    let dir = TempDir::new("ef");
+    let params = HnswParams {
+        expansion_search: 200,
+        ..HnswParams::default()
+    };
+    let mut index = Index::create_or_open_with(dir.path(), &config(), params).unwrap();
+    assert_eq!(index.expansion_search(), 200);
+    index.set_expansion_search(32);
+    assert_eq!(index.expansion_search(), 32);
+}
+
+/// The child side of [`kill_9_loses_nothing_committed`]: writes in a loop until killed,
+/// printing what is committed. Does nothing unless run by that test.
+#[test]
+#[ignore = "run as a child process by kill_9_loses_nothing_committed"]
+fn crash_child_writer() {
+    let Ok(dir) = std::env::var("LOOKALIKE_CRASH_DIR") else {
+        return;
+    };
+    let start: u64 = std::env::var("LOOKALIKE_CRASH_START")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut index = Index::open(Path::new(&dir)).unwrap();
+    let mut out = std::io::stdout();
+    for batch in 0.. {
+        let base = start + batch * 20;
+        index.add(images(base, 20)).unwrap();
+        use std::io::Write;
+        writeln!(out, "committed {base} 20").unwrap();
+        if batch % 3 == 1 {
+            let victim = base + 3;
+            // Announced first: a kill between the commit and the next line must not look like
+            // a lost removal.
+            writeln!(out, "removing {victim}").unwrap();
+            out.flush().unwrap();
+            index.remove_paths(&[format!("img{victim}.jpg")]).unwrap();
+            writeln!(out, "removed {victim}").unwrap();
+        }
+        if batch % 4 == 2 {
+            index.checkpoint().unwrap();
+        }
+        out.flush().unwrap();
+    }
+}
+
+#[test]
+fn kill_9_loses_nothing_committed() {
+    let dir = TempDir::new("kill9");
+    Index::create_or_open(dir.path(), &config()).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut log = ChildLog::default();
+    for round in 0..4u64 {
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "crash_child_writer",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("LOOKALIKE_CRASH_DIR", dir.path())
+            .env("LOOKALIKE_CRASH_START", (round * 1_000_000).to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let readerthread = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Kill at a different moment each round (some mid-checkpoint, some mid-add).
+        let deadline = Instant::now() + Duration::from_millis(300 + 170 * round);
+        let mut lines = 0;
+        while Instant::now() < deadline || lines < 3 {
+            match rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(line) => {
+                    lines += 1;
+                    log.record(&line);
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(e) => panic!("child ended early: {e}"),
+            }
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // Lines already printed are committed too.
+        for line in rx.try_iter() {
+            log.record(&line);
+        }
+        readerthread.join().unwrap();
+
+        // Everything reported committed is there, nothing removed came back, and both a reader
+        // and a writer agree.
+        let reader = Index::open_read_only(dir.path()).unwrap();
+        let stamps = reader.file_stamps().unwrap();
+        for seed in &log.committed {
+            let path = format!("img{seed}.jpg");
+            if log.removing.contains(seed) && !log.removed.contains(seed) {
+                continue; // killed while removing: either outcome is right
+            }
+            assert_eq!(
+                stamps.contains_key(&path),
+                !log.removed.contains(seed),
+                "{path}"
+            );
+        }
+        let items = reader.stats().unwrap().items;
+        assert_eq!(items, stamps.len() as u64, "one item per image");
+        let live: Vec<u64> = log.committed.difference(&log.removing).copied().collect();
+        for seed in live.iter().step_by(7) {
+            assert_eq!(
+                top_path(&reader, &vector_for(*seed), SearchMode::Approximate),
+                Some(format!("img{seed}.jpg"))
+            );
+        }
+        for seed in &log.removed {
+            let hits = reader
+                .search(&vector_for(*seed), 5, SearchMode::Approximate)
+                .unwrap();
+            assert!(hits.iter().all(|h| h.path != format!("img{seed}.jpg")));
+        }
+        drop(reader);
+        let writer = Index::open(dir.path()).unwrap();
+        assert_eq!(writer.stats().unwrap().items, items);
+        eprintln!(
+            "round {round}: {} committed, {} removed, {items} items after kill -9",
+            log.committed.len(),
+            log.removed.len()
+        );
+    }
+    assert!(log.committed.len() >= 4 * 60, "the child made progress");
+}
+
+/// What the crash child reported.
+#[derive(Default)]
+struct ChildLog {
+    committed: HashSet<u64>,
+    removing: HashSet<u64>,
+    removed: HashSet<u64>,
+}
+
+impl ChildLog {
+    fn record(&mut self, line: &str) {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        match parts.as_slice() {
+            ["committed", base, n] => {
+                let (base, n): (u64, u64) = (base.parse().unwrap(), n.parse().unwrap());
+                self.committed.extend(base..base + n);
+            }
+            ["removing", seed] => {
+                self.removing.insert(seed.parse().unwrap());
+            }
+            ["removed", seed] => {
+                self.removed.insert(seed.parse().unwrap());
+            }
+            _ => {}
+        }
+    }
+}
