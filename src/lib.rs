@@ -13,5 +13,6 @@ pub mod image;
 pub mod index;
 pub mod ingest;
 pub mod model;
+pub mod server;
 
 pub use error::{Error, Result};
