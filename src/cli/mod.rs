@@ -5,6 +5,7 @@ mod export;
 mod index;
 mod model;
 mod search;
+mod serve;
 mod stats;
 
 use std::path::PathBuf;
@@ -60,6 +61,8 @@ enum Command {
     /// Fetch the model or show what is installed
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Serve the search page and JSON API
+    Serve(serve::ServeArgs),
     /// What the index holds
     Stats(stats::StatsArgs),
     /// Remove files from the index (the files themselves are not touched)
@@ -75,6 +78,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Search(args) => search::run(&global, args),
         Command::Classify(args) => classify::run(&global, args),
         Command::Model(command) => model::run(&global, command),
+        Command::Serve(args) => serve::run(&global, args),
         Command::Stats(args) => stats::run(&global, args),
         Command::Remove(args) => index::remove(&global, args),
         Command::Export(args) => export::run(&global, args),

@@ -1,0 +1,66 @@
+//! `lookalike serve`: the web page and JSON API (see `lookalike::server`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use lookalike::server::{serve, ServerConfig};
+
+use super::Global;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on (use 0.0.0.0:7878 to serve the network)
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    bind: SocketAddr,
+    /// Bearer token that write requests (upload, index, delete) must carry; without one,
+    /// the server is read-only
+    #[arg(long, env = "LOOKALIKE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Folders whose files `POST /api/index` may index (repeatable)
+    #[arg(long = "root", value_name = "DIR")]
+    roots: Vec<PathBuf>,
+    /// Largest request body, in MiB
+    #[arg(long, default_value_t = 32)]
+    max_body_mb: usize,
+    /// Inferences running at once; more requests queue
+    #[arg(long, default_value_t = 2)]
+    max_inferences: usize,
+    /// How long a queued request waits before a 503, in seconds
+    #[arg(long, default_value_t = 5)]
+    queue_timeout: u64,
+}
+
+pub fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
+    let writes = args.token.is_some();
+    let engine = Arc::new(global.engine(None, !writes)?);
+    let upload_dir = global.db_dir()?.join("uploads");
+    let mut roots = Vec::new();
+    for root in args.roots {
+        roots.push(root.canonicalize().with_context(|| format!("--root {}", root.display()))?);
+    }
+    if writes {
+        std::fs::create_dir_all(&upload_dir)
+            .with_context(|| format!("creating {}", upload_dir.display()))?;
+        roots.push(upload_dir.canonicalize()?);
+    }
+    let config = ServerConfig {
+        bind: args.bind,
+        token: args.token,
+        roots,
+        upload_dir,
+        max_body_bytes: args.max_body_mb.max(1) << 20,
+        max_concurrent_inferences: args.max_inferences.max(1),
+        queue_timeout: Duration::from_secs(args.queue_timeout),
+        ..ServerConfig::default()
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(config, engine))?;
+    Ok(ExitCode::SUCCESS)
+}
