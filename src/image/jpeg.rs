@@ -170,7 +170,10 @@ fn exif_segment(bytes: &[u8]) -> Option<&[u8]> {
             }
             _ => {}
         }
-        let length = usize::from(u16::from_be_bytes([*bytes.get(pos + 2)?, *bytes.get(pos + 3)?]));
+        let length = usize::from(u16::from_be_bytes([
+            *bytes.get(pos + 2)?,
+            *bytes.get(pos + 3)?,
+        ]));
         let segment = bytes.get(pos + 4..(pos + 2).checked_add(length)?)?;
         if marker == 0xE1 && segment.starts_with(b"Exif\0\0") {
             return Some(&segment[6..]);

@@ -92,9 +92,14 @@ fn decode_error(
 /// Decoders that wrap their reader's EOF in a format error still say so in words.
 fn mentions_eof(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
-    ["unexpected end", "unexpected eof", "end of file", "truncated"]
-        .iter()
-        .any(|needle| message.contains(needle))
+    [
+        "unexpected end",
+        "unexpected eof",
+        "end of file",
+        "truncated",
+    ]
+    .iter()
+    .any(|needle| message.contains(needle))
 }
 
 /// Any colour type to 8-bit RGB: 16-bit samples are rounded to 8 bits (v * 255 / 65535), grey
@@ -141,7 +146,9 @@ mod tests {
     fn grey_alpha_and_sixteen_bit_become_rgb8() {
         let la = image::GrayAlphaImage::from_pixel(1, 1, LumaA([100, 0]));
         assert_eq!(
-            to_rgb_on_white(DynamicImage::ImageLumaA8(la)).get_pixel(0, 0).0,
+            to_rgb_on_white(DynamicImage::ImageLumaA8(la))
+                .get_pixel(0, 0)
+                .0,
             [255, 255, 255]
         );
         // 16-bit: 65535 -> 255, 32896 (= 128 * 257) -> 128, 257 -> 1.

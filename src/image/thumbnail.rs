@@ -55,8 +55,8 @@ fn fit(width: u32, height: u32, max_side: u32) -> (u32, u32) {
         return (width, height);
     }
     let scale = |side: u32| {
-        ((u64::from(side) * u64::from(max_side) + u64::from(longer) / 2) / u64::from(longer))
-            .max(1) as u32
+        ((u64::from(side) * u64::from(max_side) + u64::from(longer) / 2) / u64::from(longer)).max(1)
+            as u32
     };
     (scale(width), scale(height))
 }

@@ -80,7 +80,8 @@ impl Decompressor {
         }
         let mut this = Decompressor(handle);
         // SAFETY: valid handle; a known parameter with a valid value.
-        let rc = unsafe { raw::tj3Set(this.0, raw::TJPARAM_TJPARAM_SCANLIMIT as c_int, SCAN_LIMIT) };
+        let rc =
+            unsafe { raw::tj3Set(this.0, raw::TJPARAM_TJPARAM_SCANLIMIT as c_int, SCAN_LIMIT) };
         this.check(rc)?;
         Ok(this)
     }
@@ -99,7 +100,10 @@ impl Decompressor {
         // TurboJPEG (per instance or thread-local), copied out at once.
         let (message, code) = unsafe {
             let text = CStr::from_ptr(raw::tj3GetErrorStr(self.0));
-            (text.to_string_lossy().into_owned(), raw::tj3GetErrorCode(self.0))
+            (
+                text.to_string_lossy().into_owned(),
+                raw::tj3GetErrorCode(self.0),
+            )
         };
         if code == raw::TJERR_TJERR_WARNING as c_int {
             Ok(Some(message))
@@ -136,11 +140,17 @@ impl Decompressor {
         denominator: u32,
         format: PixelFormat,
     ) -> Outcome<(Vec<u8>, u32, u32)> {
-        let factor = raw::tjscalingfactor { num: 1, denom: denominator as c_int };
+        let factor = raw::tjscalingfactor {
+            num: 1,
+            denom: denominator as c_int,
+        };
         // SAFETY: valid handle; TurboJPEG rejects unsupported factors with an error.
         let rc = unsafe { raw::tj3SetScalingFactor(self.0, factor) };
         self.check(rc)?;
-        let (width, height) = (scaled(header.width, denominator), scaled(header.height, denominator));
+        let (width, height) = (
+            scaled(header.width, denominator),
+            scaled(header.height, denominator),
+        );
         let pitch = width as usize * format.bytes_per_pixel();
         let mut pixels = vec![0u8; pitch * height as usize];
         let pitch_c = c_int::try_from(pitch).map_err(|_| "image row too long".to_string())?;
