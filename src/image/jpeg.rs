@@ -5,6 +5,7 @@
 use image::metadata::Orientation;
 use image::RgbImage;
 
+use super::dc_only::dc_scans_only;
 use super::turbo::{Decompressor, Outcome, PixelFormat};
 use super::{orient, swaps_axes, Decoded, Format, ImageError, Limits};
 
@@ -29,9 +30,16 @@ pub(super) fn decode(bytes: &[u8], min_side: u32, limits: &Limits) -> Result<Dec
     } else {
         PixelFormat::Rgb
     };
+    // Progressive at 1/8: the same pixels from the DC scans alone (see dc_only.rs).
+    let dc_only = if denominator == 8 && header.progressive && header.dc_only_at_one_eighth() {
+        dc_scans_only(bytes)
+    } else {
+        None
+    };
+    let source = dc_only.as_deref().unwrap_or(bytes);
     let (pixels, width, height) = tolerate(
         bytes,
-        decompressor.decompress(bytes, &header, denominator, format),
+        decompressor.decompress(source, &header, denominator, format),
     )?;
     let rgb = match format {
         PixelFormat::Rgb => pixels,
@@ -230,5 +238,39 @@ mod tests {
         assert_eq!(exif_segment(b"\xFF\xD8\xFF\xE1\xFF\xFFExif"), None);
         assert_eq!(exif_segment(b"\xFF\xD8\xFF"), None);
         assert_eq!(exif_segment(b"\xFF\xD8\xFF\xE0\x00\x00\xFF\xDA"), None);
+    }
+}
+
+/// Real progressive photos: the DC-only fast path must give bit-identical pixels.
+#[cfg(test)]
+mod dc_only_tests {
+    use super::super::turbo::{Decompressor, PixelFormat};
+    use super::dc_scans_only;
+    use std::path::PathBuf;
+
+    #[test]
+    fn dc_only_decode_is_bit_identical_on_real_progressive_photos() {
+        let dir = std::env::var_os("LOOKALIKE_TESTDATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/testdata"))
+            .join("photos/wallpapers");
+        let entries = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}; run scripts/fetch-test-data.sh", dir.display()));
+        let mut checked = 0;
+        for path in entries.map(|e| e.unwrap().path()) {
+            let bytes = std::fs::read(&path).unwrap();
+            let mut tj = Decompressor::new().unwrap();
+            let (header, _) = tj.read_header(&bytes).unwrap();
+            if !header.progressive || !header.dc_only_at_one_eighth() {
+                continue;
+            }
+            let full = tj.decompress(&bytes, &header, 8, PixelFormat::Rgb).unwrap();
+            let dc = dc_scans_only(&bytes).expect("parses");
+            assert!(dc.len() < bytes.len() / 2, "{}", path.display());
+            let fast = tj.decompress(&dc, &header, 8, PixelFormat::Rgb).unwrap();
+            assert!(full.0 == fast.0, "{} differs", path.display());
+            checked += 1;
+        }
+        assert!(checked >= 3, "only {checked} progressive photos");
     }
 }

@@ -11,6 +11,7 @@
 //! Bad input never panics: it comes back as a typed [`ImageError`] whose message tells the
 //! user what is wrong with their file.
 
+mod dc_only;
 mod error;
 mod jpeg;
 mod other;

@@ -68,7 +68,18 @@ impl Preprocessor {
         if width == 0 || height == 0 {
             return Err(ImageError::Resize("the image has no pixels".into()));
         }
-        let g = self.geometry(width, height);
+        let crop = self.resize_and_crop(image, self.geometry(width, height))?;
+        write_chw(crop.as_raw(), out);
+        Ok(())
+    }
+
+    /// Bicubic resize to the geometry's size, computing only the S x S crop. Done as two
+    /// explicit passes, horizontal then vertical, because that is Pillow's order: with 8-bit
+    /// rounding and clipping between the passes the order matters at hard edges (up to ~25
+    /// levels on synthetic graphics), and `fast_image_resize` on its own runs the vertical
+    /// pass first.
+    fn resize_and_crop(&self, image: &RgbImage, g: Geometry) -> Result<RgbImage, ImageError> {
+        let (width, height) = image.dimensions();
         let scale_x = f64::from(width) / f64::from(g.resized_width);
         let scale_y = f64::from(height) / f64::from(g.resized_height);
         let size = f64::from(self.size);
@@ -77,15 +88,30 @@ impl Preprocessor {
         // Clamped so float rounding can never push the box past the image edge.
         let crop_width = (size * scale_x).min(f64::from(width) - left);
         let crop_height = (size * scale_y).min(f64::from(height) - top);
-        let options = fir::ResizeOptions::new()
-            .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::CatmullRom))
-            .crop(left, top, crop_width, crop_height);
+        // Source rows the vertical pass reads: the crop plus the filter's reach (Catmull-Rom
+        // support 2, widened by the downscale factor), plus one for rounding.
+        let reach = 2.0 * scale_y.max(1.0) + 1.0;
+        let first_row = (top - reach).floor().max(0.0) as u32;
+        let end_row = ((top + crop_height + reach).ceil() as u32).min(height);
+        let rows = end_row - first_row;
+
+        let bicubic = fir::ResizeOptions::new()
+            .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::CatmullRom));
+        let mut resizer = fir::Resizer::new();
+        let resize_error = |e: fir::ResizeError| ImageError::Resize(e.to_string());
+        // Horizontal only: same number of rows, whole-pixel top.
+        let mut narrow = RgbImage::new(self.size, rows);
+        let horizontal = bicubic.crop(left, f64::from(first_row), crop_width, f64::from(rows));
+        resizer
+            .resize(image, &mut narrow, &horizontal)
+            .map_err(resize_error)?;
+        // Vertical only: same width, whole-pixel left.
         let mut crop = RgbImage::new(self.size, self.size);
-        fir::Resizer::new()
-            .resize(image, &mut crop, &options)
-            .map_err(|e| ImageError::Resize(e.to_string()))?;
-        write_chw(crop.as_raw(), out);
-        Ok(())
+        let vertical = bicubic.crop(0.0, top - f64::from(first_row), size, crop_height);
+        resizer
+            .resize(&narrow, &mut crop, &vertical)
+            .map_err(resize_error)?;
+        Ok(crop)
     }
 
     /// The classic pipeline's arithmetic, in the same float64 steps and the same rounding

@@ -49,8 +49,29 @@ pub(super) struct Header {
     /// Samples of CMYK or YCCK JPEGs decode only to CMYK.
     pub cmyk: bool,
     pub lossless: bool,
+    pub progressive: bool,
+    /// Chroma subsampling (a `TJSAMP_*` value; -1 for layouts TurboJPEG has no name for).
+    pub subsamp: c_int,
     /// Bits per sample; only 8 is decoded here.
     pub precision: i32,
+}
+
+impl Header {
+    /// Whether a 1/8-scale decode reads only DC coefficients. libjpeg (`jdmaster.c`) gives a
+    /// component subsampled both horizontally and vertically (4:2:0) a 2x2 inverse DCT at
+    /// 1/8 scale, saving the upsampling but reading AC coefficients; every other known layout
+    /// uses 1x1 inverse DCTs, which read the DC coefficient alone.
+    pub(super) fn dc_only_at_one_eighth(&self) -> bool {
+        [
+            raw::TJSAMP_TJSAMP_444,
+            raw::TJSAMP_TJSAMP_GRAY,
+            raw::TJSAMP_TJSAMP_422,
+            raw::TJSAMP_TJSAMP_440,
+            raw::TJSAMP_TJSAMP_411,
+            raw::TJSAMP_TJSAMP_441,
+        ]
+        .contains(&self.subsamp)
+    }
 }
 
 /// An owned TurboJPEG decompression instance (a non-null `tjhandle`).
@@ -124,6 +145,8 @@ impl Decompressor {
             cmyk: colorspace == raw::TJCS_TJCS_CMYK as c_int
                 || colorspace == raw::TJCS_TJCS_YCCK as c_int,
             lossless: self.get(raw::TJPARAM_TJPARAM_LOSSLESS) == 1,
+            progressive: self.get(raw::TJPARAM_TJPARAM_PROGRESSIVE) == 1,
+            subsamp: self.get(raw::TJPARAM_TJPARAM_SUBSAMP),
             precision: self.get(raw::TJPARAM_TJPARAM_PRECISION),
         };
         Ok((header, warning))
