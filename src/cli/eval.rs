@@ -27,12 +27,12 @@ pub enum EvalCommand {
     },
     /// Transformed copies of each photo must find their original
     Copydetect {
-        /// Folder of original photos (recursively)
-        #[arg(value_name = "PHOTOS_DIR")]
-        photos: PathBuf,
-        /// More photos to index (never queried), to make the search harder
+        /// Original photos: folders (recursively) or files
+        #[arg(required = true, value_name = "PHOTOS_DIR")]
+        photos: Vec<PathBuf>,
+        /// More photos to index (never queried), to make the search harder; repeatable
         #[arg(long, value_name = "DIR")]
-        distractors: Option<PathBuf>,
+        distractors: Vec<PathBuf>,
         /// Seed of the random transforms (crop place, angle, ...)
         #[arg(long, default_value_t = 7)]
         seed: u64,

@@ -50,7 +50,8 @@ pub fn labelled_folder(root: &Path, limit: Option<usize>) -> Result<Vec<Labelled
     Ok(images)
 }
 
-/// Image files (by extension, as the indexer picks them) under `dir`, recursively, sorted.
+/// Image files (by extension, as the indexer picks them) under `dir`, recursively, sorted
+/// (`dir` itself when it is an image file).
 pub fn images_under(dir: &Path) -> Result<Vec<PathBuf>, EvalError> {
     let mut paths = Vec::new();
     for entry in walkdir::WalkDir::new(dir) {
@@ -110,17 +111,22 @@ impl Default for CopyOptions {
     }
 }
 
-/// Writes every transform of every photo under `photos` into `out_dir` as
+/// Writes every transform of every photo in `photos` (files, or folders searched recursively)
+/// into `out_dir` as
 /// `NNNNN_<transform>.jpg` (JPEG quality 95, so the transform, not the storage, is what the
 /// copy differs by; the JPEG-30 copy keeps its own artefacts).
 pub fn make_copies(
-    photos: &Path,
+    photos: &[PathBuf],
     out_dir: &Path,
     options: &CopyOptions,
 ) -> Result<CopySet, EvalError> {
-    let paths = images_under(photos)?;
-    if paths.is_empty() {
-        return Err(EvalError::NoImages(photos.to_path_buf()));
+    let mut paths = Vec::new();
+    for root in photos {
+        let found = images_under(root)?;
+        if found.is_empty() {
+            return Err(EvalError::NoImages(root.clone()));
+        }
+        paths.extend(found);
     }
     std::fs::create_dir_all(out_dir).map_err(|e| EvalError::io(out_dir, e))?;
     // Each original's outcome lands in its own slot, so the result does not depend on which

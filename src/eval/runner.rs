@@ -41,10 +41,10 @@ impl EvalOptions {
 /// A copy-detection benchmark.
 #[derive(Debug, Clone)]
 pub struct CopyDetectSpec {
-    /// Originals (recursively).
-    pub photos: PathBuf,
+    /// Originals: files, or folders searched recursively.
+    pub photos: Vec<PathBuf>,
     /// Indexed too, never queried: they make finding the original harder.
-    pub distractors: Option<PathBuf>,
+    pub distractors: Vec<PathBuf>,
     /// Where copies are written and kept; `None`: a temporary folder, removed afterwards.
     pub work_dir: Option<PathBuf>,
     pub copies: CopyOptions,
