@@ -113,7 +113,11 @@ fn copy_detection_finds_the_original_of_nearly_every_copy() {
         })
         .collect();
     originals.sort();
-    originals.extend(OPENCV_DISTINCT.iter().map(|n| photos.join("opencv").join(n)));
+    originals.extend(
+        OPENCV_DISTINCT
+            .iter()
+            .map(|n| photos.join("opencv").join(n)),
+    );
     originals.extend(["china.jpg", "flower.jpg"].map(|n| photos.join("sklearn").join(n)));
     let spec = CopyDetectSpec {
         photos: originals.clone(),
@@ -166,7 +170,10 @@ fn same_scene_pairs_find_each_other() {
         ("opencv/imageTextN.png", "opencv/imageTextR.png"),
         ("opencv/text_defocus.jpg", "opencv/text_motion.jpg"),
         ("opencv/ela_original.jpg", "opencv/ela_modified.jpg"),
-        ("skimage/motorcycle_left.png", "skimage/motorcycle_right.png"),
+        (
+            "skimage/motorcycle_left.png",
+            "skimage/motorcycle_right.png",
+        ),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (i, (a, b)) in pairs.iter().enumerate() {

@@ -147,9 +147,9 @@ fn print_table(report: &Report) {
         println!("failed: {}: {}", f.path, f.reason);
     }
     for m in &report.misses {
-        let rank = m
-            .rank
-            .map_or(format!("not in top {}", report.depth), |r| format!("rank {r}"));
+        let rank = m.rank.map_or(format!("not in top {}", report.depth), |r| {
+            format!("rank {r}")
+        });
         println!(
             "miss: {} ({}): original {} at {rank}; first: {}",
             m.query,

@@ -29,7 +29,10 @@ pub fn labelled_folder(root: &Path, limit: Option<usize>) -> Result<Vec<Labelled
     for entry in std::fs::read_dir(root).map_err(|e| EvalError::io(root, e))? {
         let entry = entry.map_err(|e| EvalError::io(root, e))?;
         if entry.path().is_dir() {
-            labels.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+            labels.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.path(),
+            ));
         }
     }
     labels.sort();
@@ -131,8 +134,7 @@ pub fn make_copies(
     std::fs::create_dir_all(out_dir).map_err(|e| EvalError::io(out_dir, e))?;
     // Each original's outcome lands in its own slot, so the result does not depend on which
     // thread made it.
-    let outcomes: Mutex<Vec<Option<Result<Vec<CopyImage>, String>>>> =
-        Mutex::new(vec![None; paths.len()]);
+    let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new(vec![None; paths.len()]);
     let next = AtomicUsize::new(0);
     let io_error: Mutex<Option<EvalError>> = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -179,6 +181,9 @@ pub fn make_copies(
     );
     Ok(set)
 }
+
+/// An original's copies, or why it was skipped.
+type Outcome = Result<Vec<CopyImage>, String>;
 
 enum CopyError {
     /// The photo is at fault: skip it.
@@ -231,7 +236,8 @@ fn fit(image: RgbImage, max_side: u32) -> Result<RgbImage, ImageError> {
     if max_side == 0 || long <= max_side {
         return Ok(image);
     }
-    let scale = |side: u32| ((u64::from(side) * u64::from(max_side) / u64::from(long)) as u32).max(1);
+    let scale =
+        |side: u32| ((u64::from(side) * u64::from(max_side) / u64::from(long)) as u32).max(1);
     let mut out = RgbImage::new(scale(w), scale(h));
     let options = fir::ResizeOptions::new()
         .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::CatmullRom));
@@ -256,7 +262,10 @@ mod tests {
     #[test]
     fn labelled_folder_takes_labels_from_subfolders_and_limits_each() {
         let dir = tempfile::tempdir().unwrap();
-        for (label, names) in [("cats", &["b.png", "a.png", "c.jpg"][..]), ("dogs", &["x.png"])] {
+        for (label, names) in [
+            ("cats", &["b.png", "a.png", "c.jpg"][..]),
+            ("dogs", &["x.png"]),
+        ] {
             std::fs::create_dir_all(dir.path().join(label)).unwrap();
             for name in names {
                 std::fs::write(dir.path().join(label).join(name), b"").unwrap();

@@ -145,7 +145,7 @@ impl Rng {
         if n == 0 {
             return 0;
         }
-        ((self.next_u64() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next_u64() >> 32) * u64::from(n)) >> 32) as u32
     }
 
     /// +1.0 or -1.0 with equal odds.
@@ -256,7 +256,7 @@ fn overlay_text(image: &RgbImage, text: &str, rng: &mut Rng) -> RgbImage {
             for (row, bits) in bitmap.iter().enumerate() {
                 for col in 0..8u32 {
                     // font8x8: bit 0 is the leftmost pixel of the row.
-                    if bits >> col & 1 == 0 {
+                    if (bits >> col) & 1 == 0 {
                         continue;
                     }
                     let gx = x0 + offset + (i as u32 * 8 + col) * glyph;
@@ -327,7 +327,10 @@ mod tests {
 
     #[test]
     fn grayscale_has_equal_channels_and_bt601_luma() {
-        let out = apply(Transform::Grayscale, &RgbImage::from_pixel(3, 2, Rgb([200, 100, 50])));
+        let out = apply(
+            Transform::Grayscale,
+            &RgbImage::from_pixel(3, 2, Rgb([200, 100, 50])),
+        );
         // 0.299 * 200 + 0.587 * 100 + 0.114 * 50 = 59.8 + 58.7 + 5.7 = 124.2 -> 124
         assert!(out.pixels().all(|p| p.0 == [124, 124, 124]));
     }
@@ -340,10 +343,17 @@ mod tests {
         // 28 -> (-100 * 0.7 + 128) * 1.3 = 75.4
         assert_eq!(out.get_pixel(0, 0).0, [166, 255, 75]);
         let image = RgbImage::from_pixel(8, 8, Rgb([128, 128, 128]));
-        let v = f64::from(apply(Transform::BrightnessContrast, &image).get_pixel(0, 0).0[0]);
+        let v = f64::from(
+            apply(Transform::BrightnessContrast, &image)
+                .get_pixel(0, 0)
+                .0[0],
+        );
         // A mid-grey only sees the brightness factor.
         let change = (v / 128.0 - 1.0).abs();
-        assert!((0.14..=0.31).contains(&change), "brightness changed {change}");
+        assert!(
+            (0.14..=0.31).contains(&change),
+            "brightness changed {change}"
+        );
     }
 
     #[test]
