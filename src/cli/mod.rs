@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch.
 
 mod classify;
+mod eval;
 mod export;
 mod index;
 mod model;
@@ -69,6 +70,9 @@ enum Command {
     Remove(index::RemoveArgs),
     /// Write all vectors and paths out (.npy + JSON lines, or JSON lines alone)
     Export(export::ExportArgs),
+    /// Measure retrieval quality (mAP, recall@k) in a temporary index
+    #[command(subcommand)]
+    Eval(eval::EvalCommand),
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
@@ -82,6 +86,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stats(args) => stats::run(&global, args),
         Command::Remove(args) => index::remove(&global, args),
         Command::Export(args) => export::run(&global, args),
+        Command::Eval(command) => eval::run(&global, command),
     }
 }
 
