@@ -738,3 +738,215 @@ impl ChildLog {
         }
     }
 }
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum()
+}
+
+/// Clustered synthetic embeddings: `centres` random directions, points = centre + gaussian
+/// noise of the same expected norm (cosine to the centre about 0.7), normalised. The noise's
+/// standard deviation along axis i falls as (i + 1)^-decay: real embeddings have a few strong
+/// directions of variation, not 1280 equal ones (decay 0 = isotropic noise, the worst case:
+/// every point of a cluster is then nearly equidistant from every other).
+struct Clustered {
+    centres: Vec<Vec<f32>>,
+    sigmas: Vec<f32>,
+    rng: Rng,
+}
+
+impl Clustered {
+    fn new(dim: usize, centres: usize, decay: f32, seed: u64) -> Clustered {
+        let mut rng = Rng::new(seed);
+        let centres = (0..centres).map(|_| rng.unit(dim)).collect();
+        let raw: Vec<f32> = (0..dim).map(|i| (i as f32 + 1.0).powf(-decay)).collect();
+        let norm = raw.iter().map(|s| s * s).sum::<f32>().sqrt();
+        let sigmas = raw.iter().map(|s| s / norm).collect();
+        Clustered {
+            centres,
+            sigmas,
+            rng,
+        }
+    }
+
+    fn next(&mut self) -> Vec<f32> {
+        let c = (self.rng.next_f32() * self.centres.len() as f32) as usize % self.centres.len();
+        let v = (0..self.sigmas.len())
+            .map(|i| self.centres[c][i] + self.sigmas[i] * self.rng.gaussian())
+            .collect();
+        normalised(v)
+    }
+}
+
+/// CPU seconds used by the calling thread (`/proc`, Linux): timings that other processes on
+/// a shared machine cannot inflate.
+fn thread_cpu_seconds() -> f64 {
+    cpu_seconds("/proc/thread-self/stat")
+}
+
+/// CPU seconds used by this process, all threads.
+fn process_cpu_seconds() -> f64 {
+    cpu_seconds("/proc/self/stat")
+}
+
+fn cpu_seconds(stat: &str) -> f64 {
+    let text = std::fs::read_to_string(stat).unwrap_or_default();
+    // Fields after the ")" of the command name: utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0 // USER_HZ
+}
+
+/// Recall and speed of the HNSW parameters on clustered synthetic 1280-d data, end to end
+/// through `Index` (catalog + snapshot + reader). Run with an optimised build:
+/// `CARGO_PROFILE_DEV_OPT_LEVEL=3 LOOKALIKE_BENCH_N=100000 cargo test --test index_store
+/// ann_benchmark -- --ignored --nocapture` (LOOKALIKE_BENCH_DIM, _QUERIES, _CENTRES, _DECAY
+/// too).
+#[test]
+#[ignore = "benchmark: minutes, gigabytes"]
+fn ann_benchmark() {
+    let n = env_usize("LOOKALIKE_BENCH_N", 100_000);
+    let dim = env_usize("LOOKALIKE_BENCH_DIM", 1280);
+    let nq = env_usize("LOOKALIKE_BENCH_QUERIES", 300);
+    // 5000 clusters of 200 at 1M; as many points per cluster at smaller sizes.
+    let centres = env_usize("LOOKALIKE_BENCH_CENTRES", (n / 200).max(10));
+    let decay: f32 = std::env::var("LOOKALIKE_BENCH_DECAY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let k = 10;
+    let dir = TempDir::new("bench");
+    let config = IndexConfig {
+        model: "bench".into(),
+        dim,
+    };
+    let mut data = Clustered::new(dim, centres, decay, 1);
+    let queries: Vec<Vec<f32>> = (0..nq).map(|_| data.next()).collect();
+    let mut truth: Vec<Vec<(f32, ItemId)>> = vec![Vec::new(); nq];
+
+    let mut writer = Index::create_or_open(dir.path(), &config).unwrap();
+    let params = writer.hnsw_params();
+    let started = Instant::now();
+    let (mut gen_s, mut add_s, mut add_cpu) = (0.0, 0.0, 0.0);
+    let batch = 2000;
+    let mut done = 0;
+    while done < n {
+        let t0 = Instant::now();
+        let m = batch.min(n - done);
+        let vectors: Vec<Vec<f32>> = (0..m).map(|_| data.next()).collect();
+        gen_s += t0.elapsed().as_secs_f64();
+        let files = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| NewFile {
+                path: format!("f{}.jpg", done + i),
+                stamp: FileStamp {
+                    size: 1,
+                    mtime_ns: 1,
+                },
+                kind: MediaKind::Image,
+                items: vec![NewItem {
+                    t: None,
+                    width: 1,
+                    height: 1,
+                    vector: v.clone(),
+                }],
+            })
+            .collect();
+        let (t1, c1) = (Instant::now(), process_cpu_seconds());
+        let ids = writer.add(files).unwrap();
+        add_s += t1.elapsed().as_secs_f64();
+        add_cpu += process_cpu_seconds() - c1;
+        // Ground truth, computed as the data streams by (never all in memory).
+        std::thread::scope(|s| {
+            for (q, best) in queries.iter().zip(truth.iter_mut()) {
+                let (ids, vectors) = (&ids, &vectors);
+                s.spawn(move || {
+                    best.extend(ids.iter().zip(vectors).map(|(id, v)| (dot(q, v), *id)));
+                    best.sort_by(|a, b| b.0.total_cmp(&a.0));
+                    best.truncate(k);
+                });
+            }
+        });
+        done += m;
+    }
+    let t2 = Instant::now();
+    writer.checkpoint().unwrap();
+    let checkpoint_s = t2.elapsed().as_secs_f64();
+    let stats = writer.stats().unwrap();
+    drop(writer);
+    eprintln!(
+        "built {n} x {dim} ({centres} clusters, noise decay {decay}) with {params:?}: add (SQLite \
+         + HNSW) {add_s:.1} s wall, {add_cpu:.1} CPU s = {:.0} items per CPU second; generation \
+         {gen_s:.1} s, total {:.1} s, checkpoint {checkpoint_s:.2} s, catalog {} MB, snapshot {} MB",
+        n as f64 / add_cpu,
+        started.elapsed().as_secs_f64(),
+        stats.catalog_bytes >> 20,
+        stats.ann_bytes >> 20
+    );
+
+    let probe = usearch::Index::new(&usearch::IndexOptions {
+        dimensions: dim,
+        metric: usearch::MetricKind::Cos,
+        quantization: usearch::ScalarKind::F16,
+        ..Default::default()
+    })
+    .unwrap();
+    eprintln!("usearch SIMD: {}", probe.hardware_acceleration());
+    let t3 = Instant::now();
+    let mut reader = Index::open_read_only(dir.path()).unwrap();
+    eprintln!(
+        "reader open: {:.1} ms (memory-mapped: {})",
+        t3.elapsed().as_secs_f64() * 1000.0,
+        reader.is_memory_mapped()
+    );
+    for ef in [16, 32, 48, 64, 96, 128, 192] {
+        reader.set_expansion_search(ef);
+        // Warm the page cache, then time on this one thread.
+        for q in queries.iter().take(20) {
+            reader.search(q, k, SearchMode::Approximate).unwrap();
+        }
+        let (t, cpu) = (Instant::now(), thread_cpu_seconds());
+        let mut hits_found = 0;
+        for (q, best) in queries.iter().zip(&truth) {
+            let hits = reader.search(q, k, SearchMode::Approximate).unwrap();
+            hits_found += hits
+                .iter()
+                .filter(|h| best.iter().any(|(_, id)| *id == h.id))
+                .count();
+        }
+        let (secs, cpu) = (t.elapsed().as_secs_f64(), thread_cpu_seconds() - cpu);
+        eprintln!(
+            "ef {ef:>3}: recall@{k} {:.4}, {:.0} queries per CPU second on one thread \
+             ({:.3} ms CPU, {:.3} ms wall per query)",
+            hits_found as f64 / (nq * k) as f64,
+            nq as f64 / cpu,
+            cpu * 1000.0 / nq as f64,
+            secs * 1000.0 / nq as f64
+        );
+    }
+    let t = Instant::now();
+    let exact = reader.search(&queries[0], k, SearchMode::Exact).unwrap();
+    eprintln!(
+        "exact search: {:.0} ms/query (top-1 agrees with the streamed truth: {})",
+        t.elapsed().as_secs_f64() * 1000.0,
+        exact[0].id == truth[0][0].1
+    );
+}
