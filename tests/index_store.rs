@@ -817,8 +817,8 @@ fn cpu_seconds(stat: &str) -> f64 {
 /// Recall and speed of the HNSW parameters on clustered synthetic 1280-d data, end to end
 /// through `Index` (catalog + snapshot + reader). Run with an optimised build:
 /// `CARGO_PROFILE_DEV_OPT_LEVEL=3 LOOKALIKE_BENCH_N=100000 cargo test --test index_store
-/// ann_benchmark -- --ignored --nocapture` (LOOKALIKE_BENCH_DIM, _QUERIES, _CENTRES, _DECAY
-/// too).
+/// ann_benchmark -- --ignored --nocapture` (LOOKALIKE_BENCH_DIM, _QUERIES, _CENTRES, _DECAY,
+/// _M, _EF_ADD too).
 #[test]
 #[ignore = "benchmark: minutes, gigabytes"]
 fn ann_benchmark() {
@@ -841,8 +841,13 @@ fn ann_benchmark() {
     let queries: Vec<Vec<f32>> = (0..nq).map(|_| data.next()).collect();
     let mut truth: Vec<Vec<(f32, ItemId)>> = vec![Vec::new(); nq];
 
-    let mut writer = Index::create_or_open(dir.path(), &config).unwrap();
-    let params = writer.hnsw_params();
+    let defaults = HnswParams::default();
+    let params = HnswParams {
+        connectivity: env_usize("LOOKALIKE_BENCH_M", defaults.connectivity),
+        expansion_add: env_usize("LOOKALIKE_BENCH_EF_ADD", defaults.expansion_add),
+        ..defaults
+    };
+    let mut writer = Index::create_or_open_with(dir.path(), &config, params).unwrap();
     let started = Instant::now();
     let (mut gen_s, mut add_s, mut add_cpu) = (0.0, 0.0, 0.0);
     let batch = 2000;
@@ -910,6 +915,15 @@ fn ann_benchmark() {
     })
     .unwrap();
     eprintln!("usearch SIMD: {}", probe.hardware_acceleration());
+    let snapshot = snapshot_files(dir.path()).pop().unwrap();
+    let t = Instant::now();
+    let viewed = usearch::Index::restore_view(snapshot.to_str().unwrap()).unwrap();
+    eprintln!(
+        "usearch view alone: {:.1} ms ({} vectors)",
+        t.elapsed().as_secs_f64() * 1000.0,
+        viewed.size()
+    );
+    drop(viewed);
     let t3 = Instant::now();
     let mut reader = Index::open_read_only(dir.path()).unwrap();
     eprintln!(
@@ -949,4 +963,71 @@ fn ann_benchmark() {
         t.elapsed().as_secs_f64() * 1000.0,
         exact[0].id == truth[0][0].1
     );
+}
+
+/// Recall of f16 against f32 storage in the HNSW graph itself (same data, same parameters),
+/// to justify storing the ANN vectors as f16. usearch directly, no catalog.
+#[test]
+#[ignore = "benchmark: a minute"]
+fn f16_vs_f32_recall() {
+    let n = env_usize("LOOKALIKE_BENCH_N", 50_000);
+    let dim = env_usize("LOOKALIKE_BENCH_DIM", 1280);
+    let nq = 200;
+    let k = 10;
+    let mut data = Clustered::new(dim, (n / 200).max(10), 0.0, 2);
+    let queries: Vec<Vec<f32>> = (0..nq).map(|_| data.next()).collect();
+    let vectors: Vec<Vec<f32>> = (0..n).map(|_| data.next()).collect();
+    let truth: Vec<Vec<u64>> = queries
+        .iter()
+        .map(|q| {
+            let mut s: Vec<(f32, u64)> = vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (dot(q, v), i as u64))
+                .collect();
+            s.sort_by(|a, b| b.0.total_cmp(&a.0));
+            s.iter().take(k).map(|x| x.1).collect()
+        })
+        .collect();
+    let defaults = HnswParams::default();
+    for quantization in [usearch::ScalarKind::F32, usearch::ScalarKind::F16] {
+        let hnsw = usearch::Index::new(&usearch::IndexOptions {
+            dimensions: dim,
+            metric: usearch::MetricKind::Cos,
+            quantization,
+            connectivity: defaults.connectivity,
+            expansion_add: defaults.expansion_add,
+            expansion_search: defaults.expansion_search,
+            multi: false,
+        })
+        .unwrap();
+        hnsw.reserve_capacity_and_threads(n, 2).unwrap();
+        std::thread::scope(|s| {
+            for part in 0..2 {
+                let (hnsw, vectors) = (&hnsw, &vectors);
+                s.spawn(move || {
+                    for i in (part..n).step_by(2) {
+                        hnsw.add(i as u64, &vectors[i]).unwrap();
+                    }
+                });
+            }
+        });
+        for ef in [16, 32, 64, 128] {
+            hnsw.change_expansion_search(ef);
+            let cpu = thread_cpu_seconds();
+            let found: usize = queries
+                .iter()
+                .zip(&truth)
+                .map(|(q, t)| {
+                    let m = hnsw.search(q, k).unwrap();
+                    m.keys.iter().filter(|key| t.contains(key)).count()
+                })
+                .sum();
+            eprintln!(
+                "{quantization:?} ef {ef:>3}: recall@{k} {:.4}, {:.3} ms CPU per query",
+                found as f64 / (nq * k) as f64,
+                (thread_cpu_seconds() - cpu) * 1000.0 / nq as f64
+            );
+        }
+    }
 }
