@@ -37,11 +37,11 @@ pub struct HnswParams {
 
 impl Default for HnswParams {
     /// Measured on clustered synthetic 1280-d data (see `tests/index_store.rs`, `ann_benchmark`):
-    /// recall@10 >= 0.98 against exact search with f16 storage, at well over 1000 queries/s on
-    /// one core.
+    /// recall@10 0.996 against exact search with f16 storage at ~1250 queries per CPU second
+    /// end to end (100k vectors, anisotropic noise). Connectivity 16 reached only 0.85 there.
     fn default() -> Self {
         HnswParams {
-            connectivity: 16,
+            connectivity: 32,
             expansion_add: 128,
             expansion_search: 64,
         }
@@ -399,6 +399,12 @@ fn open_snapshot(
     };
     opened.map_err(|e| e.to_string())?;
     hnsw.change_expansion_search(params.expansion_search);
+    // Counting the covered rows costs a scan of the catalog (about 1 s at 1M items): worth it
+    // for the writer, whose snapshot becomes the next one, too slow for a reader's fast open.
+    // A reader relies on the name check above and usearch's own structural checks.
+    if role == Role::Reader {
+        return Ok((hnsw, view));
+    }
     let expected = catalog::count_covered(conn, wm).map_err(|e| e.to_string())?;
     if hnsw.size() as u64 != expected {
         return Err(format!(
