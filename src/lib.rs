@@ -3,7 +3,8 @@
 //! Data flow: [`ingest`] scans files, [`image`] decodes and preprocesses them, [`model`] turns
 //! pixels into L2-normalised feature vectors (the [`featurizer`] joins the two), and [`index`]
 //! stores them (a SQLite catalog as the source of truth, an HNSW index derived from it) and
-//! answers nearest-neighbour queries. [`engine::Engine`] is the handle the CLI and the HTTP
+//! answers nearest-neighbour queries; [`video`] samples videos into frames (with ffmpeg) so a
+//! video is searchable frame by frame. [`engine::Engine`] is the handle the CLI and the HTTP
 //! server use.
 
 pub mod engine;
@@ -13,5 +14,6 @@ pub mod image;
 pub mod index;
 pub mod ingest;
 pub mod model;
+pub mod video;
 
 pub use error::{Error, Result};
