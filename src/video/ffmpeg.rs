@@ -85,7 +85,13 @@ impl FrameReader {
     ) -> Result<FrameReader, VideoError> {
         let mut command = Command::new(&options.ffmpeg);
         command
-            .args(["-hide_banner", "-nostdin", "-nostats", "-loglevel", "level+info"])
+            .args([
+                "-hide_banner",
+                "-nostdin",
+                "-nostats",
+                "-loglevel",
+                "level+info",
+            ])
             .arg("-i")
             .arg(path)
             // The first real video stream (V: not cover art), nothing else decoded.
@@ -93,7 +99,15 @@ impl FrameReader {
             .arg("-vf")
             .arg(filter_graph(options, short_side))
             // One output picture per selected frame: no duplication to a constant rate.
-            .args(["-fps_mode", "passthrough", "-f", "image2pipe", "-c:v", "ppm", "pipe:1"])
+            .args([
+                "-fps_mode",
+                "passthrough",
+                "-f",
+                "image2pipe",
+                "-c:v",
+                "ppm",
+                "pipe:1",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

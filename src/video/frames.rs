@@ -9,6 +9,10 @@
 //! telling change). The price, embedding frames that are then dropped, is small because
 //! ffmpeg's sampling already keeps only about one frame per interval: decoding the video costs
 //! far more than the network does on those frames (see the measurements in the report).
+//!
+//! Blank frames (black or white: fades, the first frame of many films) are dropped before
+//! embedding: they say nothing about the video, and would all match each other and every
+//! dark query image across the whole collection.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +65,10 @@ pub fn embed_video(
             return Err(VideoError::Cancelled);
         }
         let ended = match reader.next_frame() {
+            Ok(Some(frame)) if is_blank(&frame.image) => {
+                out.sampled += 1;
+                false
+            }
             Ok(Some(frame)) => {
                 let start = tensors.len();
                 tensors.resize(start + tensor_len, 0.0);
@@ -116,11 +124,64 @@ pub fn embed_video(
             },
         });
     }
-    out.problem = broke_off.map(|e| e.to_string()).or_else(|| summary.problem());
+    out.problem = broke_off
+        .map(|e| e.to_string())
+        .or_else(|| summary.problem());
     Ok(out)
+}
+
+/// Most luma standard deviation (0..255) of a frame that shows nothing: a fade is ~0-2,
+/// a dark but real scene well above 8.
+const BLANK_STDDEV: f64 = 4.0;
+
+/// True when the frame is one flat colour (black, white, grey), noise aside.
+fn is_blank(image: &image::RgbImage) -> bool {
+    let (mut sum, mut sum_sq, mut n) = (0.0f64, 0.0f64, 0.0f64);
+    for px in image.pixels() {
+        let [r, g, b] = px.0;
+        let y = 0.299 * f64::from(r) + 0.587 * f64::from(g) + 0.114 * f64::from(b);
+        sum += y;
+        sum_sq += y * y;
+        n += 1.0;
+    }
+    if n == 0.0 {
+        return true;
+    }
+    let mean = sum / n;
+    (sum_sq / n - mean * mean).max(0.0).sqrt() < BLANK_STDDEV
 }
 
 /// Cosine similarity of two L2-normalised vectors.
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{Rgb, RgbImage};
+
+    #[test]
+    fn flat_frames_are_blank_and_real_ones_are_not() {
+        let black = RgbImage::from_pixel(64, 48, Rgb([16, 16, 16]));
+        assert!(is_blank(&black));
+        // Slight noise, as a compressed fade has.
+        let noisy = RgbImage::from_fn(64, 48, |x, y| {
+            let v = 20 + ((x * 7 + y * 13) % 5) as u8;
+            Rgb([v, v, v])
+        });
+        assert!(is_blank(&noisy));
+        let dark_scene = RgbImage::from_fn(64, 48, |x, _| {
+            let v = if x < 32 { 10 } else { 60 };
+            Rgb([v, v / 2, v])
+        });
+        assert!(!is_blank(&dark_scene));
+        let real = image::open(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/.cache/testdata/photos/skimage/camera.png"
+        ));
+        if let Ok(real) = real {
+            assert!(!is_blank(&real.to_rgb8()));
+        }
+    }
 }

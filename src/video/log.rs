@@ -7,7 +7,11 @@
 pub(crate) enum LogLine {
     /// A `showinfo` frame line: presentation time in seconds (from the start of the file) and
     /// the size of the frame before scaling.
-    Frame { t: f64, width: u32, height: u32 },
+    Frame {
+        t: f64,
+        width: u32,
+        height: u32,
+    },
     /// A decoding or demuxing error, without the `[context @ 0x..] [error]` prefixes.
     Error(String),
     Other,
@@ -92,6 +96,9 @@ mod tests {
             LogLine::Other,
             "info lines are not errors"
         );
-        assert_eq!(parse_line("[warning] corrupt decoded frame"), LogLine::Other);
+        assert_eq!(
+            parse_line("[warning] corrupt decoded frame"),
+            LogLine::Other
+        );
     }
 }

@@ -38,9 +38,7 @@ pub use group::{best_per_file, vote, FileMatch, QueryFrameHits};
 
 /// File extensions lookalike indexes as videos (lower case). ffmpeg probes the content
 /// itself, so a misnamed file is reported, not indexed.
-pub const VIDEO_EXTENSIONS: &[&str] = &[
-    "mp4", "m4v", "mkv", "webm", "avi", "mov", "mpeg", "mpg",
-];
+pub const VIDEO_EXTENSIONS: &[&str] = &["mp4", "m4v", "mkv", "webm", "avi", "mov", "mpeg", "mpg"];
 
 /// True when the file name has a video extension lookalike indexes.
 pub fn is_supported_video(path: &Path) -> bool {
