@@ -16,6 +16,9 @@ use crate::ingest::{self, IngestOptions, IngestReport};
 use crate::model::{Embedder, ModelKind, ModelStore};
 use crate::video::{self, FileMatch, QueryFrameHits, VideoError, VideoFrames, VideoOptions};
 
+/// An indexed item and its stored vector.
+pub type StoredItem = (ItemRecord, Vec<f32>);
+
 /// Most items a grouped search fetches to find `k` distinct files: beyond this, a few videos
 /// with very many matching frames leave the answer shorter than `k` rather than slow.
 const MAX_GROUPED_FETCH: usize = 1 << 16;
@@ -268,7 +271,7 @@ impl Engine {
 
     /// The stored items (in time order) and vectors of an indexed file whose stamp still
     /// matches the file on disk: all frames of a video, the one item of an image.
-    pub fn indexed_items(&self, path: &Path) -> Result<Option<Vec<(ItemRecord, Vec<f32>)>>> {
+    pub fn indexed_items(&self, path: &Path) -> Result<Option<Vec<StoredItem>>> {
         let Ok(canonical) = path.canonicalize() else {
             return Ok(None);
         };
