@@ -14,6 +14,14 @@ use crate::index::{
 };
 use crate::ingest::{self, IngestOptions, IngestReport};
 use crate::model::{Embedder, ModelKind, ModelStore};
+use crate::video::{self, FileMatch, QueryFrameHits, VideoError, VideoFrames, VideoOptions};
+
+/// An indexed item and its stored vector.
+pub type StoredItem = (ItemRecord, Vec<f32>);
+
+/// Most items a grouped search fetches to find `k` distinct files: beyond this, a few videos
+/// with very many matching frames leave the answer shorter than `k` rather than slow.
+const MAX_GROUPED_FETCH: usize = 1 << 16;
 
 /// Where things are and how much of the machine to use.
 #[derive(Debug, Clone)]
@@ -165,6 +173,85 @@ impl Engine {
         Ok(self.index.read()?.search(vector, k, mode)?)
     }
 
+    /// The `k` most similar files to a feature vector: a video appears once, by its best
+    /// frame. Over-fetches items (x4 per round) until `k` distinct files are found or the
+    /// index has no more.
+    pub fn search_vector_grouped(
+        &self,
+        vector: &[f32],
+        k: usize,
+        mode: SearchMode,
+    ) -> Result<Vec<Hit>> {
+        let mut fetch = k.saturating_mul(4).max(32);
+        loop {
+            let hits = self.search_vector(vector, fetch, mode)?;
+            let exhausted = hits.len() < fetch;
+            let grouped = video::best_per_file(hits, k);
+            if grouped.len() >= k || exhausted || fetch >= MAX_GROUPED_FETCH {
+                return Ok(grouped);
+            }
+            fetch = fetch.saturating_mul(4).min(MAX_GROUPED_FETCH);
+        }
+    }
+
+    /// Samples and embeds a video's frames exactly as indexing does (nothing is stored).
+    pub fn embed_video(
+        &self,
+        path: &Path,
+        options: &VideoOptions,
+    ) -> Result<VideoFrames, VideoError> {
+        let never = std::sync::atomic::AtomicBool::new(false);
+        video::embed_video(&self.featurizer, path, options, &never, |_| {})
+    }
+
+    /// The `k` indexed files (videos and images) that share the most content with the video
+    /// at `path`: each of its sampled frames searches, and files are ranked by their mean best
+    /// similarity over the query's frames (see [`video::vote`]). An indexed, unchanged video
+    /// is answered from its stored frames.
+    pub fn search_video(
+        &self,
+        path: &Path,
+        k: usize,
+        mode: SearchMode,
+        options: &VideoOptions,
+    ) -> Result<Vec<FileMatch>, VideoError> {
+        let frames = self.video_query_frames(path, options)?;
+        // Enough files per frame that a file ranked k-th overall is rarely missing from a
+        // frame's list (a missing file scores 0 for that frame).
+        let per_frame = k.saturating_mul(2).max(20);
+        let hits = frames
+            .iter()
+            .map(|(t, vector)| {
+                Ok(QueryFrameHits {
+                    t: *t,
+                    hits: self.search_vector_grouped(vector, per_frame, mode)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(video::vote(&hits, k))
+    }
+
+    /// The (time, vector) of each frame of a query video: its stored frames when it is indexed
+    /// and unchanged (no decoding), else sampled and embedded now.
+    pub fn video_query_frames(
+        &self,
+        path: &Path,
+        options: &VideoOptions,
+    ) -> Result<Vec<(f64, Vec<f32>)>, VideoError> {
+        Ok(match self.indexed_items(path)? {
+            Some(items) => items
+                .into_iter()
+                .map(|(record, vector)| (record.t.unwrap_or(0.0), vector))
+                .collect(),
+            None => self
+                .embed_video(path, options)?
+                .items
+                .into_iter()
+                .map(|item| (item.t.unwrap_or(0.0), item.vector))
+                .collect(),
+        })
+    }
+
     /// Features of query files, embedded in batches (see [`Featurizer::embed_files`]).
     pub fn embed_files(
         &self,
@@ -177,6 +264,14 @@ impl Engine {
     /// The stored vector of an indexed file whose stamp still matches the file on disk, so a
     /// query by an indexed path costs no inference.
     pub fn indexed_vector(&self, path: &Path) -> Result<Option<(ItemRecord, Vec<f32>)>> {
+        Ok(self
+            .indexed_items(path)?
+            .and_then(|items| items.into_iter().next()))
+    }
+
+    /// The stored items (in time order) and vectors of an indexed file whose stamp still
+    /// matches the file on disk: all frames of a video, the one item of an image.
+    pub fn indexed_items(&self, path: &Path) -> Result<Option<Vec<StoredItem>>> {
         let Ok(canonical) = path.canonicalize() else {
             return Ok(None);
         };
@@ -184,16 +279,23 @@ impl Engine {
             return Ok(None);
         };
         let index = self.index.read()?;
-        let Some(record) = index.items_for_path(key)?.into_iter().next() else {
+        let records = index.items_for_path(key)?;
+        let Some(first) = records.first() else {
             return Ok(None);
         };
         let current = std::fs::metadata(&canonical)
             .map(|m| ingest::stamp_of(&m))
             .ok();
-        if current != Some(record.stamp) {
+        if current != Some(first.stamp) {
             return Ok(None);
         }
-        Ok(index.vector(record.id)?.map(|v| (record, v)))
+        let mut items = Vec::with_capacity(records.len());
+        for record in records {
+            if let Some(vector) = index.vector(record.id)? {
+                items.push((record, vector));
+            }
+        }
+        Ok(Some(items))
     }
 
     pub fn item(&self, id: ItemId) -> Result<Option<ItemRecord>> {

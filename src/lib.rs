@@ -3,8 +3,9 @@
 //! Data flow: [`ingest`] scans files, [`image`] decodes and preprocesses them, [`model`] turns
 //! pixels into L2-normalised feature vectors (the [`featurizer`] joins the two), and [`index`]
 //! stores them (a SQLite catalog as the source of truth, an HNSW index derived from it) and
-//! answers nearest-neighbour queries. [`engine::Engine`] is the handle the CLI and the HTTP
-//! server use.
+//! answers nearest-neighbour queries; [`video`] samples videos into frames (with ffmpeg) so a
+//! video is searchable frame by frame; [`eval`] measures retrieval quality. [`engine::Engine`]
+//! is the handle the CLI and the HTTP server ([`server`]) use.
 
 pub mod engine;
 pub mod error;
@@ -15,5 +16,6 @@ pub mod index;
 pub mod ingest;
 pub mod model;
 pub mod server;
+pub mod video;
 
 pub use error::{Error, Result};

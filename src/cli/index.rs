@@ -12,13 +12,15 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lookalike::ingest::{IngestOptions, Progress};
 use lookalike::model::ModelKind;
+use lookalike::video::VideoOptions;
 use tracing::info;
 
 use super::Global;
 
 #[derive(Args)]
 pub struct IndexArgs {
-    /// Files and folders to index (folders recursively)
+    /// Files and folders to index (folders recursively): images, and videos (mp4, mkv, webm,
+    /// avi, mov, mpeg, m4v; decoded with the ffmpeg program)
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// Model for a new index: lite0 (fast) or lite2 (more accurate) [default: lite0, or the
@@ -31,9 +33,22 @@ pub struct IndexArgs {
     /// Files per catalog transaction (smaller: less redone after a crash; larger: faster)
     #[arg(long, value_name = "N", default_value_t = IngestOptions::default().commit_every)]
     commit_every: usize,
+    /// Index a video frame at least every SECS seconds (plus one at each scene change): the
+    /// precision of the moment a search answers with
+    #[arg(long, value_name = "SECS", default_value_t = VideoOptions::default().frame_interval,
+          value_parser = parse_interval)]
+    frame_interval: f64,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
+}
+
+/// A frame interval: a finite number of seconds, at least one frame's worth.
+pub(super) fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.04 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds >= 0.04")),
+    }
 }
 
 pub fn run(global: &Global, args: IndexArgs) -> Result<ExitCode> {
@@ -43,6 +58,7 @@ pub fn run(global: &Global, args: IndexArgs) -> Result<ExitCode> {
         options.decode_threads = n.max(1);
     }
     options.commit_every = args.commit_every.max(1);
+    options.video.frame_interval = args.frame_interval;
     let cancel = options.cancel.clone();
     ctrlc::set_handler(move || {
         if cancel.swap(true, Ordering::SeqCst) {
@@ -59,22 +75,35 @@ pub fn run(global: &Global, args: IndexArgs) -> Result<ExitCode> {
 
     let rate = report.added as f64 / report.elapsed.as_secs_f64().max(1e-9);
     if args.json {
-        let failed: Vec<_> = report
-            .failed
-            .iter()
-            .map(|(path, reason)| serde_json::json!({"path": path, "reason": reason}))
-            .collect();
+        let listed = |list: &[(PathBuf, String)]| -> Vec<serde_json::Value> {
+            list.iter()
+                .map(|(path, reason)| serde_json::json!({"path": path, "reason": reason}))
+                .collect()
+        };
+        let (failed, partial) = (listed(&report.failed), listed(&report.partial));
         println!(
             "{}",
             serde_json::json!({
                 "added": report.added, "unchanged": report.unchanged, "removed": report.removed,
                 "failed": failed, "cancelled": report.cancelled,
                 "seconds": report.elapsed.as_secs_f64(), "images_per_second": rate,
+                "videos": report.videos, "frames": report.frames, "partial": partial,
             })
         );
     } else {
         for (path, reason) in &report.failed {
             eprintln!("skipped {}: {reason}", path.display());
+        }
+        for (path, reason) in &report.partial {
+            eprintln!("indexed in part {}: {reason}", path.display());
+        }
+        if report.videos > 0 {
+            println!(
+                "{} videos: {} frames, {} indexed in part",
+                report.videos,
+                report.frames,
+                report.partial.len()
+            );
         }
         println!(
             "indexed {} files ({:.1}/s), {} unchanged, {} removed, {} skipped{}",
@@ -109,7 +138,7 @@ fn progress_bar(quiet: bool) -> Bar {
         let bar = ProgressBar::new(0);
         bar.set_style(
             ProgressStyle::with_template(
-                "{bar:40.cyan/blue} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}",
+                "{bar:40.cyan/blue} {pos}/{len} files  {per_sec}  ETA {eta}  {msg}",
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
@@ -128,9 +157,14 @@ impl Bar {
                 Arc::new(move |p: &Progress| {
                     bar.set_length(p.total as u64);
                     bar.set_position(p.done as u64);
-                    if p.failed > 0 {
-                        bar.set_message(format!("{} skipped", p.failed));
+                    let mut message = Vec::new();
+                    if p.frames > 0 {
+                        message.push(format!("{} video frames", p.frames));
                     }
+                    if p.failed > 0 {
+                        message.push(format!("{} skipped", p.failed));
+                    }
+                    bar.set_message(message.join(", "));
                 })
             }
             Bar::Log(last) => {
@@ -143,6 +177,7 @@ impl Bar {
                             done = p.done,
                             total = p.total,
                             skipped = p.failed,
+                            frames = p.frames,
                             "indexing"
                         );
                     }

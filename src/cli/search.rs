@@ -7,15 +7,17 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 use lookalike::engine::Engine;
-use lookalike::index::{Hit, SearchMode};
+use lookalike::index::{Hit, MediaKind, SearchMode};
+use lookalike::video::{is_supported_video, FileMatch, VideoOptions};
 use serde::Serialize;
 
 use super::Global;
 
 #[derive(Args)]
 pub struct SearchArgs {
-    /// Query images (an indexed path is answered from its stored vector)
-    #[arg(value_name = "IMAGE")]
+    /// Query images or videos (an indexed path is answered from its stored vectors). A video
+    /// query lists the indexed files that share content with it, best first.
+    #[arg(value_name = "IMAGE|VIDEO")]
     images: Vec<PathBuf>,
     /// Query by indexed item id (answered first, in the order given)
     #[arg(long = "id", value_name = "ID")]
@@ -23,9 +25,18 @@ pub struct SearchArgs {
     /// Results per query
     #[arg(short, default_value_t = 10)]
     k: usize,
-    /// One JSON object per query per line: {"query", "results": [{"path", "score", "id"}], "error"?}
+    /// One JSON object per query per line: {"query", "results": [{"path", "score", "id",
+    /// "video", "t"?, "query_t"?}], "error"?}
     #[arg(long)]
     json: bool,
+    /// List every matching video frame instead of each video once (by its best frame); for a
+    /// video query, one result list per sampled query frame
+    #[arg(long)]
+    frames: bool,
+    /// Seconds between sampled frames of a query video (as `index --frame-interval`)
+    #[arg(long, value_name = "SECS", default_value_t = VideoOptions::default().frame_interval,
+          value_parser = super::index::parse_interval)]
+    frame_interval: f64,
     /// Brute-force search over every vector (exact; slow on big indexes, the ground truth for
     /// the approximate search)
     #[arg(long)]
@@ -46,8 +57,14 @@ struct ResultRow {
     path: String,
     score: f32,
     id: i64,
+    /// The result is a video (`t` then says which moment).
+    video: bool,
+    /// Seconds into the video of the matching frame.
     #[serde(skip_serializing_if = "Option::is_none")]
     t: Option<f64>,
+    /// For a video query: seconds into the query of the frame that matched best.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_t: Option<f64>,
 }
 
 impl From<Hit> for ResultRow {
@@ -56,7 +73,22 @@ impl From<Hit> for ResultRow {
             path: hit.path,
             score: hit.score,
             id: hit.id,
+            video: hit.kind == MediaKind::Video,
             t: hit.t,
+            query_t: None,
+        }
+    }
+}
+
+impl From<FileMatch> for ResultRow {
+    fn from(m: FileMatch) -> Self {
+        ResultRow {
+            path: m.path,
+            score: m.score,
+            id: m.id,
+            video: m.kind == MediaKind::Video,
+            t: m.t,
+            query_t: Some(m.query_t),
         }
     }
 }
@@ -64,7 +96,7 @@ impl From<Hit> for ResultRow {
 pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
     anyhow::ensure!(
         !args.images.is_empty() || !args.ids.is_empty(),
-        "nothing to search for: give query images or --id"
+        "nothing to search for: give query images, videos or --id"
     );
     let engine = global.engine(None, true)?;
     let mode = if args.exact {
@@ -73,20 +105,51 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
         SearchMode::Approximate
     };
 
+    let search = |v: &[f32]| {
+        if args.frames {
+            engine.search_vector(v, args.k, mode)
+        } else {
+            engine.search_vector_grouped(v, args.k, mode)
+        }
+    };
+    let video_options = VideoOptions {
+        frame_interval: args.frame_interval,
+        ..VideoOptions::default()
+    };
+
     let mut outputs: Vec<QueryOutput> = Vec::new();
     for &id in &args.ids {
-        let result = engine
-            .item_vector(id)
-            .and_then(|v| engine.search_vector(&v, args.k, mode));
-        outputs.push(output(id.to_string(), result));
+        let result = engine.item_vector(id).and_then(|v| search(&v));
+        outputs.push(output(id.to_string(), rows(result)));
     }
-    for (query, vector) in args
+    let images: Vec<PathBuf> = args
         .images
         .iter()
-        .zip(query_vectors(&engine, &args.images)?)
-    {
-        let result = vector.and_then(|v| engine.search_vector(&v, args.k, mode));
-        outputs.push(output(query.display().to_string(), result));
+        .filter(|p| !is_supported_video(p))
+        .cloned()
+        .collect();
+    let mut image_vectors = query_vectors(&engine, &images)?.into_iter();
+    for query in &args.images {
+        let name = query.display().to_string();
+        if !is_supported_video(query) {
+            let vector = image_vectors.next().expect("one vector per image query");
+            outputs.push(output(name, rows(vector.and_then(|v| search(&v)))));
+        } else if args.frames {
+            match engine.video_query_frames(query, &video_options) {
+                Ok(frames) => outputs.extend(
+                    frames
+                        .iter()
+                        .map(|(t, v)| output(format!("{name} @ {t:.2}s"), rows(search(v)))),
+                ),
+                Err(e) => outputs.push(output(name, Err(e.to_string()))),
+            }
+        } else {
+            let result = engine
+                .search_video(query, args.k, mode, &video_options)
+                .map(|matches| matches.into_iter().map(ResultRow::from).collect())
+                .map_err(|e| e.to_string());
+            outputs.push(output(name, result));
+        }
     }
 
     let mut failed = false;
@@ -133,17 +196,23 @@ fn query_vectors(engine: &Engine, images: &[PathBuf]) -> Result<Vec<lookalike::R
         .collect())
 }
 
-fn output(query: String, result: lookalike::Result<Vec<Hit>>) -> QueryOutput {
+fn rows(result: lookalike::Result<Vec<Hit>>) -> Result<Vec<ResultRow>, String> {
+    result
+        .map(|hits| hits.into_iter().map(ResultRow::from).collect())
+        .map_err(|e| e.to_string())
+}
+
+fn output(query: String, result: Result<Vec<ResultRow>, String>) -> QueryOutput {
     match result {
-        Ok(hits) => QueryOutput {
+        Ok(results) => QueryOutput {
             query,
-            results: hits.into_iter().map(ResultRow::from).collect(),
+            results,
             error: None,
         },
-        Err(e) => QueryOutput {
+        Err(error) => QueryOutput {
             query,
             results: Vec::new(),
-            error: Some(e.to_string()),
+            error: Some(error),
         },
     }
 }
@@ -154,21 +223,17 @@ fn print_text(out: &QueryOutput) {
         println!("  error: {error}");
     }
     for (rank, row) in out.results.iter().enumerate() {
-        match row.t {
-            Some(t) => println!(
-                "  {:>3}. {:.4}  {} @ {t:.1}s  (id {})",
-                rank + 1,
-                row.score,
-                row.path,
-                row.id
-            ),
-            None => println!(
-                "  {:>3}. {:.4}  {}  (id {})",
-                rank + 1,
-                row.score,
-                row.path,
-                row.id
-            ),
-        }
+        let at = row.t.map(|t| format!(" @ {t:.1}s")).unwrap_or_default();
+        let query_at = row
+            .query_t
+            .map(|t| format!(", query @ {t:.1}s"))
+            .unwrap_or_default();
+        println!(
+            "  {:>3}. {:.4}  {}{at}  (id {}{query_at})",
+            rank + 1,
+            row.score,
+            row.path,
+            row.id
+        );
     }
 }

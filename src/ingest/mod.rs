@@ -8,6 +8,10 @@
 //! scan ─▶ feeder ─(jobs)─▶ decode workers ×N ─(tensors)─▶ embed (batches) ─▶ commit (one transaction per batch)
 //! ```
 //!
+//! Videos take another road after the scan: one at a time, ffmpeg samples and scales their
+//! frames (see [`crate::video`]), this thread embeds them in batches, and each video is
+//! committed as one file whose items are its kept frames.
+//!
 //! Each commit is a single SQLite transaction, so a crash (even `kill -9`) loses at most the
 //! batch in flight; the next run sees those files as new and picks them up again.
 

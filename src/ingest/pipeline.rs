@@ -14,6 +14,7 @@ use crate::engine::SharedIndex;
 use crate::error::Result;
 use crate::featurizer::{Featurizer, BATCH_SIZE};
 use crate::index::{MediaKind, NewFile, NewItem};
+use crate::video::{self, VideoError, VideoFrames, VideoOptions};
 
 /// Progress of a run, reported after every batch.
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,6 +25,8 @@ pub struct Progress {
     pub total: usize,
     /// Files that could not be indexed so far.
     pub failed: usize,
+    /// Video frames kept so far (videos count as files in `done` and `total`).
+    pub frames: usize,
 }
 
 pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
@@ -39,6 +42,8 @@ pub struct IngestOptions {
     /// Set it (e.g. from a Ctrl-C handler) to stop after the batch in flight is committed.
     pub cancel: Arc<AtomicBool>,
     pub progress: Option<ProgressFn>,
+    /// How videos are sampled into frames.
+    pub video: VideoOptions,
 }
 
 impl Default for IngestOptions {
@@ -48,6 +53,7 @@ impl Default for IngestOptions {
             commit_every: 256,
             cancel: Arc::new(AtomicBool::new(false)),
             progress: None,
+            video: VideoOptions::default(),
         }
     }
 }
@@ -55,8 +61,15 @@ impl Default for IngestOptions {
 /// What a run did.
 #[derive(Debug, Default)]
 pub struct IngestReport {
-    /// Files indexed (new or modified).
+    /// Files indexed (new or modified), videos included.
     pub added: usize,
+    /// Of those, videos.
+    pub videos: usize,
+    /// Frames kept from those videos.
+    pub frames: usize,
+    /// Videos indexed only in part (damaged or truncated): what decoded is searchable, the
+    /// reason says what did not.
+    pub partial: Vec<(PathBuf, String)>,
     /// Files skipped because their stamp had not changed.
     pub unchanged: usize,
     /// Vanished files pruned from the index.
@@ -108,13 +121,17 @@ pub(crate) fn run(
     }
 
     let total = plan.to_index.len();
+    let (videos, images): (Vec<Candidate>, Vec<Candidate>) = plan
+        .to_index
+        .into_iter()
+        .partition(|c| video::is_supported_video(&c.path));
     let mut writer = Writer::new(index, options, total);
     let (job_tx, job_rx) = bounded::<Candidate>(4 * BATCH_SIZE);
     let (done_tx, done_rx) = bounded::<Decoded>(2 * BATCH_SIZE);
 
     let outcome = std::thread::scope(|scope| {
         let cancel = &options.cancel;
-        scope.spawn(move || feed(plan.to_index, job_tx, cancel));
+        scope.spawn(move || feed(images, job_tx, cancel));
         for _ in 0..options.decode_threads.max(1) {
             let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
             scope.spawn(move || decode_worker(featurizer, job_rx, done_tx));
@@ -122,11 +139,15 @@ pub(crate) fn run(
         drop((job_rx, done_tx));
         embed_and_commit(featurizer, done_rx, &mut writer)
     });
+    let outcome = outcome.and_then(|()| index_videos(featurizer, videos, &mut writer));
     let committed = writer.finish();
     outcome?;
     committed?;
 
     report.added = writer.added;
+    report.videos = writer.videos;
+    report.frames = writer.frames;
+    report.partial = std::mem::take(&mut writer.partial);
     report.failed.extend(writer.failed);
     report.cancelled = options.cancel.load(Ordering::Relaxed);
     report.elapsed = started.elapsed();
@@ -211,6 +232,47 @@ fn embed_and_commit(
     Ok(())
 }
 
+/// Indexes videos one after the other: ffmpeg decodes (on its own threads) while this thread
+/// embeds the frames it sampled, and each video is committed as one file once complete. A
+/// video that cannot be read fails alone; a failure of the model or the index fails the run.
+fn index_videos(
+    featurizer: &Featurizer,
+    videos: Vec<Candidate>,
+    writer: &mut Writer<'_>,
+) -> Result<()> {
+    for candidate in videos {
+        if writer.cancelled() {
+            break;
+        }
+        let before = writer.progress.frames;
+        let options = writer.options;
+        let result = video::embed_video(
+            featurizer,
+            &candidate.path,
+            &options.video,
+            &options.cancel,
+            |kept| {
+                writer.progress.frames = before + kept;
+                writer.report();
+            },
+        );
+        match result {
+            Ok(frames) => writer.push_video(candidate, frames)?,
+            Err(VideoError::Cancelled) => {
+                // Not committed: the next run sees the video as new and starts it again.
+                writer.progress.frames = before;
+                break;
+            }
+            Err(VideoError::Engine(e)) => return Err(*e),
+            Err(e) => {
+                writer.progress.frames = before;
+                writer.fail(candidate.path, e.to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Collects embedded files and commits them to the index in transactions.
 struct Writer<'a> {
     index: &'a SharedIndex,
@@ -219,6 +281,9 @@ struct Writer<'a> {
     last_commit: Instant,
     progress: Progress,
     added: usize,
+    videos: usize,
+    frames: usize,
+    partial: Vec<(PathBuf, String)>,
     failed: Vec<(PathBuf, String)>,
 }
 
@@ -237,6 +302,9 @@ impl<'a> Writer<'a> {
                 ..Progress::default()
             },
             added: 0,
+            videos: 0,
+            frames: 0,
+            partial: Vec::new(),
             failed: Vec::new(),
         }
     }
@@ -281,6 +349,34 @@ impl<'a> Writer<'a> {
         {
             self.commit()?;
         }
+        self.report();
+        Ok(())
+    }
+
+    /// Stores a video's kept frames as the items of one file and commits at once: a video is
+    /// expensive to redo, and its frames already make a sizeable transaction.
+    fn push_video(&mut self, candidate: Candidate, frames: VideoFrames) -> Result<()> {
+        let Some(path) = candidate.path.to_str().map(str::to_owned) else {
+            self.fail(candidate.path, "path is not valid UTF-8".into());
+            return Ok(());
+        };
+        if let Some(problem) = frames.problem {
+            warn!(path = %path, %problem, kept = frames.items.len(), "video indexed in part");
+            self.partial.push((candidate.path, problem));
+        }
+        debug!(path = %path, sampled = frames.sampled, kept = frames.items.len(), "video");
+        let kept = frames.items.len();
+        self.pending.push(NewFile {
+            path,
+            stamp: candidate.stamp,
+            kind: MediaKind::Video,
+            items: frames.items,
+        });
+        self.commit()?;
+        self.videos += 1;
+        self.frames += kept;
+        self.progress.frames = self.frames;
+        self.progress.done += 1;
         self.report();
         Ok(())
     }

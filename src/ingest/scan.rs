@@ -1,5 +1,6 @@
 //! Walking the folders to index and deciding what needs work: new or modified files are
 //! (re)indexed, unchanged ones skipped by their (size, mtime) stamp, vanished ones pruned.
+//! Images and videos are both picked up by their extension.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::time::UNIX_EPOCH;
 use walkdir::WalkDir;
 
 use crate::index::FileStamp;
+use crate::video::is_supported_video;
 
 /// File extensions lookalike indexes as images (lower case). The decoder still checks the
 /// magic bytes: a text file named `.jpg` is reported, not indexed.
@@ -81,7 +83,8 @@ pub fn plan(roots: &[PathBuf], known: &HashMap<String, FileStamp>) -> ScanPlan {
                     continue;
                 }
             };
-            if !entry.file_type().is_file() || !is_supported_image(entry.path()) {
+            let wanted = is_supported_image(entry.path()) || is_supported_video(entry.path());
+            if !entry.file_type().is_file() || !wanted {
                 continue;
             }
             let Some(key) = entry.path().to_str().map(str::to_owned) else {
@@ -156,6 +159,7 @@ mod tests {
         std::fs::write(root.join("a.jpg"), b"a").unwrap();
         std::fs::write(root.join("b.png"), b"bb").unwrap();
         std::fs::write(root.join("readme.txt"), b"no").unwrap();
+        std::fs::write(root.join("clip.MP4"), b"vid").unwrap();
         let a = root.join("a.jpg").to_str().unwrap().to_owned();
         let gone = root.join("gone.jpg").to_str().unwrap().to_owned();
         let elsewhere = "/elsewhere/c.jpg".to_owned();
@@ -179,7 +183,7 @@ mod tests {
         let plan = plan(std::slice::from_ref(&root), &known);
         assert_eq!(plan.unchanged, 1);
         let new: Vec<_> = plan.to_index.iter().map(|c| c.path.clone()).collect();
-        assert_eq!(new, vec![root.join("b.png")]);
+        assert_eq!(new, vec![root.join("b.png"), root.join("clip.MP4")]);
         assert_eq!(
             plan.vanished,
             vec![gone],
