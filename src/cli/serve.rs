@@ -41,7 +41,10 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
     let upload_dir = global.db_dir()?.join("uploads");
     let mut roots = Vec::new();
     for root in args.roots {
-        roots.push(root.canonicalize().with_context(|| format!("--root {}", root.display()))?);
+        roots.push(
+            root.canonicalize()
+                .with_context(|| format!("--root {}", root.display()))?,
+        );
     }
     if writes {
         std::fs::create_dir_all(&upload_dir)
