@@ -35,34 +35,17 @@ die() { log "$*"; exit 1; }
 [[ -f "$FMNIST" && -f "$QUERY" ]] || die "test data missing: run scripts/fetch-test-data.sh"
 command -v wrk >/dev/null || die "wrk is not installed (apt-get install wrk)"
 command -v python3 >/dev/null || die "python3 is needed to write the Fashion-MNIST PNGs"
+(( N_IMAGES % 10 == 0 )) || die "N_IMAGES must be a multiple of 10 (the same number per class)"
 
 IMAGES="$WORK/fashion-mnist-$N_IMAGES"
 DB="$WORK/db-$N_IMAGES"
 mkdir -p "$WORK"
 
-# 1. The collection: N_IMAGES PNGs (standard library only: gzip, zlib, struct).
+# 1. The collection: N_IMAGES PNGs, N_IMAGES/10 of each class of the train split.
 if [[ "$(find "$IMAGES" -name '*.png' 2>/dev/null | wc -l)" -ne "$N_IMAGES" ]]; then
     log "writing $N_IMAGES Fashion-MNIST images as PNG to $IMAGES"
     rm -rf "$IMAGES"
-    python3 - "$FMNIST" "$IMAGES" "$N_IMAGES" <<'PY'
-import gzip, os, struct, sys, zlib
-src, out, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-with gzip.open(src, "rb") as f:
-    magic, count, rows, cols = struct.unpack(">IIII", f.read(16))
-    assert magic == 2051 and n <= count, (magic, count)
-    data = f.read(n * rows * cols)
-def chunk(kind, payload):
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-for i in range(n):
-    pixels = data[i * rows * cols:(i + 1) * rows * cols]
-    raw = b"".join(b"\0" + pixels[r * cols:(r + 1) * cols] for r in range(rows))
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-    folder = os.path.join(out, f"{i // 1000:03d}")
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, f"fmnist-{i:05d}.png"), "wb") as f:
-        f.write(png)
-PY
+    "$ROOT/scripts/bench/fashion_mnist.sh" "$IMAGES" "$(( N_IMAGES / 10 ))" train >&2
 fi
 
 # 2. The index (incremental: a re-run only checks stamps).

@@ -10,6 +10,7 @@ command -v ffmpeg >/dev/null || need+=(ffmpeg)
 if [[ "${1:-}" == "--tests" ]]; then
     command -v chromium >/dev/null || need+=(chromium)
     command -v chromedriver >/dev/null || need+=(chromium-driver)
+    command -v curl >/dev/null || need+=(curl)
 fi
 if ((${#need[@]})); then
     SUDO=""

@@ -13,4 +13,8 @@ cargo clippy --all-targets --locked -- -D warnings
 # Fetch the models once, before tests run in parallel.
 cargo run --quiet --locked -- model fetch --model lite0 >/dev/null
 cargo run --quiet --locked -- model fetch --model lite2 >/dev/null
+# The page in a real browser (headless Chromium), then the Rust test suite (last, so its
+# summary closes the output).
+cargo build --locked
+LOOKALIKE_BIN="$PWD/target/debug/lookalike" tests/browser/run.sh
 cargo test --locked

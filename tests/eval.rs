@@ -1,31 +1,20 @@
 //! Retrieval quality on real photos with the real model: the copy-detection requirement of
 //! issue 3 (recall@1 >= 0.98 over all transforms) and a same-scene instance set.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use lookalike::eval::{
     run_copy_detection, run_labelled, CopyDetectSpec, CopyOptions, EvalOptions, Report,
 };
 
-/// The real photos fetched by `scripts/fetch-test-data.sh`.
 fn photos() -> PathBuf {
-    let dir = std::env::var_os("LOOKALIKE_TESTDATA").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/testdata"),
-        PathBuf::from,
-    );
-    assert!(
-        dir.join("photos/skimage/coffee.png").is_file(),
-        "test data missing in {}: run scripts/fetch-test-data.sh",
-        dir.display()
-    );
-    dir.join("photos")
+    common::testdata().join("photos")
 }
 
 fn options() -> EvalOptions {
-    EvalOptions::new(std::env::var_os("LOOKALIKE_MODEL_DIR").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/models"),
-        PathBuf::from,
-    ))
+    EvalOptions::new(common::model_dir())
 }
 
 /// Wallpapers shipped in several sizes or tones of one picture: only the first of each family
