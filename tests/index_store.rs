@@ -765,29 +765,64 @@ struct Clustered {
     centres: Vec<Vec<f32>>,
     sigmas: Vec<f32>,
     rng: Rng,
+    /// Take the centres in turn instead of at random (real vectors: each used alike).
+    in_turn: Option<usize>,
 }
 
 impl Clustered {
     fn new(dim: usize, centres: usize, decay: f32, seed: u64) -> Clustered {
         let mut rng = Rng::new(seed);
         let centres = (0..centres).map(|_| rng.unit(dim)).collect();
-        let raw: Vec<f32> = (0..dim).map(|i| (i as f32 + 1.0).powf(-decay)).collect();
-        let norm = raw.iter().map(|s| s * s).sum::<f32>().sqrt();
-        let sigmas = raw.iter().map(|s| s / norm).collect();
         Clustered {
             centres,
-            sigmas,
+            sigmas: noise_profile(dim, decay, 1.0),
             rng,
+            in_turn: None,
+        }
+    }
+
+    /// Real vectors (e.g. embeddings exported with `lookalike export`) as the centres, taken
+    /// in turn, each copy moved by isotropic gaussian noise of expected norm `noise`; with
+    /// `noise` 0 and as many vectors as centres, the data set is the real vectors themselves.
+    fn around(centres: Vec<Vec<f32>>, noise: f32, seed: u64) -> Clustered {
+        let dim = centres[0].len();
+        Clustered {
+            centres,
+            sigmas: noise_profile(dim, 0.0, noise),
+            rng: Rng::new(seed),
+            in_turn: Some(0),
         }
     }
 
     fn next(&mut self) -> Vec<f32> {
-        let c = (self.rng.next_f32() * self.centres.len() as f32) as usize % self.centres.len();
+        let c = match &mut self.in_turn {
+            Some(i) => {
+                *i += 1;
+                (*i - 1) % self.centres.len()
+            }
+            None => (self.rng.next_f32() * self.centres.len() as f32) as usize % self.centres.len(),
+        };
         let v = (0..self.sigmas.len())
             .map(|i| self.centres[c][i] + self.sigmas[i] * self.rng.gaussian())
             .collect();
         normalised(v)
     }
+}
+
+/// Per-dimension noise deviations decaying as i^-decay, scaled to expected norm `norm`.
+fn noise_profile(dim: usize, decay: f32, norm: f32) -> Vec<f32> {
+    let raw: Vec<f32> = (0..dim).map(|i| (i as f32 + 1.0).powf(-decay)).collect();
+    let total = raw.iter().map(|s| s * s).sum::<f32>().sqrt();
+    raw.iter().map(|s| s / total * norm).collect()
+}
+
+/// The rows of a float32 .npy matrix (as written by `lookalike export`).
+fn read_npy_rows(path: &str) -> Vec<Vec<f32>> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(file)).unwrap();
+    let dim = *npy.shape().last().unwrap() as usize;
+    let data: Vec<f32> = npy.into_vec().unwrap();
+    data.chunks(dim).map(<[f32]>::to_vec).collect()
 }
 
 /// CPU seconds used by the calling thread (`/proc`, Linux): timings that other processes on
@@ -818,7 +853,9 @@ fn cpu_seconds(stat: &str) -> f64 {
 /// through `Index` (catalog + snapshot + reader). Run with an optimised build:
 /// `CARGO_PROFILE_DEV_OPT_LEVEL=3 LOOKALIKE_BENCH_N=100000 cargo test --test index_store
 /// ann_benchmark -- --ignored --nocapture` (LOOKALIKE_BENCH_DIM, _QUERIES, _CENTRES, _DECAY,
-/// _M, _EF_ADD too).
+/// _M, _EF_ADD too). On real embeddings: LOOKALIKE_BENCH_BASE=vectors.npy (the centres, taken
+/// in turn, LOOKALIKE_BENCH_NOISE the noise norm, default 0) and LOOKALIKE_BENCH_QUERY=
+/// queries.npy (real vectors, e.g. a held-out split, searched as they are).
 #[test]
 #[ignore = "benchmark: minutes, gigabytes"]
 fn ann_benchmark() {
@@ -837,8 +874,24 @@ fn ann_benchmark() {
         model: "bench".into(),
         dim,
     };
-    let mut data = Clustered::new(dim, centres, decay, 1);
-    let queries: Vec<Vec<f32>> = (0..nq).map(|_| data.next()).collect();
+    let (mut data, queries): (Clustered, Vec<Vec<f32>>) = match std::env::var("LOOKALIKE_BENCH_BASE") {
+        Ok(base) => {
+            let noise = std::env::var("LOOKALIKE_BENCH_NOISE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0.0);
+            let query_file = std::env::var("LOOKALIKE_BENCH_QUERY").expect("LOOKALIKE_BENCH_QUERY");
+            let queries = read_npy_rows(&query_file).into_iter().take(nq).collect();
+            eprintln!("real centres from {base}, noise norm {noise}, queries from {query_file}");
+            (Clustered::around(read_npy_rows(&base), noise, 1), queries)
+        }
+        Err(_) => {
+            let mut data = Clustered::new(dim, centres, decay, 1);
+            let queries = (0..nq).map(|_| data.next()).collect();
+            (data, queries)
+        }
+    };
+    let nq = queries.len();
     let mut truth: Vec<Vec<(f32, ItemId)>> = vec![Vec::new(); nq];
 
     let defaults = HnswParams::default();
