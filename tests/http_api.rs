@@ -17,6 +17,8 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-3f9a";
 const MAX_BODY: usize = 4 << 20;
+/// The video in the shared index: 10 s of 640x272 H.264, several distinct scenes.
+const VIDEO: &str = "bikes.mp4";
 
 fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -35,6 +37,10 @@ fn testdata() -> PathBuf {
 
 fn photo(rel: &str) -> PathBuf {
     testdata().join("photos").join(rel)
+}
+
+fn video(name: &str) -> PathBuf {
+    testdata().join("videos").join(name)
 }
 
 fn model_dir() -> PathBuf {
@@ -110,7 +116,10 @@ fn shared() -> &'static Shared {
         let dir = tempfile::tempdir().unwrap();
         let engine = open_engine(&dir.path().join("db"));
         let report = engine
-            .index_paths(&[photo("opencv"), photo("skimage")], &Default::default())
+            .index_paths(
+                &[photo("opencv"), photo("skimage"), video(VIDEO)],
+                &Default::default(),
+            )
             .expect("index the test photos");
         assert!(report.added > 100, "indexed only {} photos", report.added);
         let root = dir.path().join("root");
@@ -301,6 +310,17 @@ fn health_stats_openapi_and_metrics() {
         spec["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    for (path, method) in [("/api/search", "post"), ("/api/items/{id}/similar", "get")] {
+        let params = spec["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap();
+        assert!(
+            params.iter().any(|p| p["name"] == "frames"),
+            "{path}: {params:?}"
+        );
+    }
+    let row = &spec["components"]["schemas"]["SearchResult"]["properties"];
+    assert_eq!(row["video"]["type"], "boolean", "{row}");
 
     search_file(&s.writable, &photo("skimage/coffee.png"), 3);
     let metrics = client()
@@ -464,6 +484,126 @@ fn an_item_its_neighbours_original_and_thumbnail() {
         jpeg, again,
         "the cached thumbnail should be served the second time"
     );
+}
+
+fn get_json(server: &Running, path: &str) -> Value {
+    let response = client().get(server.url(path)).send().unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+    response.json().unwrap()
+}
+
+fn paths(answer: &Value) -> Vec<&str> {
+    answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["path"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_video_is_one_result_per_file_with_its_moment_thumbnail_and_playable_original() {
+    let s = shared();
+    let file = video(VIDEO).canonicalize().unwrap();
+    let frames = s
+        .engine
+        .indexed_items(&file)
+        .unwrap()
+        .expect("the video is indexed");
+    assert!(frames.len() >= 2, "{} frames kept", frames.len());
+    let (first_frame, last_frame) = (&frames[0].0, &frames[frames.len() - 1].0);
+    assert!(last_frame.t.unwrap() > first_frame.t.unwrap());
+
+    // The row of a frame: the video, its moment.
+    let similar = get_json(
+        &s.read_only,
+        &format!("/api/items/{}/similar?k=6", last_frame.id),
+    );
+    let row = &similar["results"][0];
+    assert_eq!(row["id"], last_frame.id);
+    assert_eq!(row["name"], VIDEO);
+    assert_eq!(row["kind"], "video");
+    assert_eq!(row["video"], true);
+    assert_eq!(row["t"].as_f64(), last_frame.t);
+    assert_eq!(similar["results"][1]["video"], false, "{similar}");
+
+    // Grouped by default: k distinct files, the video once. frames=true: the video's other
+    // frames come back too (they look like each other more than like any photo).
+    let grouped = paths(&similar);
+    assert_eq!(grouped.len(), 6);
+    let mut distinct = grouped.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 6, "{grouped:?}");
+    let all_frames = get_json(
+        &s.read_only,
+        &format!("/api/items/{}/similar?k=6&frames=true", last_frame.id),
+    );
+    let video_rows = paths(&all_frames)
+        .iter()
+        .filter(|p| **p == file.to_str().unwrap())
+        .count();
+    assert!(video_rows >= 2, "{all_frames}");
+    let bad = client()
+        .get(s.read_only.url("/api/items/1/similar?frames=maybe"))
+        .send()
+        .unwrap();
+    assert_error(bad, 400, "bad_request");
+
+    // Thumbnails are the frames at their times: JPEGs of the video's shape, different for
+    // different moments, and a search with one finds that moment of the video first.
+    let thumb = |id: i64| {
+        let response = client()
+            .get(s.read_only.url(&format!("/api/items/{id}/thumbnail")))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "image/jpeg");
+        response.bytes().unwrap()
+    };
+    let last_jpeg = thumb(last_frame.id);
+    let decoded = image::load_from_memory(&last_jpeg).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), (320, 136));
+    assert_ne!(thumb(first_frame.id), last_jpeg);
+    let answer: Value = client()
+        .post(s.read_only.url("/api/search?k=4"))
+        .header("content-type", "image/jpeg")
+        .body(last_jpeg.to_vec())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let best = &answer["results"][0];
+    assert_eq!(
+        (best["name"].as_str(), best["video"].as_bool()),
+        (Some(VIDEO), Some(true))
+    );
+    assert_eq!(best["t"].as_f64(), last_frame.t, "{answer}");
+    assert_eq!(
+        paths(&answer).iter().filter(|p| p.ends_with(VIDEO)).count(),
+        1
+    );
+
+    // The original is the whole video, with a video type, and seekable by range.
+    let bytes = std::fs::read(&file).unwrap();
+    let url = s
+        .read_only
+        .url(&format!("/api/items/{}/original", last_frame.id));
+    let whole = client().get(&url).send().unwrap();
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(whole.headers()["content-type"], "video/mp4");
+    assert_eq!(whole.bytes().unwrap().as_ref(), bytes.as_slice());
+    let part = client()
+        .get(&url)
+        .header("range", "bytes=1000-1999")
+        .send()
+        .unwrap();
+    assert_eq!(part.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 1000-1999/{}", bytes.len()).as_str()
+    );
+    assert_eq!(part.bytes().unwrap().as_ref(), &bytes[1000..2000]);
 }
 
 #[test]

@@ -874,23 +874,27 @@ fn ann_benchmark() {
         model: "bench".into(),
         dim,
     };
-    let (mut data, queries): (Clustered, Vec<Vec<f32>>) = match std::env::var("LOOKALIKE_BENCH_BASE") {
-        Ok(base) => {
-            let noise = std::env::var("LOOKALIKE_BENCH_NOISE")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0);
-            let query_file = std::env::var("LOOKALIKE_BENCH_QUERY").expect("LOOKALIKE_BENCH_QUERY");
-            let queries = read_npy_rows(&query_file).into_iter().take(nq).collect();
-            eprintln!("real centres from {base}, noise norm {noise}, queries from {query_file}");
-            (Clustered::around(read_npy_rows(&base), noise, 1), queries)
-        }
-        Err(_) => {
-            let mut data = Clustered::new(dim, centres, decay, 1);
-            let queries = (0..nq).map(|_| data.next()).collect();
-            (data, queries)
-        }
-    };
+    let (mut data, queries): (Clustered, Vec<Vec<f32>>) =
+        match std::env::var("LOOKALIKE_BENCH_BASE") {
+            Ok(base) => {
+                let noise = std::env::var("LOOKALIKE_BENCH_NOISE")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0.0);
+                let query_file =
+                    std::env::var("LOOKALIKE_BENCH_QUERY").expect("LOOKALIKE_BENCH_QUERY");
+                let queries = read_npy_rows(&query_file).into_iter().take(nq).collect();
+                eprintln!(
+                    "real centres from {base}, noise norm {noise}, queries from {query_file}"
+                );
+                (Clustered::around(read_npy_rows(&base), noise, 1), queries)
+            }
+            Err(_) => {
+                let mut data = Clustered::new(dim, centres, decay, 1);
+                let queries = (0..nq).map(|_| data.next()).collect();
+                (data, queries)
+            }
+        };
     let nq = queries.len();
     let mut truth: Vec<Vec<(f32, ItemId)>> = vec![Vec::new(); nq];
 

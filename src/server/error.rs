@@ -12,6 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::image::ImageError;
+use crate::video::VideoError;
 use crate::Error;
 
 /// The JSON body of every error response.
@@ -100,6 +101,22 @@ impl From<Error> for ApiError {
             Error::UnknownItem(id) => ApiError::not_found(format!("no item with id {id}")),
             Error::NotIndexed(_) => ApiError::not_found("no such item"),
             other => ApiError::internal(other),
+        }
+    }
+}
+
+/// A video that no longer decodes is the file's fault (422); a missing or broken ffmpeg is the
+/// installation's (500, logged).
+impl From<VideoError> for ApiError {
+    fn from(err: VideoError) -> Self {
+        if err.is_user_error() {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "undecodable_video",
+                err.to_string(),
+            )
+        } else {
+            ApiError::internal(err)
         }
     }
 }

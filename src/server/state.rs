@@ -138,18 +138,21 @@ impl AppState {
         result.map_err(ApiError::internal)?.map_err(ApiError::from)
     }
 
-    /// Like [`AppState::blocking`], bounded by the thumbnailing semaphore (same queue rules).
+    /// Runs blocking thumbnail work (decoding an image, or ffmpeg for a video's still) on the
+    /// blocking pool, bounded by the thumbnailing semaphore (same queue rules as inference).
+    /// The job maps its own errors: an image and a video fail in different ways.
     pub async fn thumbnailing<T, F>(&self, f: F) -> Result<T, ApiError>
     where
         T: Send + 'static,
-        F: FnOnce(&Engine) -> Result<T, crate::Error> + Send + 'static,
+        F: FnOnce() -> Result<T, ApiError> + Send + 'static,
     {
         let permit = self.acquire(&self.0.thumbnailing).await?;
-        self.blocking(move |engine| {
+        tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            f(engine)
+            f()
         })
         .await
+        .map_err(ApiError::internal)?
     }
 
     async fn acquire(

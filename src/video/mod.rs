@@ -27,6 +27,7 @@ pub mod frames;
 mod group;
 mod log;
 mod ppm;
+mod still;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,6 +36,7 @@ pub use error::VideoError;
 pub use ffmpeg::{Frame, FrameReader};
 pub use frames::{embed_video, VideoFrames};
 pub use group::{best_per_file, vote, FileMatch, QueryFrameHits};
+pub use still::frame_at;
 
 /// File extensions lookalike indexes as videos (lower case). ffmpeg probes the content
 /// itself, so a misnamed file is reported, not indexed.

@@ -2,6 +2,8 @@
 # Browser test of lookalike's search page: installs the Node dependency (playwright-core, which
 # never downloads a browser: the system's Chromium is used), indexes real photos with the
 # binary, starts `lookalike serve` and runs search.test.mjs against it.
+# A video (videos/bikes.mp4) is indexed too, and a frame of it (grabbed with ffmpeg) is the
+# query of the video step.
 #
 # env: LOOKALIKE_BIN (default target/release/lookalike), LOOKALIKE_TESTDATA, CHROMIUM
 #      (default /usr/bin/chromium), SCREENSHOT (e.g. docs/screenshot.png), PORT (default 7891).
@@ -19,6 +21,9 @@ die() { echo "browser test: $*" >&2; exit 1; }
 [[ -f "$TESTDATA/photos/skimage/chelsea.png" ]] || die "test photos missing: run scripts/fetch-test-data.sh"
 [[ -x "$CHROMIUM" ]] || die "no Chromium at $CHROMIUM (apt-get install chromium)"
 command -v node >/dev/null || die "Node.js 20+ is needed"
+command -v ffmpeg >/dev/null || die "ffmpeg is needed (scripts/setup.sh)"
+VIDEO="$TESTDATA/videos/bikes.mp4"
+[[ -f "$VIDEO" ]] || die "test video missing: run scripts/fetch-test-data.sh"
 
 (cd "$HERE" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 
@@ -31,7 +36,8 @@ cleanup() {
 trap cleanup EXIT
 
 "$BIN" --db "$WORK/db" --quiet index "$TESTDATA/photos/skimage" "$TESTDATA/photos/opencv" \
-    "$TESTDATA/photos/sklearn"
+    "$TESTDATA/photos/sklearn" "$VIDEO"
+ffmpeg -v error -ss 6 -i "$VIDEO" -frames:v 1 "$WORK/video-frame.png"
 "$BIN" --db "$WORK/db" serve --bind "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 600); do
@@ -46,4 +52,5 @@ if [[ -n "${SCREENSHOT:-}" ]]; then
     export SCREENSHOT
 fi
 BASE_URL="http://127.0.0.1:$PORT" QUERY_IMAGE="$TESTDATA/photos/skimage/chelsea.png" \
+    QUERY_VIDEO_FRAME="$WORK/video-frame.png" VIDEO_NAME="$(basename "$VIDEO")" \
     node "$HERE/search.test.mjs" || die "failed; server log: $(tail -20 "$WORK/serve.log")"

@@ -2,6 +2,7 @@
 // browser). The server must already run on BASE_URL with an index holding QUERY_IMAGE.
 //
 // env: BASE_URL (http://127.0.0.1:PORT), QUERY_IMAGE (a photo that is in the index),
+//      QUERY_VIDEO_FRAME (a picture of a moment of the indexed video VIDEO_NAME),
 //      SCREENSHOT (optional: where to save a screenshot of the results, for the README),
 //      CHROMIUM (default /usr/bin/chromium).
 import assert from "node:assert/strict";
@@ -13,6 +14,8 @@ import { chromium } from "playwright-core";
 const baseUrl = required("BASE_URL");
 const queryImage = required("QUERY_IMAGE");
 const expectedName = basename(queryImage);
+const videoFrame = required("QUERY_VIDEO_FRAME");
+const videoName = required("VIDEO_NAME");
 const timeout = 30_000;
 
 function required(name) {
@@ -131,6 +134,41 @@ try {
   });
   await page.waitForSelector("#error:not([hidden])", { timeout });
   assert.match(await page.textContent("#error"), /not an image/i);
+
+  step(`upload a frame of ${videoName}: the video comes back at that moment, and plays from it`);
+  await page.setInputFiles("#file", videoFrame);
+  await page.waitForFunction(
+    (name) => document.querySelector("#results .card:first-child .name")?.textContent === name,
+    videoName,
+    { timeout },
+  );
+  const videoCard = await page.$eval(firstCard, (card) => ({
+    t: Number(card.dataset.t),
+    video: card.classList.contains("video"),
+    badge: card.querySelector(".moment").hidden ? null : card.querySelector(".moment-time").textContent,
+  }));
+  assert.ok(videoCard.video, "the first result should be marked as a video");
+  assert.ok(Math.abs(videoCard.t - 6) <= 2.5, `the frame at ~6 s should match, got t=${videoCard.t}`);
+  const mmss = `${Math.floor(videoCard.t / 60)}:${String(Math.floor(videoCard.t % 60)).padStart(2, "0")}`;
+  assert.equal(videoCard.badge, mmss, "the badge shows the moment as m:ss");
+  const videoCount = await page.$$eval("#results .card.video", (cards) => cards.length);
+  assert.equal(videoCount, 1, "grouped results show the video once");
+  await page.click(`${firstCard} .open`);
+  await page.waitForSelector("#player[open]", { timeout });
+  await page.waitForFunction(
+    () => document.querySelector("#player-video").readyState >= 1,
+    null,
+    { timeout },
+  );
+  const position = await page.$eval("#player-video", (v) => ({ t: v.currentTime, error: v.error?.code }));
+  assert.equal(position.error, undefined, "the video should load");
+  step(`the result says ${videoCard.badge} (t=${videoCard.t}); the player is at ${position.t.toFixed(2)} s`);
+  assert.ok(
+    Math.abs(position.t - videoCard.t) < 1,
+    `the video should start at ${videoCard.t} s, is at ${position.t} s`,
+  );
+  await page.click("#player-close");
+  await page.waitForFunction(() => !document.querySelector("#player").open, null, { timeout });
 
   step("phone-sized screen: no horizontal scrolling, two columns");
   await page.setViewportSize({ width: 390, height: 844 });

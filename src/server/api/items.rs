@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -17,16 +17,20 @@ use utoipa::ToSchema;
 
 use super::{parse_id, ItemResponse};
 use crate::image::{decode_file, thumbnail_jpeg, Limits};
-use crate::index::ItemRecord;
+use crate::index::{ItemRecord, MediaKind};
 use crate::server::auth::WriteAccess;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::state::AppState;
 use crate::server::upload::{stored_extension, ImageForm, ImageUpload};
+use crate::video::{frame_at, VideoOptions};
 
 /// Longest side of a thumbnail: sharp in a ~200 px grid cell on a 2x screen... almost; small
 /// enough to stay ~15 KB.
 const THUMB_SIDE: u32 = 320;
 const THUMB_QUALITY: u8 = 80;
+/// ffmpeg gets this long to seek to a video's frame and decode it (well under a second for
+/// ordinary files); past it the decoder is presumed hung and killed.
+const STILL_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The item's record, or 404 naming the id.
 async fn lookup(state: &AppState, id: i64) -> Result<ItemRecord, ApiError> {
@@ -59,14 +63,18 @@ pub async fn get_item(
     Ok(Json(lookup(&state, id).await?.into()))
 }
 
-/// The original file, with its content type (range requests supported).
+/// The original file, with its content type (`image/*`, or `video/*` for a video: range
+/// requests are supported, so a browser can seek in it).
 #[utoipa::path(
     get,
     path = "/api/items/{id}/original",
     tag = "items",
     params(("id" = i64, Path, description = "Item id")),
     responses(
-        (status = 200, description = "The file", content_type = "image/*"),
+        (status = 200, description = "The file",
+         content((Vec<u8> = "image/*"), (Vec<u8> = "video/*"))),
+        (status = 206, description = "The requested range of the file (Range header)",
+         content((Vec<u8> = "image/*"), (Vec<u8> = "video/*"))),
         (status = 400, description = "Non-numeric id", body = ErrorBody),
         (status = 404, description = "No such item, or its file is gone", body = ErrorBody),
     )
@@ -93,7 +101,8 @@ pub async fn original(
     Ok(response)
 }
 
-/// A JPEG thumbnail (longest side 320 px), cached in memory.
+/// A JPEG thumbnail (longest side 320 px), cached in memory. For a frame of a video: the
+/// picture at the frame's time.
 #[utoipa::path(
     get,
     path = "/api/items/{id}/thumbnail",
@@ -104,6 +113,7 @@ pub async fn original(
         (status = 400, description = "Non-numeric id", body = ErrorBody),
         (status = 404, description = "No such item, or its file is gone", body = ErrorBody),
         (status = 415, description = "No thumbnail for this kind of file", body = ErrorBody),
+        (status = 422, description = "The file (image or video) no longer decodes", body = ErrorBody),
     )
 )]
 pub async fn thumbnail(
@@ -115,17 +125,12 @@ pub async fn thumbnail(
         Some(jpeg) => jpeg,
         None => {
             let item = lookup(&state, id).await?;
-            let path = PathBuf::from(item.path);
+            let path = PathBuf::from(&item.path);
             if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
                 return Err(gone());
             }
-            // The file was accepted at index time; default limits only guard against it
-            // having been replaced by something huge since.
             let jpeg = state
-                .thumbnailing(move |_| {
-                    let decoded = decode_file(&path, THUMB_SIDE, &Limits::default())?;
-                    Ok(thumbnail_jpeg(&decoded.image, THUMB_SIDE, THUMB_QUALITY)?)
-                })
+                .thumbnailing(move || thumbnail_of(&item, &path))
                 .await
                 .map(Bytes::from)?;
             state.thumbs().insert(id, jpeg.clone());
@@ -140,6 +145,28 @@ pub async fn thumbnail(
         jpeg,
     )
         .into_response())
+}
+
+/// The JPEG thumbnail of an item: the image itself, or for a frame of a video the picture at
+/// the frame's time (the moment the search matched, not the video's first frame).
+fn thumbnail_of(item: &ItemRecord, path: &std::path::Path) -> Result<Vec<u8>, ApiError> {
+    let image = match item.kind {
+        MediaKind::Video => frame_at(
+            path,
+            item.t.unwrap_or(0.0),
+            THUMB_SIDE,
+            &VideoOptions::default(),
+            STILL_TIMEOUT,
+        )?,
+        // The file was accepted at index time; default limits only guard against it having
+        // been replaced by something huge since.
+        MediaKind::Image => {
+            decode_file(path, THUMB_SIDE, &Limits::default())
+                .map_err(crate::Error::from)?
+                .image
+        }
+    };
+    Ok(thumbnail_jpeg(&image, THUMB_SIDE, THUMB_QUALITY).map_err(crate::Error::from)?)
 }
 
 /// Upload an image into the collection. It is stored under the server's upload folder with a

@@ -24,7 +24,8 @@ use utoipa_axum::routes;
 use super::error::{json_errors, ApiError, ErrorBody};
 use super::state::AppState;
 use super::{body, metrics, ui};
-use crate::index::{Hit, ItemRecord};
+use crate::engine::Engine;
+use crate::index::{Hit, ItemRecord, MediaKind, SearchMode};
 
 /// Most results one request may ask for; the page offers up to 96.
 const MAX_K: usize = 200;
@@ -106,13 +107,17 @@ pub struct ApiJson<T>(pub T);
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct KQuery {
+pub struct SearchQuery {
     /// How many results (1 to 200, default 24).
     #[param(minimum = 1, maximum = 200, default = 24)]
     k: Option<usize>,
+    /// `true`: every matching item, so a video may appear once per matching frame. Default
+    /// `false`: one result per file (a video by its best frame), `k` distinct files.
+    #[param(default = false)]
+    frames: Option<bool>,
 }
 
-impl KQuery {
+impl SearchQuery {
     fn k(&self) -> Result<usize, ApiError> {
         match self.k.unwrap_or(DEFAULT_K) {
             k @ 1..=MAX_K => Ok(k),
@@ -120,6 +125,15 @@ impl KQuery {
                 "invalid_k",
                 format!("k must be 1 to {MAX_K}"),
             )),
+        }
+    }
+
+    /// Searches with `vector` as asked: grouped by file unless `frames=true`.
+    fn run(&self, engine: &Engine, vector: &[f32], k: usize) -> crate::Result<Vec<Hit>> {
+        if self.frames.unwrap_or(false) {
+            engine.search_vector(vector, k, SearchMode::Approximate)
+        } else {
+            engine.search_vector_grouped(vector, k, SearchMode::Approximate)
         }
     }
 }
@@ -154,6 +168,9 @@ pub struct SearchResult {
     t: Option<f64>,
     /// `image`, or `video` for a frame of a video.
     kind: String,
+    /// True for a frame of a video: its thumbnail is the frame at `t`, its original the
+    /// whole video (play it from `t`).
+    video: bool,
     /// URL of a JPEG thumbnail.
     thumbnail: String,
     /// URL of the original file.
@@ -171,6 +188,7 @@ impl From<Hit> for SearchResult {
             path: hit.path,
             t: hit.t,
             kind: hit.kind.as_str().to_string(),
+            video: hit.kind == MediaKind::Video,
         }
     }
 }
@@ -202,6 +220,8 @@ pub struct ItemResponse {
     width: u32,
     height: u32,
     kind: String,
+    /// True for a frame of a video.
+    video: bool,
     thumbnail: String,
     original: String,
 }
@@ -219,6 +239,7 @@ impl From<ItemRecord> for ItemResponse {
             width: item.width,
             height: item.height,
             kind: item.kind.as_str().to_string(),
+            video: item.kind == MediaKind::Video,
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Instant;
 use axum::extract::{Path, State};
 use axum::Json;
 
-use super::{parse_id, ApiQuery, KQuery, SearchResponse};
+use super::{parse_id, ApiQuery, SearchQuery, SearchResponse};
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::state::AppState;
 use crate::server::upload::{ImageForm, ImageUpload};
@@ -15,7 +15,7 @@ use crate::server::upload::{ImageForm, ImageUpload};
     post,
     path = "/api/search",
     tag = "search",
-    params(KQuery),
+    params(SearchQuery),
     request_body(
         description = "The query image",
         content(
@@ -24,7 +24,9 @@ use crate::server::upload::{ImageForm, ImageUpload};
         )
     ),
     responses(
-        (status = 200, description = "The most similar items, best first", body = SearchResponse),
+        (status = 200, description = "The most similar files, best first: one result per \
+                                      file (a video by its best frame) unless frames=true",
+         body = SearchResponse),
         (status = 400, description = "Empty body, bad k or bad form", body = ErrorBody),
         (status = 413, description = "Body or image dimensions over the limits", body = ErrorBody),
         (status = 415, description = "Not an image format the server reads", body = ErrorBody),
@@ -34,13 +36,16 @@ use crate::server::upload::{ImageForm, ImageUpload};
 )]
 pub async fn search_upload(
     State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<KQuery>,
+    ApiQuery(query): ApiQuery<SearchQuery>,
     ImageUpload(bytes): ImageUpload,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let k = query.k()?;
     let started = Instant::now();
     let hits = state
-        .inference("search", move |engine| engine.search_bytes(&bytes, k))
+        .inference("search", move |engine| {
+            let embedded = engine.featurizer().embed_bytes(&bytes)?;
+            query.run(engine, &embedded.vector, k)
+        })
         .await?;
     Ok(Json(SearchResponse::new(hits, started)))
 }
@@ -50,10 +55,11 @@ pub async fn search_upload(
     get,
     path = "/api/items/{id}/similar",
     tag = "search",
-    params(("id" = i64, Path, description = "Item id"), KQuery),
+    params(("id" = i64, Path, description = "Item id"), SearchQuery),
     responses(
-        (status = 200, description = "The most similar items, best first (the item itself \
-                                      first)", body = SearchResponse),
+        (status = 200, description = "The most similar files, best first (the item itself \
+                                      first), one per file unless frames=true",
+         body = SearchResponse),
         (status = 400, description = "Non-numeric id or bad k", body = ErrorBody),
         (status = 404, description = "No such item", body = ErrorBody),
     )
@@ -61,13 +67,13 @@ pub async fn search_upload(
 pub async fn similar(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiQuery(query): ApiQuery<KQuery>,
+    ApiQuery(query): ApiQuery<SearchQuery>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let id = parse_id(&id)?;
     let k = query.k()?;
     let started = Instant::now();
     let hits = state
-        .blocking(move |engine| engine.search_item(id, k))
+        .blocking(move |engine| query.run(engine, &engine.item_vector(id)?, k))
         .await?;
     Ok(Json(SearchResponse::new(hits, started)))
 }

@@ -1,5 +1,7 @@
 // lookalike's page: pick, drop or paste an image (or name one already on the server), show the
-// most similar images; click one to search with it. Plain DOM, no framework, no build step.
+// most similar images; click one to search with it. A video result is the moment of the video
+// that matched: its thumbnail is that frame, and "open" plays the video from there in an
+// overlay. Plain DOM, no framework, no build step.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -17,6 +19,10 @@ const els = {
   empty: $("#empty"),
   stats: $("#stats"),
   template: $("#card-template"),
+  player: $("#player"),
+  playerVideo: $("#player-video"),
+  playerTitle: $("#player-title"),
+  playerClose: $("#player-close"),
 };
 
 // The query being shown: { file } or { id }; a counter drops answers that arrive late.
@@ -91,6 +97,7 @@ function searchFile(file) {
 }
 
 function searchItem(id, { push = true } = {}) {
+  closePlayer();
   lastQuery = { id };
   setPreview(`/api/items/${id}/thumbnail`);
   if (push && location.hash !== `#item=${id}`) history.pushState(null, "", `#item=${id}`);
@@ -112,10 +119,50 @@ function parseItemRef(text) {
   return match ? Number(match[1]) : null;
 }
 
-function displayName(result) {
-  if (result.t == null) return result.name;
-  return `${result.name} · ${result.t.toFixed(1)} s`;
+// Seconds as m:ss (h:mm:ss from an hour on), the way video players show a position.
+function clock(seconds) {
+  const total = Math.max(0, Math.floor(seconds));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = String(total % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
 }
+
+// Plays a video result from its moment. The media fragment (#t=) starts the download there;
+// setting currentTime once the metadata is in covers browsers that ignore fragments.
+function play(result) {
+  const video = els.playerVideo;
+  const t = result.t || 0;
+  els.playerTitle.textContent = `${result.name} · ${clock(t)}`;
+  els.playerTitle.title = result.path;
+  video.addEventListener(
+    "loadedmetadata",
+    () => {
+      if (Math.abs(video.currentTime - t) > 0.25) video.currentTime = t;
+    },
+    { once: true },
+  );
+  video.src = `${result.original}#t=${t.toFixed(3)}`;
+  if (!els.player.open) els.player.showModal();
+  video.play().catch(() => {
+    // Autoplay refused or the format is not playable here: the controls are still there.
+  });
+}
+
+function closePlayer() {
+  if (els.player.open) els.player.close();
+}
+
+// Closing stops the video and its download.
+els.player.addEventListener("close", () => {
+  els.playerVideo.pause();
+  els.playerVideo.removeAttribute("src");
+  els.playerVideo.load();
+});
+els.playerClose.addEventListener("click", closePlayer);
+els.player.addEventListener("click", (event) => {
+  if (event.target === els.player) closePlayer(); // a click on the backdrop
+});
 
 function render(answer) {
   const results = answer.results || [];
@@ -135,9 +182,23 @@ function card(result) {
   img.addEventListener("error", () => img.classList.add("broken"), { once: true });
   node.querySelector(".score").textContent = result.score.toFixed(3);
   const name = node.querySelector(".name");
-  name.textContent = displayName(result);
+  name.textContent = result.name;
   name.title = result.path;
-  node.querySelector(".open").href = result.original;
+  const open = node.querySelector(".open");
+  open.href = result.original;
+  if (result.video) {
+    node.classList.add("video");
+    node.dataset.t = result.t ?? 0;
+    const moment = node.querySelector(".moment");
+    moment.querySelector(".moment-time").textContent = clock(result.t || 0);
+    moment.hidden = false;
+    name.title = `${result.path} at ${clock(result.t || 0)}`;
+    open.title = "Play the video from here";
+    open.addEventListener("click", (event) => {
+      event.preventDefault();
+      play(result);
+    });
+  }
   node.querySelector(".thumb").addEventListener("click", () => {
     searchItem(result.id);
     window.scrollTo({ top: 0, behavior: "smooth" });
