@@ -90,6 +90,10 @@ pub struct StatsResponse {
     items: u64,
     /// Files they come from.
     files: u64,
+    /// Image files.
+    images: u64,
+    /// Video files.
+    videos: u64,
     /// The embedding model.
     model: String,
     /// Vector dimension.
@@ -108,6 +112,8 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsResponse>,
     Ok(Json(StatsResponse {
         items: stats.items,
         files: stats.files,
+        images: stats.images,
+        videos: stats.videos,
         model: stats.model,
         dim: stats.dim,
     }))

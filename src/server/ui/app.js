@@ -209,8 +209,10 @@ function card(result) {
 async function loadStats() {
   try {
     const stats = await api("/api/stats");
-    const count = new Intl.NumberFormat().format(stats.items);
-    els.stats.textContent = `${count} ${stats.items === 1 ? "image" : "images"} · ${stats.model}`;
+    const n = (count, one, many) =>
+      `${new Intl.NumberFormat().format(count)} ${count === 1 ? one : many}`;
+    const videos = stats.videos > 0 ? ` · ${n(stats.videos, "video", "videos")}` : "";
+    els.stats.textContent = `${n(stats.images, "image", "images")}${videos} · ${stats.model}`;
     if (!lastQuery) {
       els.empty.textContent = stats.items > 0
         ? `Drop a photo to find its lookalikes among ${count} images.`
