@@ -16,5 +16,5 @@ cargo run --quiet --locked -- model fetch --model lite2 >/dev/null
 # The page in a real browser (headless Chromium), then the Rust test suite (last, so its
 # summary closes the output).
 cargo build --locked
-LOOKALIKE_BIN="$PWD/target/debug/lookalike" tests/browser/run.sh
+LOOKALIKE_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/lookalike" tests/browser/run.sh
 cargo test --locked
