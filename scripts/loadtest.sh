@@ -78,7 +78,7 @@ RSS_START=$(rss_kb)
 
 # 4. The load.
 log "wrk: $CLIENTS connections for $DURATION against $URL/api/search?k=24 ($items items)"
-RESULT=$(wrk -t 2 -c "$CLIENTS" -d "$DURATION" --timeout 30s -s "$ROOT/scripts/loadtest.lua" \
+RESULT=$(wrk -t "$(( CLIENTS < 2 ? CLIENTS : 2 ))" -c "$CLIENTS" -d "$DURATION" --timeout 30s -s "$ROOT/scripts/loadtest.lua" \
     "$URL/api/search?k=24" -- "$QUERY" | tee "$WORK/wrk.txt" | grep '^RESULT')
 RSS_END=$(rss_kb)
 curl -fs "$URL/metrics" | grep -E '^lookalike_(inference_rejected_total|index_items) ' || true
