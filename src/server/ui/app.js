@@ -215,7 +215,7 @@ async function loadStats() {
     els.stats.textContent = `${n(stats.images, "image", "images")}${videos} · ${stats.model}`;
     if (!lastQuery) {
       els.empty.textContent = stats.items > 0
-        ? `Drop a photo to find its lookalikes among ${count} images.`
+        ? `Drop a photo to find its lookalikes among ${n(stats.files, "file", "files")}.`
         : "The collection is empty: index some photos first.";
     }
   } catch {
