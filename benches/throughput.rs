@@ -40,7 +40,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 fn embed(model: &str, rounds: usize) {
     let kind: ModelKind = model.parse().expect("lite0 or lite2");
     let files = ModelStore::new(model_dir()).ensure(kind).expect("model");
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = lookalike::available_cores();
     let featurizer = Featurizer::new(
         Embedder::load(&files, threads).expect("load"),
         Limits::default(),

@@ -45,7 +45,7 @@ impl EngineOptions {
             db_dir,
             model_dir,
             model: None,
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            threads: crate::available_cores(),
             limits: Limits::default(),
             read_only: false,
         }
@@ -152,17 +152,6 @@ impl Engine {
         ids.first().copied().ok_or(Error::NotIndexed(canonical))
     }
 
-    /// The `k` most similar indexed items to an encoded image (an upload).
-    pub fn search_bytes(&self, bytes: &[u8], k: usize) -> Result<Vec<Hit>> {
-        let embedded = self.featurizer.embed_bytes(bytes)?;
-        self.search_vector(&embedded.vector, k, SearchMode::Approximate)
-    }
-
-    /// The `k` most similar items to an already indexed one (itself included, first).
-    pub fn search_item(&self, id: ItemId, k: usize) -> Result<Vec<Hit>> {
-        self.search_vector(&self.item_vector(id)?, k, SearchMode::Approximate)
-    }
-
     /// The stored feature vector of an indexed item.
     pub fn item_vector(&self, id: ItemId) -> Result<Vec<f32>> {
         self.index.read()?.vector(id)?.ok_or(Error::UnknownItem(id))
@@ -257,7 +246,7 @@ impl Engine {
         &self,
         paths: &[PathBuf],
     ) -> Result<Vec<Result<Embedded, crate::image::ImageError>>> {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = crate::available_cores();
         self.featurizer.embed_files(paths, threads)
     }
 

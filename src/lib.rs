@@ -19,3 +19,9 @@ pub mod server;
 pub mod video;
 
 pub use error::{Error, Result};
+
+/// The number of cores to use by default (decoders, ONNX Runtime threads, search pools);
+/// 2 when the system does not say.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}

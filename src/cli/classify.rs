@@ -30,9 +30,7 @@ pub struct ClassifyArgs {
 
 pub fn run(global: &Global, args: ClassifyArgs) -> Result<ExitCode> {
     let files = global.model_store()?.ensure(args.model)?;
-    let threads = global
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let threads = global.threads.unwrap_or_else(lookalike::available_cores);
     let featurizer = Featurizer::new(Embedder::load(&files, threads)?, Limits::default());
     let mut failed = false;
     for (path, result) in args

@@ -109,7 +109,7 @@ impl Default for CopyOptions {
             transforms: Transform::ALL.to_vec(),
             seed: 7,
             max_side: 1024,
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            threads: crate::available_cores(),
         }
     }
 }

@@ -130,7 +130,7 @@ impl Ann {
         if role == Role::Writer {
             remove_temp_files(dir);
         }
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = crate::available_cores();
         let catalog_wm = catalog::watermark(conn)?;
         let snapshots = list_snapshots(dir)?;
         let mut report = OpenReport::default();

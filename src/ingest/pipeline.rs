@@ -49,7 +49,7 @@ pub struct IngestOptions {
 impl Default for IngestOptions {
     fn default() -> Self {
         IngestOptions {
-            decode_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            decode_threads: crate::available_cores(),
             commit_every: 256,
             cancel: Arc::new(AtomicBool::new(false)),
             progress: None,

@@ -60,7 +60,7 @@ impl AppState {
                 Some(dir)
             }
         };
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let cores = crate::available_cores();
         Ok(AppState(Arc::new(Inner {
             inference: Arc::new(Semaphore::new(config.max_concurrent_inferences.max(1))),
             thumbnailing: Arc::new(Semaphore::new(cores)),
