@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::descriptor::DescriptorOptions;
 use crate::error::{Error, Result};
 use crate::featurizer::{Embedded, Featurizer};
 use crate::image::Limits;
@@ -32,6 +33,8 @@ pub struct EngineOptions {
     pub model_dir: PathBuf,
     /// The model for a new index. `None`: the one the index was built with, or Lite0.
     pub model: Option<ModelKind>,
+    /// The descriptor for a new index. `None`: the index's own, or the default.
+    pub descriptor: Option<DescriptorOptions>,
     /// ONNX Runtime intra-op threads.
     pub threads: usize,
     pub limits: Limits,
@@ -45,6 +48,7 @@ impl EngineOptions {
             db_dir,
             model_dir,
             model: None,
+            descriptor: None,
             threads: crate::available_cores(),
             limits: Limits::default(),
             read_only: false,
@@ -87,6 +91,7 @@ impl Engine {
                         &IndexConfig {
                             model: kind.name().to_owned(),
                             dim: kind.feature_dim(),
+                            descriptor: options.descriptor.clone().unwrap_or_default(),
                         },
                     )?
                 }
@@ -99,6 +104,14 @@ impl Engine {
                 return Err(Error::ModelMismatch {
                     index: built_with.name().to_owned(),
                     asked: asked.name().to_owned(),
+                });
+            }
+        }
+        if let Some(asked) = &options.descriptor {
+            if *asked != index.config().descriptor {
+                return Err(Error::DescriptorMismatch {
+                    index: index.config().descriptor.to_json(),
+                    asked: asked.to_json(),
                 });
             }
         }

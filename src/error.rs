@@ -30,6 +30,12 @@ pub enum Error {
         "the index was built with {index}, not {asked}: use another --db, or leave --model out"
     )]
     ModelMismatch { index: String, asked: String },
+    /// The index was built with other descriptor options than the ones asked for.
+    #[error(
+        "the index was built with descriptor {index}, not {asked}: use another --db, or leave \
+         the descriptor options out"
+    )]
+    DescriptorMismatch { index: String, asked: String },
     /// No indexed item has this id.
     #[error("no indexed item with id {0}")]
     UnknownItem(ItemId),

@@ -7,6 +7,7 @@
 //! video is searchable frame by frame; [`eval`] measures retrieval quality. [`engine::Engine`]
 //! is the handle the CLI and the HTTP server ([`server`]) use.
 
+pub mod descriptor;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -76,10 +76,7 @@ fn vector_for(seed: u64) -> Vec<f32> {
 }
 
 fn config() -> IndexConfig {
-    IndexConfig {
-        model: "test-model".into(),
-        dim: DIM,
-    }
+    IndexConfig::new("test-model", DIM)
 }
 
 fn image(path: &str, seed: u64) -> NewFile {
@@ -470,14 +467,8 @@ fn another_model_or_dimension_is_a_clear_error() {
     let dir = TempDir::new("config");
     Index::create_or_open(dir.path(), &config()).unwrap();
     for other in [
-        IndexConfig {
-            model: "other-model".into(),
-            dim: DIM,
-        },
-        IndexConfig {
-            model: "test-model".into(),
-            dim: 128,
-        },
+        IndexConfig::new("other-model", DIM),
+        IndexConfig::new("test-model", 128),
     ] {
         let err = Index::create_or_open(dir.path(), &other).err().unwrap();
         assert!(matches!(err, IndexError::ConfigMismatch { .. }), "{err:?}");
@@ -870,10 +861,7 @@ fn ann_benchmark() {
         .unwrap_or(1.0);
     let k = 10;
     let dir = TempDir::new("bench");
-    let config = IndexConfig {
-        model: "bench".into(),
-        dim,
-    };
+    let config = IndexConfig::new("bench", dim);
     let (mut data, queries): (Clustered, Vec<Vec<f32>>) =
         match std::env::var("LOOKALIKE_BENCH_BASE") {
             Ok(base) => {

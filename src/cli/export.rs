@@ -30,7 +30,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(global: &Global, args: ExportArgs) -> Result<ExitCode> {
-    let engine = global.engine(None, true)?;
+    let engine = global.engine(true)?;
     match args.format {
         Format::Npy => {
             let dir = args.out.context("--format npy needs --out DIR")?;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use lookalike::descriptor::{self, DescriptorOptions, Pooling, QueryExpansion};
 use lookalike::ingest::{IngestOptions, Progress};
 use lookalike::model::ModelKind;
 use lookalike::video::VideoOptions;
@@ -27,6 +28,8 @@ pub struct IndexArgs {
     /// index's own]
     #[arg(long)]
     model: Option<ModelKind>,
+    #[command(flatten)]
+    descriptor: DescriptorArgs,
     /// Decoder threads [default: all cores]
     #[arg(long, value_name = "N")]
     decode_threads: Option<usize>,
@@ -43,6 +46,64 @@ pub struct IndexArgs {
     json: bool,
 }
 
+/// How a new index describes images (see `lookalike::descriptor`). Given for an existing
+/// index, they must match what it was created with.
+#[derive(Args)]
+pub struct DescriptorArgs {
+    /// Pooling of the network's last activations: average, max, gem or gem:P [default: the
+    /// index's own, or the default descriptor's]
+    #[arg(long, value_name = "POOLING")]
+    pooling: Option<Pooling>,
+    /// Image scales whose descriptors are summed, e.g. 1,0.7071
+    #[arg(long, value_name = "S,S...", value_parser = descriptor::parse_scales)]
+    scales: Option<Vec<f32>>,
+    /// PCA-whitening to DIMS dimensions once enough images are indexed, or off
+    #[arg(long, value_name = "DIMS|off", value_parser = parse_whitening)]
+    whiten: Option<Option<usize>>,
+    /// Query expansion searches use by default: off, N or N:ALPHA (alpha-QE over the N best hits)
+    #[arg(long, value_name = "N[:ALPHA]|off")]
+    query_expansion: Option<QueryExpansion>,
+}
+
+impl DescriptorArgs {
+    /// The default descriptor with the given options replaced; None when none is given.
+    fn options(&self) -> Option<DescriptorOptions> {
+        if self.pooling.is_none()
+            && self.scales.is_none()
+            && self.whiten.is_none()
+            && self.query_expansion.is_none()
+        {
+            return None;
+        }
+        let mut options = DescriptorOptions::default();
+        if let Some(pooling) = self.pooling {
+            options.pooling = pooling;
+        }
+        if let Some(scales) = &self.scales {
+            options.scales = scales.clone();
+        }
+        if let Some(whitening) = self.whiten {
+            options.whitening = whitening;
+        }
+        if let Some(qe) = self.query_expansion {
+            options.query_expansion = qe;
+        }
+        Some(options)
+    }
+}
+
+fn parse_whitening(s: &str) -> Result<Option<usize>, String> {
+    match s {
+        "off" => Ok(None),
+        _ => match s.parse::<usize>() {
+            Ok(d) if d >= 8 => Ok(Some(d)),
+            _ => Err(format!(
+                "{s:?}: expected off or a number of dimensions >= 8"
+            )),
+        },
+    }
+}
+
 /// A frame interval: a finite number of seconds, at least one frame's worth.
 pub(super) fn parse_interval(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
@@ -52,7 +113,10 @@ pub(super) fn parse_interval(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(global: &Global, args: IndexArgs) -> Result<ExitCode> {
-    let engine = global.engine(args.model, false)?;
+    let mut engine_options = global.engine_options(false)?;
+    engine_options.model = args.model;
+    engine_options.descriptor = args.descriptor.options();
+    let engine = global.open_engine(engine_options)?;
     let mut options = IngestOptions::default();
     if let Some(n) = args.decode_threads {
         options.decode_threads = n.max(1);
@@ -208,7 +272,7 @@ pub fn remove(global: &Global, args: RemoveArgs) -> Result<ExitCode> {
         !args.paths.is_empty() || !args.ids.is_empty(),
         "nothing to remove: give paths or --id"
     );
-    let engine = global.engine(None, false)?;
+    let engine = global.engine(false)?;
     let mut removed = 0;
     if !args.paths.is_empty() {
         removed += engine.remove_paths(&args.paths)?;

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use lookalike::engine::{Engine, EngineOptions};
-use lookalike::model::{ModelKind, ModelStore};
+use lookalike::model::ModelStore;
 
 #[derive(Parser)]
 #[command(
@@ -128,14 +128,23 @@ impl Global {
     }
 
     /// Opens the engine on the index (`read_only` for commands that never write it).
-    pub fn engine(&self, model: Option<ModelKind>, read_only: bool) -> Result<Engine> {
+    pub fn engine(&self, read_only: bool) -> Result<Engine> {
+        self.open_engine(self.engine_options(read_only)?)
+    }
+
+    /// Where the index and models are and how many threads to use, as the global flags say.
+    pub fn engine_options(&self, read_only: bool) -> Result<EngineOptions> {
         let db = self.db_dir()?;
-        let mut options = EngineOptions::new(db.clone(), self.model_store()?.dir().to_path_buf());
-        options.model = model;
+        let mut options = EngineOptions::new(db, self.model_store()?.dir().to_path_buf());
         options.read_only = read_only;
         if let Some(threads) = self.threads {
             options.threads = threads.max(1);
         }
-        Engine::open(&options).with_context(|| format!("opening the index at {}", db.display()))
+        Ok(options)
+    }
+
+    pub fn open_engine(&self, options: EngineOptions) -> Result<Engine> {
+        Engine::open(&options)
+            .with_context(|| format!("opening the index at {}", options.db_dir.display()))
     }
 }

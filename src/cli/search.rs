@@ -98,7 +98,7 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
         !args.images.is_empty() || !args.ids.is_empty(),
         "nothing to search for: give query images, videos or --id"
     );
-    let engine = global.engine(None, true)?;
+    let engine = global.engine(true)?;
     let mode = if args.exact {
         SearchMode::Exact
     } else {

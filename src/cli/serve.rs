@@ -37,7 +37,7 @@ pub struct ServeArgs {
 
 pub fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
     let writes = args.token.is_some();
-    let engine = Arc::new(global.engine(None, !writes)?);
+    let engine = Arc::new(global.engine(!writes)?);
     let upload_dir = global.db_dir()?.join("uploads");
     let mut roots = Vec::new();
     for root in args.roots {

@@ -15,7 +15,7 @@ pub struct StatsArgs {
 }
 
 pub fn run(global: &Global, args: StatsArgs) -> Result<ExitCode> {
-    let engine = global.engine(None, true)?;
+    let engine = global.engine(true)?;
     let stats = engine.stats()?;
     if args.json {
         println!("{}", serde_json::to_string(&stats)?);

@@ -15,6 +15,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::error::IndexError;
 use super::types::{FileStamp, IndexConfig, ItemId, ItemRecord, MediaKind};
+use crate::descriptor::DescriptorOptions;
 
 /// The catalog's file name inside the index directory.
 pub(crate) const CATALOG_FILE: &str = "catalog.sqlite";
@@ -136,8 +137,8 @@ pub(crate) fn migrate(
     let stored = read_config(&tx)?;
     if let (None, Some(config)) = (&stored, config) {
         tx.execute(
-            "INSERT INTO meta (key, value) VALUES ('model', ?1), ('dim', ?2)",
-            params![config.model, config.dim as i64],
+            "INSERT INTO meta (key, value) VALUES ('model', ?1), ('dim', ?2), ('descriptor', ?3)",
+            params![config.model, config.dim as i64, config.descriptor.to_json()],
         )?;
         tx.commit()?;
         return Ok(Some(config.clone()));
@@ -159,7 +160,8 @@ pub(crate) fn check_schema_for_reading(conn: &Connection, dir: &Path) -> Result<
     Ok(())
 }
 
-/// The model and dimension recorded in `meta`, if any.
+/// The model, dimension and descriptor options recorded in `meta`, if any. A catalog without
+/// descriptor options predates them: its vectors are the baseline's.
 pub(crate) fn read_config(conn: &Connection) -> Result<Option<IndexConfig>, IndexError> {
     let get = |key: &str| -> Result<Option<String>, IndexError> {
         Ok(conn
@@ -172,7 +174,16 @@ pub(crate) fn read_config(conn: &Connection) -> Result<Option<IndexConfig>, Inde
     let dim = dim
         .parse::<usize>()
         .map_err(|_| IndexError::Corrupt(format!("meta.dim is not a number: {dim:?}")))?;
-    Ok(Some(IndexConfig { model, dim }))
+    let descriptor = match get("descriptor")? {
+        Some(json) => DescriptorOptions::from_json(&json)
+            .map_err(|e| IndexError::Corrupt(format!("meta.descriptor: {e}")))?,
+        None => DescriptorOptions::baseline(),
+    };
+    Ok(Some(IndexConfig {
+        model,
+        dim,
+        descriptor,
+    }))
 }
 
 /// The catalog's current high-water marks: O(1), so polling it is how `refresh` stays cheap.

@@ -9,18 +9,16 @@ pub enum IndexError {
     #[error("no index found in {dir} (create one first, e.g. with `lookalike index`)")]
     NotFound { dir: PathBuf },
 
-    /// The index was built with another model or vector size: its vectors cannot be compared
-    /// with the new ones, so mixing them would silently return nonsense.
+    /// The index was built with another model, vector size or descriptor: its vectors cannot
+    /// be compared with the new ones, so mixing them would silently return nonsense.
     #[error(
-        "the index in {dir} was built with model {found_model:?} ({found_dim}-d vectors), \
-         not {wanted_model:?} ({wanted_dim}-d): use another index directory or re-create it"
+        "the index in {dir} was built with {found}, not {wanted}: use another index directory \
+         or re-create it"
     )]
     ConfigMismatch {
         dir: PathBuf,
-        found_model: String,
-        found_dim: usize,
-        wanted_model: String,
-        wanted_dim: usize,
+        found: String,
+        wanted: String,
     },
 
     /// A vector (to store or to search with) does not have the index's dimension, or holds

@@ -49,7 +49,7 @@ pub struct Index {
 
 impl Index {
     /// Opens the index in `dir` for writing, creating the directory and the index if needed.
-    /// Fails with [`IndexError::ConfigMismatch`] if it was built with another model or dim.
+    /// Fails with [`IndexError::ConfigMismatch`] if it was built with another model, dim or descriptor.
     pub fn create_or_open(dir: &Path, config: &IndexConfig) -> Result<Index, IndexError> {
         Self::create_or_open_with(dir, config, HnswParams::default())
     }
@@ -118,10 +118,8 @@ impl Index {
             if *wanted != config {
                 return Err(IndexError::ConfigMismatch {
                     dir: dir.to_path_buf(),
-                    found_model: config.model,
-                    found_dim: config.dim,
-                    wanted_model: wanted.model.clone(),
-                    wanted_dim: wanted.dim,
+                    found: config.to_string(),
+                    wanted: wanted.to_string(),
                 });
             }
         }

@@ -1,15 +1,41 @@
 //! The plain data types of the index API.
 
+use crate::descriptor::DescriptorOptions;
+
 /// The id of one item (an image, or one frame of a video). Ids are never reused, even after a
 /// removal, so an id seen once always names the same item or none.
 pub type ItemId = i64;
 
 /// What the vectors of an index were made with. Vectors of different models (or sizes) are not
 /// comparable, so an index is bound to one config for life.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IndexConfig {
     pub model: String,
     pub dim: usize,
+    pub descriptor: DescriptorOptions,
+}
+
+impl IndexConfig {
+    /// A config with the baseline descriptor.
+    pub fn new(model: impl Into<String>, dim: usize) -> Self {
+        IndexConfig {
+            model: model.into(),
+            dim,
+            descriptor: DescriptorOptions::baseline(),
+        }
+    }
+}
+
+impl std::fmt::Display for IndexConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "model {:?} ({}-d vectors, descriptor {})",
+            self.model,
+            self.dim,
+            self.descriptor.to_json()
+        )
+    }
 }
 
 /// Size and modification time of a file when it was indexed: the scanner compares them with the

@@ -1,0 +1,195 @@
+//! The descriptor: how an image becomes the vector an index stores and searches.
+//!
+//! The classic recipe (global average pooling of the network's last activation, cosine
+//! similarity) is the baseline. The image-retrieval literature adds cheap, training-free gains
+//! on top: generalized-mean pooling (Radenović et al. 2018), descriptors pooled at several
+//! image scales, PCA-whitening learned on the collection itself (Jégou & Chum 2012) and query
+//! expansion at search time (alpha-QE). Which of them an index uses is chosen when it is
+//! created and recorded in its catalog: vectors made one way are not comparable with vectors
+//! made another.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// How the network's last activation map (C x h x w) is pooled into one C-vector.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Pooling {
+    /// The mean over positions: the classic pipeline's descriptor.
+    Average,
+    /// Generalized mean `(mean x^p)^(1/p)`: p = 1 is the average, p -> infinity the maximum.
+    Gem { p: f32 },
+    /// The maximum over positions (MAC).
+    Max,
+}
+
+/// Query expansion at search time: the query is replaced by the normalised sum of itself and
+/// its `neighbours` best hits, each weighted by `similarity^alpha` (alpha-QE), and searched
+/// again. `neighbours == 0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct QueryExpansion {
+    pub neighbours: usize,
+    pub alpha: f32,
+}
+
+impl QueryExpansion {
+    pub const OFF: QueryExpansion = QueryExpansion {
+        neighbours: 0,
+        alpha: 3.0,
+    };
+
+    pub fn is_on(&self) -> bool {
+        self.neighbours > 0
+    }
+}
+
+/// Everything that decides what an index's vectors are, besides the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DescriptorOptions {
+    pub pooling: Pooling,
+    /// Input scales relative to the model's own input size (1.0 first); the descriptor is the
+    /// normalised sum of the normalised descriptors of each scale.
+    pub scales: Vec<f32>,
+    /// PCA-whitening to this many dimensions, learned from the indexed vectors once there are
+    /// enough of them; None keeps the pooled vectors as they are.
+    pub whitening: Option<usize>,
+    /// The query expansion searches use unless told otherwise.
+    pub query_expansion: QueryExpansion,
+}
+
+impl DescriptorOptions {
+    /// The classic pipeline: average pooling at one scale, no whitening, no expansion. Also
+    /// what an index created before descriptor options existed holds.
+    pub fn baseline() -> Self {
+        DescriptorOptions {
+            pooling: Pooling::Average,
+            scales: vec![1.0],
+            whitening: None,
+            query_expansion: QueryExpansion::OFF,
+        }
+    }
+
+    /// The options as stored in the catalog.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("descriptor options always serialise")
+    }
+
+    pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+}
+
+impl Default for DescriptorOptions {
+    fn default() -> Self {
+        DescriptorOptions::baseline()
+    }
+}
+
+impl fmt::Display for Pooling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pooling::Average => f.write_str("average"),
+            Pooling::Gem { p } => write!(f, "gem:{p}"),
+            Pooling::Max => f.write_str("max"),
+        }
+    }
+}
+
+/// `average`, `max`, `gem` (p = 3) or `gem:P`.
+impl FromStr for Pooling {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "average" | "avg" => Ok(Pooling::Average),
+            "max" => Ok(Pooling::Max),
+            "gem" => Ok(Pooling::Gem { p: 3.0 }),
+            _ => match s.strip_prefix("gem:").map(str::parse::<f32>) {
+                Some(Ok(p)) if p.is_finite() && p >= 1.0 => Ok(Pooling::Gem { p }),
+                _ => Err(format!(
+                    "{s:?}: expected average, max, gem or gem:P with P >= 1"
+                )),
+            },
+        }
+    }
+}
+
+/// `off`, `N` (alpha 3) or `N:ALPHA`.
+impl FromStr for QueryExpansion {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?}: expected off, N or N:ALPHA");
+        if s == "off" {
+            return Ok(QueryExpansion::OFF);
+        }
+        let (n, alpha) = match s.split_once(':') {
+            Some((n, alpha)) => (n, alpha.parse::<f32>().map_err(|_| bad())?),
+            None => (s, QueryExpansion::OFF.alpha),
+        };
+        let neighbours = n.parse::<usize>().map_err(|_| bad())?;
+        if !alpha.is_finite() || alpha < 0.0 {
+            return Err(bad());
+        }
+        Ok(QueryExpansion { neighbours, alpha })
+    }
+}
+
+/// A comma-separated list of scales in (0, 2], e.g. `1,0.75`; 1 is put first if missing.
+pub fn parse_scales(s: &str) -> Result<Vec<f32>, String> {
+    let mut scales = Vec::new();
+    for part in s.split(',') {
+        match part.trim().parse::<f32>() {
+            Ok(v) if v > 0.0 && v <= 2.0 => scales.push(v),
+            _ => return Err(format!("{part:?} is not a scale in (0, 2]")),
+        }
+    }
+    if !scales.contains(&1.0) {
+        scales.insert(0, 1.0);
+    }
+    Ok(scales)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_round_trip_through_the_catalog_spelling() {
+        let options = DescriptorOptions {
+            pooling: Pooling::Gem { p: 3.0 },
+            scales: vec![1.0, 0.75],
+            whitening: Some(512),
+            query_expansion: QueryExpansion {
+                neighbours: 2,
+                alpha: 3.0,
+            },
+        };
+        let json = options.to_json();
+        assert_eq!(DescriptorOptions::from_json(&json).unwrap(), options);
+        assert!(DescriptorOptions::from_json(r#"{"pooling":{"kind":"median"}}"#).is_err());
+    }
+
+    #[test]
+    fn command_line_spellings() {
+        assert_eq!("gem".parse(), Ok(Pooling::Gem { p: 3.0 }));
+        assert_eq!("gem:4.5".parse(), Ok(Pooling::Gem { p: 4.5 }));
+        assert_eq!("max".parse(), Ok(Pooling::Max));
+        assert!("gem:0.5".parse::<Pooling>().is_err());
+        assert!("median".parse::<Pooling>().is_err());
+        assert_eq!("off".parse(), Ok(QueryExpansion::OFF));
+        assert_eq!(
+            "5:1.5".parse(),
+            Ok(QueryExpansion {
+                neighbours: 5,
+                alpha: 1.5
+            })
+        );
+        assert!("x".parse::<QueryExpansion>().is_err());
+        assert_eq!(parse_scales("0.75").unwrap(), vec![1.0, 0.75]);
+        assert!(parse_scales("1,0").is_err());
+    }
+}
