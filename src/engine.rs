@@ -58,6 +58,8 @@ impl EngineOptions {
 
 pub struct Engine {
     featurizer: Featurizer,
+    /// The index's descriptor options (fixed for its life).
+    descriptor: DescriptorOptions,
     index: SharedIndex,
 }
 
@@ -118,6 +120,7 @@ impl Engine {
         let files = ModelStore::new(options.model_dir.clone()).ensure(built_with)?;
         let embedder = Embedder::load(&files, options.threads)?;
         Ok(Engine {
+            descriptor: index.config().descriptor.clone(),
             featurizer: Featurizer::new(embedder, options.limits),
             index: SharedIndex(RwLock::new(index)),
         })
@@ -125,6 +128,11 @@ impl Engine {
 
     pub fn featurizer(&self) -> &Featurizer {
         &self.featurizer
+    }
+
+    /// How this index describes images (recorded in its catalog).
+    pub fn descriptor(&self) -> &DescriptorOptions {
+        &self.descriptor
     }
 
     pub fn model_name(&self) -> &'static str {

@@ -175,7 +175,7 @@ fn same_scene_pairs_find_each_other() {
     }
     let mut options = options();
     options.mode = lookalike::index::SearchMode::Exact;
-    let report = run_labelled(dir.path(), None, &options).unwrap();
+    let report = run_labelled(dir.path(), None, &[], &options).unwrap();
     print(&report);
 
     assert!(report.failed.is_empty(), "failed: {:?}", report.failed);

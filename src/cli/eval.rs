@@ -10,6 +10,7 @@ use lookalike::eval::{self, CopyDetectSpec, CopyOptions, EvalOptions, Report};
 use lookalike::index::SearchMode;
 use lookalike::model::ModelKind;
 
+use super::index::DescriptorArgs;
 use super::Global;
 
 #[derive(Subcommand)]
@@ -22,6 +23,10 @@ pub enum EvalCommand {
         /// Use the first N images (in path order) of each label
         #[arg(long, value_name = "N")]
         limit_per_label: Option<usize>,
+        /// More photos to index (never queried, never relevant), to make the search harder;
+        /// repeatable
+        #[arg(long, value_name = "DIR")]
+        distractors: Vec<PathBuf>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -58,12 +63,15 @@ pub struct CommonArgs {
     /// Print one JSON object instead of a table
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    descriptor: DescriptorArgs,
 }
 
 pub fn run(global: &Global, command: EvalCommand) -> Result<ExitCode> {
     let options = |common: &CommonArgs| -> Result<EvalOptions> {
         let mut options = EvalOptions::new(global.model_store()?.dir().to_path_buf());
         options.model = common.model;
+        options.descriptor = common.descriptor.options();
         options.threads = global.threads;
         if common.exact {
             options.mode = SearchMode::Exact;
@@ -74,9 +82,10 @@ pub fn run(global: &Global, command: EvalCommand) -> Result<ExitCode> {
         EvalCommand::Labelled {
             dir,
             limit_per_label,
+            distractors,
             common,
         } => (
-            eval::run_labelled(&dir, limit_per_label, &options(&common)?)?,
+            eval::run_labelled(&dir, limit_per_label, &distractors, &options(&common)?)?,
             common.json,
         ),
         EvalCommand::Copydetect {
@@ -116,6 +125,7 @@ fn print_table(report: &Report) {
         "{} evaluation, {} ({} search, ranking depth {}), {} items indexed",
         report.protocol, report.model, report.search, report.depth, report.indexed
     );
+    println!("descriptor: {}", report.descriptor);
     let width = report
         .groups
         .iter()
@@ -139,9 +149,13 @@ fn print_table(report: &Report) {
         );
     }
     println!(
-        "search: {:.3} ms median per top-10 query; index: {:.0} bytes per item; \
-         indexing {:.1} s, query embedding {:.1} s",
-        report.search_ms_median, report.bytes_per_item, report.index_seconds, report.embed_seconds
+        "search: {:.3} ms median per top-10 query; index: {:.0} bytes per item ({:.0} in the \
+         search index); indexing {:.1} s, query embedding {:.1} s",
+        report.search_ms_median,
+        report.bytes_per_item,
+        report.search_bytes_per_item,
+        report.index_seconds,
+        report.embed_seconds
     );
     for f in &report.failed {
         println!("failed: {}: {}", f.path, f.reason);

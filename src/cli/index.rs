@@ -49,7 +49,7 @@ pub struct IndexArgs {
 /// How a new index describes images (see `lookalike::descriptor`). Given for an existing
 /// index, they must match what it was created with.
 #[derive(Args)]
-pub struct DescriptorArgs {
+pub(super) struct DescriptorArgs {
     /// Pooling of the network's last activations: average, max, gem or gem:P [default: the
     /// index's own, or the default descriptor's]
     #[arg(long, value_name = "POOLING")]
@@ -67,7 +67,7 @@ pub struct DescriptorArgs {
 
 impl DescriptorArgs {
     /// The default descriptor with the given options replaced; None when none is given.
-    fn options(&self) -> Option<DescriptorOptions> {
+    pub(super) fn options(&self) -> Option<DescriptorOptions> {
         if self.pooling.is_none()
             && self.scales.is_none()
             && self.whiten.is_none()

@@ -61,6 +61,8 @@ pub struct Report {
     /// "labelled" or "copydetect".
     pub protocol: &'static str,
     pub model: String,
+    /// The index's descriptor options, as recorded in its catalog (JSON).
+    pub descriptor: String,
     /// "approximate" (HNSW) or "exact" (brute force).
     pub search: &'static str,
     /// How many results each query ranks: every indexed item for a labelled set, 10 for copy
@@ -75,6 +77,9 @@ pub struct Report {
     pub search_ms_median: f64,
     /// Catalog plus ANN bytes on disk, per indexed item.
     pub bytes_per_item: f64,
+    /// ANN bytes per indexed item: what searching holds in memory (the catalog's raw
+    /// vectors stay on disk).
+    pub search_bytes_per_item: f64,
     pub index_seconds: f64,
     /// Time to decode and embed all queries (0 for a labelled set, whose queries are indexed).
     pub embed_seconds: f64,

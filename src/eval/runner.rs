@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use super::dataset::{labelled_folder, make_copies, CopyOptions};
 use super::metrics::{Judged, Summary};
 use super::{EvalError, Failure, Group, Miss, Report};
+use crate::descriptor::DescriptorOptions;
 use crate::engine::{Engine, EngineOptions};
 use crate::index::{ItemId, SearchMode};
 use crate::ingest::{IngestOptions, IngestReport};
@@ -25,6 +26,8 @@ pub struct EvalOptions {
     /// ONNX Runtime threads; `None`: all cores.
     pub threads: Option<usize>,
     pub mode: SearchMode,
+    /// The descriptor of the temporary index; `None`: the default one.
+    pub descriptor: Option<DescriptorOptions>,
 }
 
 impl EvalOptions {
@@ -34,6 +37,7 @@ impl EvalOptions {
             model: None,
             threads: None,
             mode: SearchMode::Approximate,
+            descriptor: None,
         }
     }
 }
@@ -65,6 +69,7 @@ impl Session {
         let mut engine_options =
             EngineOptions::new(dir.path().join("index"), options.model_dir.clone());
         engine_options.model = options.model;
+        engine_options.descriptor = options.descriptor.clone();
         if let Some(threads) = options.threads {
             engine_options.threads = threads.max(1);
         }
@@ -111,9 +116,11 @@ impl Session {
         let search_ms_median = latencies
             .get(latencies.len() / 2)
             .map_or(0.0, |d| d.as_secs_f64() * 1e3);
+        let per_item = |bytes: u64| bytes as f64 / stats.items.max(1) as f64;
         Ok(Report {
             protocol,
             model: stats.model,
+            descriptor: self.engine.descriptor().to_json(),
             search: match mode {
                 SearchMode::Approximate => "approximate",
                 SearchMode::Exact => "exact",
@@ -123,8 +130,8 @@ impl Session {
             groups: Vec::new(),
             overall: Summary::of([]),
             search_ms_median,
-            bytes_per_item: (stats.catalog_bytes + stats.ann_bytes) as f64
-                / stats.items.max(1) as f64,
+            bytes_per_item: per_item(stats.catalog_bytes + stats.ann_bytes),
+            search_bytes_per_item: per_item(stats.ann_bytes),
             index_seconds: 0.0,
             embed_seconds: 0.0,
             failed: Vec::new(),
@@ -134,16 +141,19 @@ impl Session {
 }
 
 /// Every image of a labelled folder queries all the others (see [`labelled_folder`]); the
-/// relevant ones are those of its label, the query itself excluded. Queries use the vectors
-/// just indexed, so no image is embedded twice.
+/// relevant ones are those of its label, the query itself excluded. `distractors` (files or
+/// folders) are indexed too but never queried nor relevant. Queries use the vectors just
+/// indexed, so no image is embedded twice.
 pub fn run_labelled(
     root: &Path,
     limit_per_label: Option<usize>,
+    distractors: &[PathBuf],
     options: &EvalOptions,
 ) -> Result<Report, EvalError> {
     let images = labelled_folder(root, limit_per_label)?;
     let session = Session::open(options)?;
-    let paths: Vec<PathBuf> = images.iter().map(|i| i.path.clone()).collect();
+    let mut paths: Vec<PathBuf> = images.iter().map(|i| i.path.clone()).collect();
+    paths.extend_from_slice(distractors);
     let (index_time, mut failed) = session.index(&paths)?;
 
     let mut queries: Vec<(ItemId, &str, Vec<f32>)> = Vec::with_capacity(images.len());
@@ -158,7 +168,7 @@ pub fn run_labelled(
             queries.push((record.id, image.label.as_str(), vector));
         }
     }
-    let depth = queries.len();
+    let depth = session.engine.stats()?.items as usize;
     let mut judged: BTreeMap<&str, Vec<Judged>> = BTreeMap::new();
     let mut latencies = Vec::with_capacity(queries.len());
     for (id, label, vector) in &queries {
