@@ -84,7 +84,7 @@ mod tests {
         let [a, b] = pooled(Pooling::Gem { p: 1.0 });
         assert!((a - 3.0).abs() < 1e-6, "{a}");
         // The zeros are floored at eps: (3 * 1e-6 + 4) / 4.
-        assert!((b - 1.000_000_75).abs() < 1e-6, "{b}");
+        assert!((f64::from(b) - 1.000_000_75).abs() < 1e-6, "{b}");
     }
 
     #[test]
