@@ -14,7 +14,7 @@ use crate::index::{
     SearchMode, Stats,
 };
 use crate::ingest::{self, IngestOptions, IngestReport};
-use crate::model::{Embedder, ModelKind, ModelStore};
+use crate::model::{ModelKind, ModelStore};
 use crate::video::{self, FileMatch, QueryFrameHits, VideoError, VideoFrames, VideoOptions};
 
 /// An indexed item and its stored vector.
@@ -117,11 +117,16 @@ impl Engine {
                 });
             }
         }
-        let files = ModelStore::new(options.model_dir.clone()).ensure(built_with)?;
-        let embedder = Embedder::load(&files, options.threads)?;
+        let featurizer = Featurizer::load(
+            &ModelStore::new(options.model_dir.clone()),
+            built_with,
+            &index.config().descriptor,
+            options.threads,
+            options.limits,
+        )?;
         Ok(Engine {
             descriptor: index.config().descriptor.clone(),
-            featurizer: Featurizer::new(embedder, options.limits),
+            featurizer,
             index: SharedIndex(RwLock::new(index)),
         })
     }

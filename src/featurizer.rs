@@ -1,14 +1,23 @@
 //! The featurizer: image files or bytes in, L2-normalised feature vectors out. It joins the
 //! decoder, the preprocessing the network expects and the network itself, so that indexing,
 //! searching and classifying all see an image exactly the same way.
+//!
+//! With several scales (see [`DescriptorOptions::scales`]) an image is decoded once, at the
+//! size the largest scale needs, and preprocessed once per scale into consecutive parts of its
+//! tensor; [`Featurizer::embed`] runs each scale's network on its parts and sums the
+//! normalised per-scale vectors. Callers only see one longer tensor per image.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use ::image::RgbImage;
+
+use crate::descriptor::pooling::l2_normalise;
+use crate::descriptor::DescriptorOptions;
 use crate::error::Result;
 use crate::image::{self, Decoded, ImageError, Limits, Preprocessor};
-use crate::model::{Embedder, Embeddings, ModelKind};
+use crate::model::{Embedder, Embeddings, ModelError, ModelKind, ModelStore};
 
 /// How many images go through the network at once. ONNX Runtime's throughput on 2 cores
 /// stops improving past ~16 for EfficientNet-Lite, and a batch is ~10 MB of input.
@@ -29,56 +38,178 @@ pub struct Embedded {
 /// A preprocessed image and its original size.
 type PreparedTensor = (Vec<f32>, (u32, u32));
 
-pub struct Featurizer {
+/// One input scale: the network built for its input size and the preprocessing to it.
+struct Scale {
     embedder: Embedder,
     preprocessor: Preprocessor,
+}
+
+impl Scale {
+    fn new(embedder: Embedder) -> Self {
+        let preprocessor = Preprocessor::new(embedder.input_size() as u32);
+        Scale {
+            embedder,
+            preprocessor,
+        }
+    }
+}
+
+pub struct Featurizer {
+    /// The model's own input size first: the logits (classification) come from it.
+    scales: Vec<Scale>,
     limits: Limits,
 }
 
 impl Featurizer {
+    /// One scale, the embedder's own pooling: the classic descriptor for an
+    /// [`Embedder::load`]ed model.
     pub fn new(embedder: Embedder, limits: Limits) -> Self {
-        let preprocessor = Preprocessor::new(embedder.kind().input_size() as u32);
         Featurizer {
-            embedder,
-            preprocessor,
+            scales: vec![Scale::new(embedder)],
             limits,
         }
     }
 
+    /// The featurizer that makes `descriptor`'s vectors with `kind`: fetches the model on
+    /// first use, and writes the graph of each extra scale (input side round(S * scale)) on
+    /// first use of that scale. Scale 1 is always run (it gives the logits); the options
+    /// hold it anyway ([`crate::descriptor::parse_scales`] adds it).
+    pub fn load(
+        store: &ModelStore,
+        kind: ModelKind,
+        descriptor: &DescriptorOptions,
+        threads: usize,
+        limits: Limits,
+    ) -> Result<Self> {
+        let files = store.ensure(kind)?;
+        let native = kind.input_size();
+        let mut sizes = vec![native];
+        for &scale in &descriptor.scales {
+            let size = (native as f64 * f64::from(scale)).round() as usize;
+            if !sizes.contains(&size) {
+                sizes.push(size);
+            }
+        }
+        let scales = sizes
+            .into_iter()
+            .map(|size| {
+                let onnx = store.ensure_graph_at(&files, size)?;
+                let embedder =
+                    Embedder::load_graph(&files, &onnx, size, descriptor.pooling, threads)?;
+                Ok(Scale::new(embedder))
+            })
+            .collect::<Result<Vec<_>, ModelError>>()?;
+        Ok(Featurizer { scales, limits })
+    }
+
     pub fn kind(&self) -> ModelKind {
-        self.embedder.kind()
+        self.scales[0].embedder.kind()
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
-    /// Number of f32 values of one preprocessed image.
+    /// Number of f32 values of one preprocessed image (all its scales).
     pub fn tensor_len(&self) -> usize {
-        self.preprocessor.tensor_len()
+        self.scales
+            .iter()
+            .map(|s| s.preprocessor.tensor_len())
+            .sum()
+    }
+
+    /// The shorter side images should be decoded to at least (pass it as `min_side` to the
+    /// decoder): what the largest scale resizes to.
+    pub fn decode_side(&self) -> u32 {
+        self.scales
+            .iter()
+            .map(|s| s.preprocessor.short_side())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Decodes and preprocesses a file into `out` (`tensor_len()` values); returns the
     /// original size.
     pub fn prepare_file(&self, path: &Path, out: &mut [f32]) -> Result<(u32, u32), ImageError> {
-        let decoded = image::decode_file(path, self.preprocessor.short_side(), &self.limits)?;
+        let decoded = image::decode_file(path, self.decode_side(), &self.limits)?;
         self.prepare(&decoded, out)
     }
 
     /// Decodes and preprocesses encoded bytes (an upload) into `out`.
     pub fn prepare_bytes(&self, bytes: &[u8], out: &mut [f32]) -> Result<(u32, u32), ImageError> {
-        let decoded = image::decode_bytes(bytes, self.preprocessor.short_side(), &self.limits)?;
+        let decoded = image::decode_bytes(bytes, self.decode_side(), &self.limits)?;
         self.prepare(&decoded, out)
     }
 
     fn prepare(&self, decoded: &Decoded, out: &mut [f32]) -> Result<(u32, u32), ImageError> {
-        self.preprocessor.preprocess(&decoded.image, out)?;
+        self.prepare_image(&decoded.image, out)?;
         Ok((decoded.width, decoded.height))
     }
 
-    /// Runs the network on `n` preprocessed images laid end to end in `tensors`.
+    /// Preprocesses decoded pixels (a video frame decoded to at least [`Self::decode_side`])
+    /// into `out` (`tensor_len()` values), one part per scale.
+    ///
+    /// # Panics
+    /// If `out` has the wrong length (a programming error).
+    pub fn prepare_image(&self, image: &RgbImage, out: &mut [f32]) -> Result<(), ImageError> {
+        assert_eq!(
+            out.len(),
+            self.tensor_len(),
+            "tensor buffer has the wrong length"
+        );
+        let mut rest = out;
+        for scale in &self.scales {
+            let (part, tail) = rest.split_at_mut(scale.preprocessor.tensor_len());
+            scale.preprocessor.preprocess(image, part)?;
+            rest = tail;
+        }
+        Ok(())
+    }
+
+    /// Runs the network on `n` preprocessed images laid end to end in `tensors`. With several
+    /// scales, each scale's network runs on its parts of the tensors and an image's vector is
+    /// the normalised sum of its normalised per-scale vectors; the logits are scale 1's.
     pub fn embed(&self, tensors: &[f32], n: usize) -> Result<Embeddings> {
-        Ok(self.embedder.embed(tensors, n)?)
+        let [first, extra @ ..] = self.scales.as_slice() else {
+            unreachable!("a featurizer has at least its native scale");
+        };
+        if extra.is_empty() {
+            return Ok(first.embedder.embed(tensors, n)?);
+        }
+        let per_image = self.tensor_len();
+        if n == 0 || tensors.len() != n * per_image {
+            return Err(ModelError::BadInput(format!(
+                "{} floats for {n} images of {per_image}",
+                tensors.len()
+            ))
+            .into());
+        }
+        let mut combined: Option<Embeddings> = None;
+        let mut offset = 0;
+        let mut batch = Vec::new();
+        for scale in &self.scales {
+            let len = scale.preprocessor.tensor_len();
+            batch.clear();
+            for image in tensors.chunks_exact(per_image) {
+                batch.extend_from_slice(&image[offset..offset + len]);
+            }
+            offset += len;
+            let out = scale.embedder.embed(&batch, n)?;
+            match combined.as_mut() {
+                None => combined = Some(out),
+                Some(sum) => sum
+                    .features
+                    .iter_mut()
+                    .zip(&out.features)
+                    .for_each(|(a, b)| *a += b),
+            }
+        }
+        let mut combined = combined.expect("at least one scale ran");
+        let dim = combined.features.len() / n;
+        for row in combined.features.chunks_mut(dim) {
+            l2_normalise(row);
+        }
+        Ok(combined)
     }
 
     /// Features of one encoded image (an upload).

@@ -55,8 +55,9 @@ pub(super) struct DescriptorArgs {
     #[arg(long, value_name = "POOLING")]
     pooling: Option<Pooling>,
     /// Image scales whose descriptors are summed, e.g. 1,0.7071
+    // Fully qualified so that clap takes the parsed list as one value, not many f32s.
     #[arg(long, value_name = "S,S...", value_parser = descriptor::parse_scales)]
-    scales: Option<Vec<f32>>,
+    scales: Option<::std::vec::Vec<f32>>,
     /// PCA-whitening to DIMS dimensions once enough images are indexed, or off
     #[arg(long, value_name = "DIMS|off", value_parser = parse_whitening)]
     whiten: Option<Option<usize>>,

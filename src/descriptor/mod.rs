@@ -8,6 +8,8 @@
 //! created and recorded in its catalog: vectors made one way are not comparable with vectors
 //! made another.
 
+pub mod pooling;
+
 use std::fmt;
 use std::str::FromStr;
 

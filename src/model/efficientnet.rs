@@ -67,12 +67,22 @@ pub fn fold_batch_norm(weight: &[f32], bn: &BatchNorm) -> (Vec<f32>, Vec<f32>) {
     (w, b)
 }
 
-/// Builds the graph. `weights_sha256` is recorded in the model's metadata (provenance).
+/// Builds the graph for square inputs of side `input_size` (the network's own is
+/// `kind.input_size()`; other sides serve multi-scale descriptors, and need their own graph
+/// because the SAME padding is computed for one size). `weights_sha256` is recorded in the
+/// model's metadata (provenance).
 pub fn build_model(
     kind: ModelKind,
+    input_size: usize,
     weights: &BTreeMap<String, Tensor>,
     weights_sha256: &str,
 ) -> Result<ModelProto, ModelError> {
+    if input_size < 32 {
+        return Err(ModelError::Architecture {
+            model: kind.name(),
+            what: format!("input side {input_size} is below the network's total stride 32"),
+        });
+    }
     let mut g = Builder {
         kind,
         weights,
@@ -82,7 +92,7 @@ pub fn build_model(
             TensorProto::float(RELU6_MIN, &[], &[0.0]),
             TensorProto::float(RELU6_MAX, &[], &[6.0]),
         ],
-        side: kind.input_size(),
+        side: input_size,
         channels: 3,
     };
     let mut x = g.conv_bn(INPUT, "_conv_stem", "_bn0", 2, false, Act::Relu6, Some(3))?;
@@ -160,7 +170,7 @@ pub fn build_model(
     }
 
     let batch = || Dim::Named(BATCH.to_string());
-    let s = kind.input_size();
+    let s = input_size;
     let graph = GraphProto {
         node: g.nodes,
         name: kind.name().to_string(),
@@ -198,6 +208,7 @@ pub fn build_model(
         graph: Some(graph),
         metadata_props: vec![
             meta("model", kind.name()),
+            meta("input_size", &input_size.to_string()),
             meta("weights_sha256", weights_sha256),
             meta("preprocessing", "RGB, (x - 127) / 128, NCHW"),
         ],
@@ -343,6 +354,9 @@ mod tests {
         assert_eq!(same_pads(65, 3, 2), (33, 1, 1));
         assert_eq!(same_pads(33, 5, 2), (17, 2, 2));
         assert_eq!(same_pads(17, 5, 2), (9, 2, 2));
+        // Multi-scale sides (Lite0 and Lite2 at 0.75).
+        assert_eq!(same_pads(168, 3, 2), (84, 0, 1));
+        assert_eq!(same_pads(195, 3, 2), (98, 1, 1));
     }
 
     #[test]
@@ -378,9 +392,20 @@ mod tests {
     }
 
     fn check_graph(kind: ModelKind, convs: usize, clips: usize, adds: usize, side: usize) {
+        check_graph_at(kind, kind.input_size(), convs, clips, adds, side);
+    }
+
+    fn check_graph_at(
+        kind: ModelKind,
+        s: usize,
+        convs: usize,
+        clips: usize,
+        adds: usize,
+        side: usize,
+    ) {
         let files = testutil::model_files(kind);
         let weights = pth::read_state_dict(&std::fs::read(&files.weights).unwrap()).unwrap();
-        let bytes = build_model(kind, &weights, kind.weights_sha256())
+        let bytes = build_model(kind, s, &weights, kind.weights_sha256())
             .unwrap()
             .to_bytes();
         // What a reader of the file sees: decode the bytes.
@@ -388,7 +413,6 @@ mod tests {
         assert_eq!((model.ir_version, model.opset_import[0].version), (8, 13));
         let g = model.graph.unwrap();
         let b = || Dim::Named("batch".to_string());
-        let s = kind.input_size();
         assert_eq!(g.input.len(), 1);
         assert_eq!(g.input[0].name, "input");
         assert_eq!(
@@ -414,7 +438,10 @@ mod tests {
             ("Conv", "input")
         );
         let pads = stem.attribute.iter().find(|a| a.name == "pads").unwrap();
-        assert_eq!(pads.ints, [0, 0, 1, 1]);
+        // Hand-checked for 224 and 260 in `tensorflow_same_padding`.
+        let (_, before, after) = same_pads(s, 3, 2);
+        let (before, after) = (before as i64, after as i64);
+        assert_eq!(pads.ints, [before, before, after, after]);
         // Every node input is the graph input, an initializer or an earlier node's output.
         let mut known: std::collections::HashSet<&str> =
             g.initializer.iter().map(|t| t.name.as_str()).collect();
@@ -441,10 +468,20 @@ mod tests {
     }
 
     #[test]
+    fn graphs_at_other_input_sizes_have_the_matching_feature_map() {
+        // Total stride 32 with SAME padding: ceil(168 / 32) = 6, ceil(195 / 32) = 7.
+        check_graph_at(ModelKind::Lite0, 168, 49, 33, 9, 6);
+        check_graph_at(ModelKind::Lite2, 195, 64, 43, 14, 7);
+        let files = testutil::model_files(ModelKind::Lite0);
+        let weights = pth::read_state_dict(&std::fs::read(&files.weights).unwrap()).unwrap();
+        assert!(build_model(ModelKind::Lite0, 16, &weights, "").is_err());
+    }
+
+    #[test]
     fn weights_of_another_network_are_rejected() {
         let files = testutil::model_files(ModelKind::Lite0);
         let weights = pth::read_state_dict(&std::fs::read(&files.weights).unwrap()).unwrap();
-        let err = build_model(ModelKind::Lite2, &weights, "").unwrap_err();
+        let err = build_model(ModelKind::Lite2, 260, &weights, "").unwrap_err();
         assert!(matches!(err, ModelError::Architecture { .. }), "{err}");
     }
 }

@@ -7,6 +7,8 @@
 //! efficientnet-lite0/efficientnet-lite0-57934424.pth     weights (sha256 pinned)
 //! efficientnet-lite0/efficientnet-lite0.g1.onnx          graph written by efficientnet.rs
 //! efficientnet-lite0/efficientnet-lite0.g1.onnx.sha256   its hash, recorded at write time
+//! efficientnet-lite0/efficientnet-lite0.g1.s168.onnx     the graph for 168 x 168 inputs
+//!                                                        (multi-scale; written on first use)
 //! onnxruntime-1.32.0/libonnxruntime.so.1.32.0            the runtime (sha256 pinned on
 //! onnxruntime-1.32.0/libonnxruntime.so.1.32.0.sha256     linux x86_64, recorded elsewhere)
 //! ```
@@ -136,20 +138,43 @@ impl ModelStore {
 
         let onnx = self.onnx_path(kind);
         if read_sidecar(&onnx).is_none_or(|h| !file_has_hash(&onnx, &h)) {
-            self.convert(kind, &weights, &onnx)?;
+            self.convert(kind, kind.input_size(), &weights, &onnx)?;
         }
         self.locate(kind)
     }
 
-    /// Reads the (verified) weights and writes the ONNX graph and its hash sidecar.
-    fn convert(&self, kind: ModelKind, weights: &Path, onnx: &Path) -> Result<(), ModelError> {
+    /// The graph of `files`' model for square inputs of side `size` (multi-scale descriptors):
+    /// the model's own graph at its input size, otherwise a graph written from the same
+    /// weights on first use, next to it with its own hash sidecar, and verified on every use.
+    pub fn ensure_graph_at(&self, files: &ModelFiles, size: usize) -> Result<PathBuf, ModelError> {
+        let kind = files.kind;
+        if size == kind.input_size() {
+            return Ok(files.onnx.clone());
+        }
+        let onnx = self.onnx_path_at(kind, size);
+        if read_sidecar(&onnx).is_none_or(|h| !file_has_hash(&onnx, &h)) {
+            info!("writing the {size}x{size} graph of {kind} (first use of this scale)");
+            self.convert(kind, size, &files.weights, &onnx)?;
+        }
+        Ok(onnx)
+    }
+
+    /// Reads the (verified) weights and writes the ONNX graph for inputs of side `size` and
+    /// its hash sidecar.
+    fn convert(
+        &self,
+        kind: ModelKind,
+        size: usize,
+        weights: &Path,
+        onnx: &Path,
+    ) -> Result<(), ModelError> {
         let bytes = fs::read(weights).map_err(|e| ModelError::io(weights, e))?;
         check_hash(weights, &bytes, kind.weights_sha256())?;
         let state = pth::read_state_dict(&bytes).map_err(|source| ModelError::Weights {
             path: weights.to_path_buf(),
             source,
         })?;
-        let model = efficientnet::build_model(kind, &state, kind.weights_sha256())?;
+        let model = efficientnet::build_model(kind, size, &state, kind.weights_sha256())?;
         let graph = model.to_bytes();
         write_atomic(onnx, &graph)?;
         write_atomic(&sidecar(onnx), sha256_hex(&graph).as_bytes())?;
@@ -165,6 +190,17 @@ impl ModelStore {
         self.dir
             .join(kind.name())
             .join(format!("{}.g{GRAPH_VERSION}.onnx", kind.name()))
+    }
+
+    /// Where the graph for inputs of side `size` lives; the model's own size keeps its
+    /// historical name.
+    fn onnx_path_at(&self, kind: ModelKind, size: usize) -> PathBuf {
+        if size == kind.input_size() {
+            return self.onnx_path(kind);
+        }
+        self.dir
+            .join(kind.name())
+            .join(format!("{}.g{GRAPH_VERSION}.s{size}.onnx", kind.name()))
     }
 
     fn runtime_dir(&self) -> PathBuf {

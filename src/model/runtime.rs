@@ -11,8 +11,10 @@ use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
 use ort::value::TensorRef;
 use tracing::{info, warn};
 
-use super::efficientnet::{CLASSES, FEATURES, INPUT, LOGITS};
+use super::efficientnet::{CLASSES, FEATURES, FEATURE_MAP, INPUT, LOGITS};
 use super::{ModelError, ModelFiles, ModelKind};
+use crate::descriptor::pooling::{l2_normalise, pool};
+use crate::descriptor::Pooling;
 
 /// ONNX Runtime can be loaded once per process; later loads reuse it.
 static ENVIRONMENT: Mutex<Option<(PathBuf, Environment)>> = Mutex::new(None);
@@ -39,12 +41,17 @@ fn environment(library: &Path) -> Result<Environment, ModelError> {
     Ok(built)
 }
 
-/// A loaded model. `embed` takes `&self`: one `Embedder` can serve many threads (runs are
-/// serialised; ONNX Runtime parallelises inside a run with its intra-op threads).
+/// A loaded model at one input size. `embed` takes `&self`: one `Embedder` can serve many
+/// threads (runs are serialised; ONNX Runtime parallelises inside a run with its intra-op
+/// threads).
 pub struct Embedder {
     kind: ModelKind,
-    /// The session with its run options (only `logits` and `features` are copied out;
-    /// `feature_map` is left in the graph). Both behind one lock: `RunOptions` is not `Sync`.
+    input_size: usize,
+    pooling: Pooling,
+    /// The session with its run options: `logits` and, for average pooling, the graph's own
+    /// `features` are copied out (so vectors stay those of the classic pipeline); any other
+    /// pooling copies out `feature_map` and pools it here. Both behind one lock: `RunOptions`
+    /// is not `Sync`.
     session: Mutex<(Session, RunOptions<HasSelectedOutputs>)>,
 }
 
@@ -70,22 +77,45 @@ impl Embeddings {
 }
 
 impl Embedder {
-    /// Loads the runtime library (once per process) and the graph, with `threads` intra-op
-    /// threads (0 lets ONNX Runtime choose) and all graph optimisations.
+    /// Loads the runtime library (once per process) and the model's own graph, with `threads`
+    /// intra-op threads (0 lets ONNX Runtime choose) and all graph optimisations; vectors are
+    /// average-pooled (the classic descriptor).
     pub fn load(files: &ModelFiles, threads: usize) -> Result<Self, ModelError> {
+        let size = files.kind.input_size();
+        Self::load_graph(files, &files.onnx, size, Pooling::Average, threads)
+    }
+
+    /// Like [`load`](Self::load) for the graph at `onnx`, written for inputs of side
+    /// `input_size` (see [`super::ModelStore::ensure_graph_at`]), pooling with `pooling`.
+    pub fn load_graph(
+        files: &ModelFiles,
+        onnx: &Path,
+        input_size: usize,
+        pooling: Pooling,
+        threads: usize,
+    ) -> Result<Self, ModelError> {
         let env = environment(&files.runtime_library)?;
         let session = Session::builder(&env)?
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(ort::Error::from)?
             .with_intra_threads(threads)
             .map_err(ort::Error::from)?
-            .commit_from_file(&files.onnx)
-            .map_err(|e| ModelError::Runtime(format!("loading {}: {e}", files.onnx.display())))?;
-        let selector = OutputSelector::no_default().with(LOGITS).with(FEATURES);
+            .commit_from_file(onnx)
+            .map_err(|e| ModelError::Runtime(format!("loading {}: {e}", onnx.display())))?;
+        let pooled = match pooling {
+            Pooling::Average => FEATURES,
+            Pooling::Gem { .. } | Pooling::Max => FEATURE_MAP,
+        };
+        let selector = OutputSelector::no_default().with(LOGITS).with(pooled);
         let run_options = RunOptions::new()?.with_outputs(selector);
-        info!("loaded {} ({} intra-op threads)", files.kind, threads);
+        info!(
+            "loaded {} at {input_size}x{input_size}, {pooling} pooling ({threads} intra-op threads)",
+            files.kind
+        );
         Ok(Embedder {
             kind: files.kind,
+            input_size,
+            pooling,
             session: Mutex::new((session, run_options)),
         })
     }
@@ -94,8 +124,13 @@ impl Embedder {
         self.kind
     }
 
+    /// Side of the square input this graph takes.
     pub fn input_size(&self) -> usize {
-        self.kind.input_size()
+        self.input_size
+    }
+
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
     }
 
     /// Embeds `n` images: `batch` holds n*3*S*S floats, NCHW RGB scaled (x - 127) / 128.
@@ -115,12 +150,24 @@ impl Embedder {
         let (session, run_options) = &mut *guard;
         let outputs = session.run_with_options(ort::inputs![INPUT => input], run_options)?;
         let (_, logits) = outputs[LOGITS].try_extract_tensor::<f32>()?;
-        let (_, features) = outputs[FEATURES].try_extract_tensor::<f32>()?;
         let dim = self.kind.feature_dim();
+        let mut features = match self.pooling {
+            Pooling::Average => outputs[FEATURES].try_extract_tensor::<f32>()?.1.to_vec(),
+            pooling => {
+                let (_, map) = outputs[FEATURE_MAP].try_extract_tensor::<f32>()?;
+                if map.is_empty() || map.len() % (n * dim) != 0 {
+                    return Err(ModelError::Runtime("unexpected feature map shape".into()));
+                }
+                let mut pooled = vec![0.0; n * dim];
+                for (image, out) in map.chunks_exact(map.len() / n).zip(pooled.chunks_mut(dim)) {
+                    pool(pooling, image, out);
+                }
+                pooled
+            }
+        };
         if logits.len() != n * CLASSES || features.len() != n * dim {
             return Err(ModelError::Runtime("unexpected output shapes".into()));
         }
-        let mut features = features.to_vec();
         for row in features.chunks_mut(dim) {
             l2_normalise(row);
         }
@@ -129,19 +176,6 @@ impl Embedder {
             features,
             logits: logits.to_vec(),
         })
-    }
-}
-
-/// Scales to unit length; an all-zero vector stays zero (no NaN).
-fn l2_normalise(v: &mut [f32]) {
-    let norm = v
-        .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt();
-    if norm > 0.0 {
-        v.iter_mut()
-            .for_each(|x| *x = (f64::from(*x) / norm) as f32);
     }
 }
 

@@ -18,7 +18,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::featurizer::{Featurizer, BATCH_SIZE};
-use crate::image::Preprocessor;
 use crate::index::NewItem;
 
 use super::{FrameReader, VideoError, VideoOptions};
@@ -47,12 +46,11 @@ pub fn embed_video(
     cancel: &AtomicBool,
     mut on_kept: impl FnMut(usize),
 ) -> Result<VideoFrames, VideoError> {
-    let preprocessor = Preprocessor::new(featurizer.kind().input_size() as u32);
-    let tensor_len = preprocessor.tensor_len();
+    let tensor_len = featurizer.tensor_len();
     let mut reader = FrameReader::spawn(
         path,
         options,
-        preprocessor.short_side(),
+        featurizer.decode_side(),
         featurizer.limits().max_pixels,
     )?;
     let mut out = VideoFrames::default();
@@ -72,8 +70,8 @@ pub fn embed_video(
             Ok(Some(frame)) => {
                 let start = tensors.len();
                 tensors.resize(start + tensor_len, 0.0);
-                preprocessor
-                    .preprocess(&frame.image, &mut tensors[start..])
+                featurizer
+                    .prepare_image(&frame.image, &mut tensors[start..])
                     .map_err(crate::Error::from)?;
                 let (w, h) = match (frame.source_width, frame.source_height) {
                     (0, _) | (_, 0) => frame.image.dimensions(),
