@@ -8,10 +8,14 @@
 //! created and recorded in its catalog: vectors made one way are not comparable with vectors
 //! made another.
 
+pub mod whitening;
+
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+pub use whitening::{Whitening, WhiteningError};
 
 /// How the network's last activation map (C x h x w) is pooled into one C-vector.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
