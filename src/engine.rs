@@ -144,19 +144,16 @@ impl Engine {
 
     /// Learns the whitening once the collection holds enough vectors, if the descriptor asks
     /// for one (or one is active), and re-learns it when the collection has grown 4x since:
-    /// the statistics of a small collection say little about a big one.
+    /// the statistics of a small collection say little about a big one (see
+    /// [`crate::descriptor::whitening::is_due`]).
     fn whiten_if_due(&self) -> Result<Option<WhiteningInfo>> {
         let (items, active, wanted) = {
             let index = self.index.read()?;
             let wanted = index.config().descriptor.whitening;
             (index.stats()?.items, index.whitening_info(), wanted)
         };
-        let due = match (active, wanted) {
-            (Some(active), _) => items >= 4 * active.learned_from,
-            (None, Some(dims)) => items as usize >= crate::descriptor::whitening::min_vectors(dims),
-            (None, None) => false,
-        };
-        if !due {
+        let learned_from = active.map(|a| a.learned_from);
+        if !crate::descriptor::whitening::is_due(items, learned_from, wanted) {
             return Ok(None);
         }
         tracing::info!(items, previous = ?active.map(|a| a.version), "learning the whitening");

@@ -38,6 +38,22 @@ pub fn min_vectors(out_dim: usize) -> usize {
     (4 * out_dim).max(1000)
 }
 
+/// A collection that grew this many times past the one a whitening was learned from gets a
+/// new one: its statistics may have moved, and re-learning costs about as much as indexing
+/// a quarter of it once (amortised: at most a third more work over the collection's life).
+pub const RELEARN_GROWTH: u64 = 4;
+
+/// Whether a collection of `items` should (re)learn its whitening: `learned_from` is the size
+/// the active one was learned at (None: none active), `wanted` the dimensions the descriptor
+/// asks for.
+pub fn is_due(items: u64, learned_from: Option<u64>, wanted: Option<usize>) -> bool {
+    match (learned_from, wanted) {
+        (Some(learned_from), _) => items >= RELEARN_GROWTH * learned_from,
+        (None, Some(dims)) => items >= min_vectors(dims) as u64,
+        (None, None) => false,
+    }
+}
+
 /// Why a whitening could not be learned or read.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum WhiteningError {
@@ -375,6 +391,17 @@ mod tests {
             Whitening::learn(&data[1..], IN, OUT),
             Err(WhiteningError::RaggedInput { .. })
         ));
+    }
+
+    #[test]
+    fn learning_is_due_with_enough_vectors_and_again_after_growth() {
+        assert!(!is_due(999, None, Some(64)));
+        assert!(is_due(1000, None, Some(64)));
+        assert!(!is_due(1_000_000, None, None));
+        assert!(is_due(4000, None, Some(1000)));
+        assert!(!is_due(3999, None, Some(1000)));
+        assert!(!is_due(3999, Some(1000), None));
+        assert!(is_due(4000, Some(1000), Some(64)));
     }
 
     #[test]
