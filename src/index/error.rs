@@ -54,7 +54,7 @@ pub enum IndexError {
     Sqlite(#[from] rusqlite::Error),
 
     /// A whitening could not be learned (too few vectors, bad dimensions) or read back.
-    #[error("whitening: {0}")]
+    #[error(transparent)]
     Whitening(#[from] crate::descriptor::WhiteningError),
 
     #[error("ANN index (usearch): {0}")]

@@ -567,7 +567,8 @@ impl Index {
     }
 
     /// Picks up what other processes committed since we opened or last refreshed (additions
-    /// and removals); returns how many changes that was. One tiny query when nothing changed.
+    /// and removals, or a newly activated whitening); returns how many changes that was. Two
+    /// tiny queries when nothing changed.
     pub fn refresh(&mut self) -> Result<usize, IndexError> {
         let active = catalog::active_whitening_version(&*self.readers.get()?)?;
         if active != self.whitening_info().map(|w| w.version) {
