@@ -161,29 +161,15 @@ impl Ann {
                 }
             }
         }
-        let (hnsw, viewed) = match opened {
-            Some((wm, found)) => {
-                report.snapshot = Some(wm);
-                found
-            }
-            None => (new_hnsw(dim, params, threads)?, false),
-        };
-        let mut ann = Ann {
-            role,
-            raw_dim,
-            dim,
-            whitening,
-            params,
-            hnsw,
-            viewed,
-            delta: Flat::new(dim),
-            removed: HashSet::new(),
-            applied: report.snapshot.unwrap_or_default(),
-            snapshot: report.snapshot,
-            newest_seen: snapshots.first().map(|(wm, _)| *wm),
-            slots: Slots::new(threads),
-            threads,
-        };
+        let mut ann = Ann::empty(role, raw_dim, whitening, params)?;
+        if let Some((wm, (hnsw, viewed))) = opened {
+            report.snapshot = Some(wm);
+            ann.hnsw = hnsw;
+            ann.viewed = viewed;
+            ann.applied = wm;
+            ann.snapshot = Some(wm);
+        }
+        ann.newest_seen = snapshots.first().map(|(wm, _)| *wm);
         report.replayed = ann.catch_up(conn)?;
         if report.replayed.total() > 0 || report.rejected > 0 {
             tracing::info!(
@@ -205,13 +191,25 @@ impl Ann {
         whitening: Arc<StoredWhitening>,
         params: HnswParams,
     ) -> Result<Ann, IndexError> {
+        let mut ann = Ann::empty(Role::Writer, raw_dim, Some(whitening), params)?;
+        ann.catch_up(conn)?;
+        Ok(ann)
+    }
+
+    /// A state holding nothing, as of before the first catalog change.
+    fn empty(
+        role: Role,
+        raw_dim: usize,
+        whitening: Option<Arc<StoredWhitening>>,
+        params: HnswParams,
+    ) -> Result<Ann, IndexError> {
         let threads = crate::available_cores();
-        let dim = whitening.info.out_dim;
-        let mut ann = Ann {
-            role: Role::Writer,
+        let dim = whitening.as_ref().map_or(raw_dim, |w| w.info.out_dim);
+        Ok(Ann {
+            role,
             raw_dim,
             dim,
-            whitening: Some(whitening),
+            whitening,
             params,
             hnsw: new_hnsw(dim, params, threads)?,
             viewed: false,
@@ -222,9 +220,7 @@ impl Ann {
             newest_seen: None,
             slots: Slots::new(threads),
             threads,
-        };
-        ann.catch_up(conn)?;
-        Ok(ann)
+        })
     }
 
     /// The same state, recorded as projected with `whitening` (which must project exactly as
