@@ -105,7 +105,8 @@ pub enum SearchMode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub id: ItemId,
-    /// Cosine similarity of the stored f32 vector with the query: 1 = same direction.
+    /// Cosine similarity of the stored f32 vector with the query: 1 = same direction. Both
+    /// whitened first when the index has an active whitening.
     pub score: f32,
     pub path: String,
     pub t: Option<f64>,
