@@ -11,7 +11,7 @@ use crate::featurizer::{Embedded, Featurizer};
 use crate::image::Limits;
 use crate::index::{
     Hit, Index, IndexConfig, IndexError, ItemId, ItemRecord, MediaKind, NewFile, NewItem,
-    SearchMode, Stats,
+    SearchMode, Stats, WhiteningInfo,
 };
 use crate::ingest::{self, IngestOptions, IngestReport};
 use crate::model::{ModelKind, ModelStore};
@@ -144,9 +144,51 @@ impl Engine {
         self.featurizer.kind().name()
     }
 
-    /// Indexes files and folders (recursively, incrementally). See [`ingest`].
+    /// Indexes files and folders (recursively, incrementally). See [`ingest`]. Then learns
+    /// the whitening the descriptor asks for when it is due (see [`Engine::whiten_if_due`]).
     pub fn index_paths(&self, paths: &[PathBuf], options: &IngestOptions) -> Result<IngestReport> {
-        ingest::run(&self.featurizer, &self.index, paths, options)
+        let report = ingest::run(&self.featurizer, &self.index, paths, options)?;
+        // The files are indexed either way: a failed learning only leaves searches unwhitened.
+        if let Err(e) = self.whiten_if_due() {
+            tracing::warn!(error = %e, "could not learn the whitening");
+        }
+        Ok(report)
+    }
+
+    /// Learns the whitening once the collection holds enough vectors, if the descriptor asks
+    /// for one (or one is active), and re-learns it when the collection has grown 4x since:
+    /// the statistics of a small collection say little about a big one (see
+    /// [`crate::descriptor::whitening::is_due`]).
+    fn whiten_if_due(&self) -> Result<Option<WhiteningInfo>> {
+        let (items, active, wanted) = {
+            let index = self.index.read()?;
+            let wanted = index.config().descriptor.whitening;
+            (index.stats()?.items, index.whitening_info(), wanted)
+        };
+        let learned_from = active.map(|a| a.learned_from);
+        if !crate::descriptor::whitening::is_due(items, learned_from, wanted) {
+            return Ok(None);
+        }
+        tracing::info!(items, previous = ?active.map(|a| a.version), "learning the whitening");
+        self.learn_whitening(None).map(Some)
+    }
+
+    /// (Re)learns the whitening to `dims` dimensions (default: the active whitening's, else
+    /// the descriptor's) from the indexed vectors; searches go on meanwhile.
+    pub fn learn_whitening(&self, dims: Option<usize>) -> Result<WhiteningInfo> {
+        let prepared = {
+            let index = self.index.read()?;
+            let dims = dims
+                .or(index.whitening_info().map(|w| w.out_dim))
+                .or(index.config().descriptor.whitening)
+                .ok_or_else(|| {
+                    IndexError::InvalidArgument(
+                        "the index's descriptor asks for no whitening: give the dimensions".into(),
+                    )
+                })?;
+            index.prepare_whitening(dims)?
+        };
+        Ok(self.index.write()?.install_whitening(prepared)?)
     }
 
     /// Indexes an uploaded image whose bytes the caller has already stored at `stored_at`.

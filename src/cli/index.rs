@@ -60,7 +60,7 @@ pub(super) struct DescriptorArgs {
     scales: Option<::std::vec::Vec<f32>>,
     /// PCA-whitening to DIMS dimensions once enough images are indexed, or off
     #[arg(long, value_name = "DIMS|off", value_parser = parse_whitening)]
-    whiten: Option<Option<usize>>,
+    whiten: Option<Whiten>,
     /// Query expansion searches use by default: off, N or N:ALPHA (alpha-QE over the N best hits)
     #[arg(long, value_name = "N[:ALPHA]|off")]
     query_expansion: Option<QueryExpansion>,
@@ -92,6 +92,11 @@ impl DescriptorArgs {
         Some(options)
     }
 }
+
+/// `--whiten`'s value: the dimensions, or None for off. An alias, so that clap's derive does not
+/// read `Option<Option<usize>>` as "a flag with an optional value" (which panics at run time
+/// with this value parser).
+type Whiten = Option<usize>;
 
 fn parse_whitening(s: &str) -> Result<Option<usize>, String> {
     match s {

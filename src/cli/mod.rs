@@ -8,6 +8,7 @@ mod model;
 mod search;
 mod serve;
 mod stats;
+mod whiten;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,6 +71,8 @@ enum Command {
     Remove(index::RemoveArgs),
     /// Write all vectors and paths out (.npy + JSON lines, or JSON lines alone)
     Export(export::ExportArgs),
+    /// (Re)learn the index's PCA-whitening from the indexed vectors
+    Whiten(whiten::WhitenArgs),
     /// Measure retrieval quality (mAP, recall@k) in a temporary index
     #[command(subcommand)]
     Eval(eval::EvalCommand),
@@ -86,6 +89,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Stats(args) => stats::run(&global, args),
         Command::Remove(args) => index::remove(&global, args),
         Command::Export(args) => export::run(&global, args),
+        Command::Whiten(args) => whiten::run(&global, args),
         Command::Eval(command) => eval::run(&global, command),
     }
 }

@@ -27,6 +27,12 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<ExitCode> {
             stats.files, stats.images, stats.videos
         );
         println!("items:  {}", stats.items);
+        if let Some(w) = stats.whitening {
+            println!(
+                "whiten: version {}, {}-d to {}-d, learned from {} vectors",
+                w.version, w.in_dim, w.out_dim, w.learned_from
+            );
+        }
         println!(
             "size:   {:.1} MB catalog, {:.1} MB ANN",
             stats.catalog_bytes as f64 / 1e6,

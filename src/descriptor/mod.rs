@@ -9,11 +9,14 @@
 //! made another.
 
 pub mod pooling;
+pub mod whitening;
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+pub use whitening::{Whitening, WhiteningError};
 
 /// How the network's last activation map (C x h x w) is pooled into one C-vector.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -2,7 +2,9 @@
 //!
 //! On disk: snapshots named `ann-<items>-<tombstones>.usearch` after the [`Watermark`] they
 //! cover, written atomically (temp file, fsync, rename, fsync of the directory). The name is the
-//! tag, so a snapshot and its tag can never disagree, whatever moment a crash hits.
+//! tag, so a snapshot and its tag can never disagree, whatever moment a crash hits. A snapshot
+//! of whitened vectors is named `ann-<items>-<tombstones>-w<version>.usearch` after the
+//! whitening version it was built with; only snapshots of the active version are used.
 //!
 //! In memory, an [`Ann`] is either
 //! - *loaded*: a mutable in-memory HNSW; the writer's form, and a reader's when no usable
@@ -14,12 +16,12 @@
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use rusqlite::Connection;
 use usearch::{IndexOptions, MetricKind, ScalarKind};
 
-use super::catalog::{self, Watermark};
+use super::catalog::{self, StoredWhitening, Watermark};
 use super::error::{ann_err, IndexError};
 use super::flat::{Flat, Scored};
 use super::types::ItemId;
@@ -95,7 +97,12 @@ impl Changes {
 
 pub(crate) struct Ann {
     role: Role,
+    /// The dimension of the catalog's vectors.
+    raw_dim: usize,
+    /// The dimension of the vectors held here: `raw_dim`, or the whitening's output.
     dim: usize,
+    /// When set, everything held here (and every query) is projected with it.
+    whitening: Option<Arc<StoredWhitening>>,
     params: HnswParams,
     hnsw: usearch::Index,
     /// `hnsw` is a memory-mapped snapshot: immutable; additions go to `delta`.
@@ -123,16 +130,20 @@ impl Ann {
     pub fn open(
         dir: &Path,
         conn: &mut Connection,
-        dim: usize,
+        raw_dim: usize,
+        whitening: Option<Arc<StoredWhitening>>,
         params: HnswParams,
         role: Role,
     ) -> Result<(Ann, OpenReport), IndexError> {
+        let version = whitening.as_ref().map(|w| w.info.version);
         if role == Role::Writer {
             remove_temp_files(dir);
+            remove_other_versions(dir, version)?;
         }
+        let dim = whitening.as_ref().map_or(raw_dim, |w| w.info.out_dim);
         let threads = crate::available_cores();
         let catalog_wm = catalog::watermark(conn)?;
-        let snapshots = list_snapshots(dir)?;
+        let snapshots = list_snapshots(dir, version)?;
         let mut report = OpenReport::default();
         let mut opened = None;
         for (wm, path) in &snapshots {
@@ -150,27 +161,15 @@ impl Ann {
                 }
             }
         }
-        let (hnsw, viewed) = match opened {
-            Some((wm, found)) => {
-                report.snapshot = Some(wm);
-                found
-            }
-            None => (new_hnsw(dim, params, threads)?, false),
-        };
-        let mut ann = Ann {
-            role,
-            dim,
-            params,
-            hnsw,
-            viewed,
-            delta: Flat::new(dim),
-            removed: HashSet::new(),
-            applied: report.snapshot.unwrap_or_default(),
-            snapshot: report.snapshot,
-            newest_seen: snapshots.first().map(|(wm, _)| *wm),
-            slots: Slots::new(threads),
-            threads,
-        };
+        let mut ann = Ann::empty(role, raw_dim, whitening, params)?;
+        if let Some((wm, (hnsw, viewed))) = opened {
+            report.snapshot = Some(wm);
+            ann.hnsw = hnsw;
+            ann.viewed = viewed;
+            ann.applied = wm;
+            ann.snapshot = Some(wm);
+        }
+        ann.newest_seen = snapshots.first().map(|(wm, _)| *wm);
         report.replayed = ann.catch_up(conn)?;
         if report.replayed.total() > 0 || report.rejected > 0 {
             tracing::info!(
@@ -182,6 +181,62 @@ impl Ann {
             );
         }
         Ok((ann, report))
+    }
+
+    /// A fresh in-memory state holding the whole catalog projected with `whitening`, built
+    /// without touching any other state (the index stays searchable meanwhile).
+    pub fn build(
+        conn: &mut Connection,
+        raw_dim: usize,
+        whitening: Arc<StoredWhitening>,
+        params: HnswParams,
+    ) -> Result<Ann, IndexError> {
+        let mut ann = Ann::empty(Role::Writer, raw_dim, Some(whitening), params)?;
+        ann.catch_up(conn)?;
+        Ok(ann)
+    }
+
+    /// A state holding nothing, as of before the first catalog change.
+    fn empty(
+        role: Role,
+        raw_dim: usize,
+        whitening: Option<Arc<StoredWhitening>>,
+        params: HnswParams,
+    ) -> Result<Ann, IndexError> {
+        let threads = crate::available_cores();
+        let dim = whitening.as_ref().map_or(raw_dim, |w| w.info.out_dim);
+        Ok(Ann {
+            role,
+            raw_dim,
+            dim,
+            whitening,
+            params,
+            hnsw: new_hnsw(dim, params, threads)?,
+            viewed: false,
+            delta: Flat::new(dim),
+            removed: HashSet::new(),
+            applied: Watermark::default(),
+            snapshot: None,
+            newest_seen: None,
+            slots: Slots::new(threads),
+            threads,
+        })
+    }
+
+    /// The same state, recorded as projected with `whitening` (which must project exactly as
+    /// the one it was built with: only its version and bookkeeping may differ).
+    pub fn with_whitening(mut self, whitening: Arc<StoredWhitening>) -> Ann {
+        debug_assert_eq!(
+            self.whitening.as_ref().map(|w| &w.whitening),
+            Some(&whitening.whitening)
+        );
+        self.whitening = Some(whitening);
+        self
+    }
+
+    /// The whitening the held vectors were projected with.
+    pub fn whitening(&self) -> Option<&Arc<StoredWhitening>> {
+        self.whitening.as_ref()
     }
 
     /// Applies the catalog changes committed since `applied`. Costs one tiny query when there
@@ -197,10 +252,21 @@ impl Ann {
         let removed = catalog::removed_between(&tx, from, target)?;
         self.apply_removed(&removed)?;
         let mut added = 0;
-        catalog::for_each_added_between(&tx, from, target, self.dim, REPLAY_BATCH, |ids, v| {
-            added += ids.len();
-            self.apply_added(ids, v)
-        })?;
+        let whitening = self.whitening.clone();
+        catalog::for_each_added_between(
+            &tx,
+            from,
+            target,
+            self.raw_dim,
+            REPLAY_BATCH,
+            |ids, v| {
+                added += ids.len();
+                match &whitening {
+                    Some(w) => self.apply_added(ids, &w.whitening.apply_batch(v)),
+                    None => self.apply_added(ids, v),
+                }
+            },
+        )?;
         self.applied = target;
         Ok(Changes {
             added,
@@ -214,7 +280,9 @@ impl Ann {
         if self.role == Role::Writer {
             return Ok(false);
         }
-        let newest = list_snapshots(dir)?.first().map(|(wm, _)| *wm);
+        let newest = list_snapshots(dir, self.version())?
+            .first()
+            .map(|(wm, _)| *wm);
         Ok(newest > self.newest_seen || (self.viewed && self.delta.len() > MAX_FLAT_DELTA))
     }
 
@@ -315,15 +383,16 @@ impl Ann {
         if self.snapshot == Some(self.applied) {
             return Ok(false);
         }
-        let path = dir.join(snapshot_name(self.applied));
-        let temp = dir.join(format!("{}{TEMP_SUFFIX}", snapshot_name(self.applied)));
+        let name = snapshot_name(self.applied, self.version());
+        let path = dir.join(&name);
+        let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
         let started = std::time::Instant::now();
         self.hnsw.save(utf8(&temp)?).map_err(ann_err)?;
         let synced = fs::File::open(&temp).and_then(|f| f.sync_all());
         synced.map_err(|e| IndexError::io(&temp, e))?;
         fs::rename(&temp, &path).map_err(|e| IndexError::io(&path, e))?;
         sync_dir(dir)?;
-        for (wm, old) in list_snapshots(dir)? {
+        for (wm, old) in list_snapshots(dir, self.version())? {
             if wm != self.applied && wm.within(self.applied) {
                 remove_file_logged(&old);
             }
@@ -337,6 +406,10 @@ impl Ann {
         self.snapshot = Some(self.applied);
         self.newest_seen = self.newest_seen.max(Some(self.applied));
         Ok(true)
+    }
+
+    fn version(&self) -> Option<i64> {
+        self.whitening.as_ref().map(|w| w.info.version)
     }
 
     pub fn expansion_search(&self) -> usize {
@@ -437,41 +510,73 @@ fn key(id: ItemId) -> u64 {
     id as u64
 }
 
-fn snapshot_name(wm: Watermark) -> String {
+/// The file name of the snapshot covering `wm`, built with whitening `version` (None: raw).
+fn snapshot_name(wm: Watermark, version: Option<i64>) -> String {
+    let whitening = version.map(|v| format!("-w{v}")).unwrap_or_default();
     format!(
-        "{SNAPSHOT_PREFIX}{}-{}{SNAPSHOT_SUFFIX}",
+        "{SNAPSHOT_PREFIX}{}-{}{whitening}{SNAPSHOT_SUFFIX}",
         wm.items, wm.tombstones
     )
 }
 
-fn parse_snapshot_name(name: &str) -> Option<Watermark> {
+/// The watermark and whitening version a snapshot file name says it holds.
+fn parse_snapshot_name(name: &str) -> Option<(Watermark, Option<i64>)> {
     let middle = name
         .strip_prefix(SNAPSHOT_PREFIX)?
         .strip_suffix(SNAPSHOT_SUFFIX)?;
-    let (items, tombstones) = middle.split_once('-')?;
-    Some(Watermark {
+    let (items, rest) = middle.split_once('-')?;
+    let (tombstones, version) = match rest.split_once("-w") {
+        Some((tombstones, version)) => (tombstones, Some(version.parse().ok()?)),
+        None => (rest, None),
+    };
+    let wm = Watermark {
         items: items.parse().ok()?,
         tombstones: tombstones.parse().ok()?,
-    })
+    };
+    Some((wm, version))
 }
 
-/// The snapshot files in `dir`, newest first.
-fn list_snapshots(dir: &Path) -> Result<Vec<(Watermark, PathBuf)>, IndexError> {
+/// Every snapshot file in `dir` with its watermark and whitening version.
+fn all_snapshots(dir: &Path) -> Result<Vec<(Watermark, Option<i64>, PathBuf)>, IndexError> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| IndexError::io(dir, e))? {
         let entry = entry.map_err(|e| IndexError::io(dir, e))?;
-        if let Some(wm) = entry.file_name().to_str().and_then(parse_snapshot_name) {
-            found.push((wm, entry.path()));
+        if let Some((wm, version)) = entry.file_name().to_str().and_then(parse_snapshot_name) {
+            found.push((wm, version, entry.path()));
         }
     }
+    Ok(found)
+}
+
+/// The snapshot files in `dir` built with whitening `version`, newest first.
+fn list_snapshots(
+    dir: &Path,
+    version: Option<i64>,
+) -> Result<Vec<(Watermark, PathBuf)>, IndexError> {
+    let mut found: Vec<_> = all_snapshots(dir)?
+        .into_iter()
+        .filter(|(_, v, _)| *v == version)
+        .map(|(wm, _, path)| (wm, path))
+        .collect();
     found.sort_by_key(|(wm, _)| std::cmp::Reverse(*wm));
     Ok(found)
+}
+
+/// Deletes the snapshots of any other whitening than `keep` (a writer's cleanup after a
+/// switch, or of a switch that crashed before it was committed).
+pub(crate) fn remove_other_versions(dir: &Path, keep: Option<i64>) -> Result<(), IndexError> {
+    for (_, version, path) in all_snapshots(dir)? {
+        if version != keep {
+            remove_file_logged(&path);
+        }
+    }
+    Ok(())
 }
 
 /// Total size of the snapshot files in `dir`.
 pub(crate) fn snapshot_bytes(dir: &Path) -> Result<u64, IndexError> {
     let mut total = 0;
-    for (_, path) in list_snapshots(dir)? {
+    for (_, _, path) in all_snapshots(dir)? {
         total += fs::metadata(&path)
             .map_err(|e| IndexError::io(&path, e))?
             .len();
@@ -561,8 +666,14 @@ mod tests {
             items: 1234,
             tombstones: 7,
         };
-        assert_eq!(snapshot_name(wm), "ann-1234-7.usearch");
-        assert_eq!(parse_snapshot_name(&snapshot_name(wm)), Some(wm));
+        assert_eq!(snapshot_name(wm, None), "ann-1234-7.usearch");
+        assert_eq!(snapshot_name(wm, Some(3)), "ann-1234-7-w3.usearch");
+        assert_eq!(parse_snapshot_name("ann-1234-7.usearch"), Some((wm, None)));
+        assert_eq!(
+            parse_snapshot_name(&snapshot_name(wm, Some(12))),
+            Some((wm, Some(12)))
+        );
+        assert_eq!(parse_snapshot_name("ann-1234-7-wx.usearch"), None);
         assert_eq!(parse_snapshot_name("ann-1234-7.usearch.tmp"), None);
         assert_eq!(parse_snapshot_name("ann-x-7.usearch"), None);
         assert_eq!(parse_snapshot_name("catalog.sqlite"), None);

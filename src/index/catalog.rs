@@ -14,14 +14,14 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::error::IndexError;
-use super::types::{FileStamp, IndexConfig, ItemId, ItemRecord, MediaKind};
-use crate::descriptor::DescriptorOptions;
+use super::types::{FileStamp, IndexConfig, ItemId, ItemRecord, MediaKind, WhiteningInfo};
+use crate::descriptor::{DescriptorOptions, Whitening};
 
 /// The catalog's file name inside the index directory.
 pub(crate) const CATALOG_FILE: &str = "catalog.sqlite";
 
 /// The schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// A writer waiting for another writer's transaction, or a reader for a WAL checkpoint, retries
 /// this long before giving up with SQLITE_BUSY.
@@ -31,7 +31,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_IDLE_READERS: usize = 16;
 
 /// Migrations from version `i` to `i + 1`, applied in order inside one transaction.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [r#"
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -62,7 +63,19 @@ CREATE TABLE tombstones (
 CREATE TRIGGER items_tombstone AFTER DELETE ON items BEGIN
     INSERT INTO tombstones (item_id) VALUES (old.id);
 END;
-"#];
+"#,
+    r#"
+-- Learned PCA-whitenings; meta 'whitening' names the active version (absent: none). Vectors
+-- in `items` stay raw: they are what a whitening is (re)learned from.
+CREATE TABLE whitenings (
+    version      INTEGER PRIMARY KEY AUTOINCREMENT,
+    out_dim      INTEGER NOT NULL,
+    learned_from INTEGER NOT NULL, -- how many vectors the collection held
+    created_ns   INTEGER NOT NULL, -- unix nanoseconds
+    data         BLOB NOT NULL     -- Whitening::to_bytes
+);
+"#,
+];
 
 /// Which changes of the catalog something has seen: all items with `id <= items` and all
 /// removals with `seq <= tombstones`.
@@ -184,6 +197,118 @@ pub(crate) fn read_config(conn: &Connection) -> Result<Option<IndexConfig>, Inde
         dim,
         descriptor,
     }))
+}
+
+/// A whitening as stored in the catalog, with what is known about it.
+#[derive(Debug)]
+pub(crate) struct StoredWhitening {
+    pub info: WhiteningInfo,
+    pub whitening: Whitening,
+}
+
+/// The active whitening's version: one tiny query, so `refresh` can poll it.
+pub(crate) fn active_whitening_version(conn: &Connection) -> Result<Option<i64>, IndexError> {
+    let value: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'whitening'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    value
+        .map(|v| {
+            v.parse::<i64>()
+                .map_err(|_| IndexError::Corrupt(format!("meta.whitening is not a number: {v:?}")))
+        })
+        .transpose()
+}
+
+/// The active whitening, if any.
+pub(crate) fn active_whitening(conn: &Connection) -> Result<Option<StoredWhitening>, IndexError> {
+    let Some(version) = active_whitening_version(conn)? else {
+        return Ok(None);
+    };
+    let (learned_from, created_ns, data): (i64, i64, Vec<u8>) = conn
+        .query_row(
+            "SELECT learned_from, created_ns, data FROM whitenings WHERE version = ?1",
+            [version],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?
+        .ok_or_else(|| IndexError::Corrupt(format!("active whitening {version} is missing")))?;
+    let whitening = Whitening::from_bytes(&data)?;
+    Ok(Some(StoredWhitening {
+        info: WhiteningInfo {
+            version,
+            in_dim: whitening.in_dim,
+            out_dim: whitening.out_dim,
+            learned_from: learned_from as u64,
+            created_ns,
+        },
+        whitening,
+    }))
+}
+
+/// Stores a new whitening, not yet active; returns its info (the version is never reused,
+/// so an ANN snapshot named after it can never be mistaken for another whitening's).
+pub(crate) fn insert_whitening(
+    conn: &Connection,
+    whitening: &Whitening,
+    learned_from: u64,
+) -> Result<WhiteningInfo, IndexError> {
+    let created_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    conn.execute(
+        "INSERT INTO whitenings (out_dim, learned_from, created_ns, data) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            whitening.out_dim as i64,
+            learned_from as i64,
+            created_ns,
+            whitening.to_bytes()
+        ],
+    )?;
+    Ok(WhiteningInfo {
+        version: conn.last_insert_rowid(),
+        in_dim: whitening.in_dim,
+        out_dim: whitening.out_dim,
+        learned_from,
+        created_ns,
+    })
+}
+
+/// Makes `version` the active whitening and forgets the others, in one transaction.
+pub(crate) fn activate_whitening(conn: &mut Connection, version: i64) -> Result<(), IndexError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('whitening', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [version.to_string()],
+    )?;
+    tx.execute("DELETE FROM whitenings WHERE version <> ?1", [version])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Up to `max` stored vectors evenly spread over the collection (all of them when it holds
+/// fewer), concatenated, and how many items it holds: the sample a whitening is learned from.
+pub(crate) fn sample_vectors(
+    conn: &mut Connection,
+    dim: usize,
+    max: usize,
+) -> Result<(Vec<f32>, u64), IndexError> {
+    let tx = conn.transaction()?;
+    let total: i64 = tx.query_row("SELECT count(*) FROM items", [], |r| r.get(0))?;
+    let stride = (total as usize).div_ceil(max.max(1)).max(1);
+    let mut stmt = tx.prepare("SELECT id, vector FROM items ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    let mut data = Vec::with_capacity((total as usize).min(max) * dim);
+    let mut i = 0;
+    while let Some(row) = rows.next()? {
+        if i % stride == 0 {
+            decode_column_into(row, 1, dim, row.get(0)?, &mut data)?;
+        }
+        i += 1;
+    }
+    Ok((data, total as u64))
 }
 
 /// The catalog's current high-water marks: O(1), so polling it is how `refresh` stays cheap.

@@ -53,6 +53,10 @@ pub enum IndexError {
     #[error("catalog (SQLite): {0}")]
     Sqlite(#[from] rusqlite::Error),
 
+    /// A whitening could not be learned (too few vectors, bad dimensions) or read back.
+    #[error(transparent)]
+    Whitening(#[from] crate::descriptor::WhiteningError),
+
     #[error("ANN index (usearch): {0}")]
     Ann(String),
 

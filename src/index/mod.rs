@@ -6,6 +6,10 @@
 //! catalog and replays what it misses (or rebuilds it), so a `kill -9` at any moment loses
 //! nothing committed and cannot leave the two disagreeing.
 //!
+//! With a PCA-whitening active (see [`crate::descriptor::whitening`]), the ANN holds the
+//! whitened vectors and every search (approximate or exact) scores in the whitened space; the
+//! catalog keeps the raw vectors, which a whitening is learned (and re-learned) from.
+//!
 //! One process writes ([`Index::create_or_open`], [`Index::open`]); any number read
 //! ([`Index::open_read_only`]) and pick up the writer's commits with [`Index::refresh`].
 
@@ -15,26 +19,47 @@ mod error;
 mod flat;
 mod types;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 pub use ann::HnswParams;
 pub use error::IndexError;
 pub use types::{
-    FileStamp, Hit, IndexConfig, ItemId, ItemRecord, MediaKind, NewFile, NewItem, SearchMode, Stats,
+    FileStamp, Hit, IndexConfig, ItemId, ItemRecord, MediaKind, NewFile, NewItem, SearchMode,
+    Stats, WhiteningInfo,
 };
 
+use crate::descriptor::whitening::{Whitening, MAX_TRAINING_VECTORS};
 use ann::{Ann, Role};
-use catalog::{ReadPool, CATALOG_FILE, RECORD_COLUMNS};
+use catalog::{ReadPool, StoredWhitening, CATALOG_FILE, RECORD_COLUMNS};
 use flat::{dot, Scored, TopK};
 
 /// Extra ANN candidates fetched beyond `k`: they are re-scored with the exact f32 vectors, and
 /// make up for hits that another process removed since our last refresh.
 fn candidates_for(k: usize) -> usize {
     k + k / 2 + 8
+}
+
+/// Rows projected per gemm by an exact search under whitening.
+const EXACT_BATCH: usize = 1024;
+
+/// A whitening learned and its ANN built by [`Index::prepare_whitening`], waiting for
+/// [`Index::install_whitening`].
+pub struct PreparedWhitening {
+    whitening: Whitening,
+    learned_from: u64,
+    ann: Ann,
+}
+
+impl PreparedWhitening {
+    /// How many items the collection held when it was learned.
+    pub fn learned_from(&self) -> u64 {
+        self.learned_from
+    }
 }
 
 /// A handle on an index directory. `Send + Sync`: searches (`&self`) may run on many threads.
@@ -93,7 +118,8 @@ impl Index {
         let mut conn = catalog::open_reader(&path)?;
         catalog::check_schema_for_reading(&conn, dir)?;
         let config = catalog::read_config(&conn)?.ok_or_else(|| not_found(dir))?;
-        let (ann, _) = Ann::open(dir, &mut conn, config.dim, params, Role::Reader)?;
+        let whitening = catalog::active_whitening(&conn)?.map(Arc::new);
+        let (ann, _) = Ann::open(dir, &mut conn, config.dim, whitening, params, Role::Reader)?;
         Ok(Index {
             dir: dir.to_path_buf(),
             config,
@@ -123,7 +149,8 @@ impl Index {
                 });
             }
         }
-        let (ann, report) = Ann::open(dir, &mut conn, config.dim, params, Role::Writer)?;
+        let whitening = catalog::active_whitening(&conn)?.map(Arc::new);
+        let (ann, report) = Ann::open(dir, &mut conn, config.dim, whitening, params, Role::Writer)?;
         let mut index = Index {
             dir: dir.to_path_buf(),
             config,
@@ -294,12 +321,18 @@ impl Index {
         if k == 0 {
             return Ok(Vec::new());
         }
+        let whitening = self.ann.whitening().map(|w| &w.whitening);
+        let query: Cow<[f32]> = match whitening {
+            Some(w) => Cow::Owned(w.apply(query)),
+            None => Cow::Borrowed(query),
+        };
         let mut conn = self.readers.get()?;
         // One read transaction: candidates and their rows come from the same catalog state.
         let tx = conn.transaction()?;
+        // Both modes re-score their candidates below in the same way, so that they agree.
         let candidates = match mode {
-            SearchMode::Approximate => self.ann.search(query, candidates_for(k))?,
-            SearchMode::Exact => self.exact_candidates(&tx, query, k)?,
+            SearchMode::Approximate => self.ann.search(&query, candidates_for(k))?,
+            SearchMode::Exact => self.exact_candidates(&tx, &query, candidates_for(k))?,
         };
         let mut stmt = tx.prepare_cached(
             "SELECT f.path, i.t, f.kind, i.vector FROM items i JOIN files f ON f.id = i.file_id
@@ -324,11 +357,14 @@ impl Index {
             };
             vector.clear();
             catalog::decode_vector_into(&blob, self.config.dim, c.id, &mut vector)?;
+            if let Some(w) = whitening {
+                vector = w.apply(&vector);
+            }
             let kind = MediaKind::parse(&kind)
                 .ok_or_else(|| IndexError::Corrupt(format!("unknown media kind {kind:?}")))?;
             hits.push(Hit {
                 id: c.id,
-                score: dot(query, &vector),
+                score: dot(&query, &vector),
                 path,
                 t,
                 kind,
@@ -339,27 +375,114 @@ impl Index {
         Ok(hits)
     }
 
-    /// Brute force over every stored vector.
+    /// Brute force over every stored vector (whitened in batches when a whitening is active;
+    /// `query` is already in the index's space).
     fn exact_candidates(
         &self,
         conn: &Connection,
         query: &[f32],
         k: usize,
     ) -> Result<Vec<Scored>, IndexError> {
+        let whitening = self.ann.whitening().map(|w| &w.whitening);
+        let batch = if whitening.is_some() { EXACT_BATCH } else { 1 };
         let mut top = TopK::new(k);
+        let mut score_batch = |ids: &[ItemId], vectors: &[f32]| {
+            let projected = match whitening {
+                Some(w) => Cow::Owned(w.apply_batch(vectors)),
+                None => Cow::Borrowed(vectors),
+            };
+            let dim = projected.len() / ids.len();
+            for (id, v) in ids.iter().zip(projected.chunks_exact(dim)) {
+                top.push(Scored {
+                    id: *id,
+                    score: dot(query, v),
+                });
+            }
+        };
         let mut stmt = conn.prepare_cached("SELECT id, vector FROM items")?;
         let mut rows = stmt.query([])?;
-        let mut vector = Vec::with_capacity(self.config.dim);
+        let mut ids = Vec::with_capacity(batch);
+        let mut vectors = Vec::with_capacity(batch * self.config.dim);
         while let Some(row) = rows.next()? {
             let id = row.get(0)?;
-            vector.clear();
-            catalog::decode_column_into(row, 1, self.config.dim, id, &mut vector)?;
-            top.push(Scored {
-                id,
-                score: dot(query, &vector),
-            });
+            catalog::decode_column_into(row, 1, self.config.dim, id, &mut vectors)?;
+            ids.push(id);
+            if ids.len() == batch {
+                score_batch(&ids, &vectors);
+                ids.clear();
+                vectors.clear();
+            }
+        }
+        if !ids.is_empty() {
+            score_batch(&ids, &vectors);
         }
         Ok(top.into_sorted())
+    }
+
+    /// The active whitening, if any.
+    pub fn whitening_info(&self) -> Option<WhiteningInfo> {
+        self.ann.whitening().map(|w| w.info)
+    }
+
+    /// Learns a whitening to `out_dim` dimensions from the stored vectors and builds the ANN
+    /// of the whitened vectors, in memory: the slow part of a (re)learning, done beside
+    /// searches (`&self`). Finish with [`Index::install_whitening`].
+    pub fn prepare_whitening(&self, out_dim: usize) -> Result<PreparedWhitening, IndexError> {
+        let mut conn = self.readers.get()?;
+        let (sample, learned_from) =
+            catalog::sample_vectors(&mut conn, self.config.dim, MAX_TRAINING_VECTORS)?;
+        let whitening = Whitening::learn(&sample, self.config.dim, out_dim)?;
+        drop(sample);
+        // The ANN is built with a provisional version; installing gives it the real one.
+        let provisional = Arc::new(StoredWhitening {
+            info: WhiteningInfo {
+                version: 0,
+                in_dim: whitening.in_dim,
+                out_dim,
+                learned_from,
+                created_ns: 0,
+            },
+            whitening: whitening.clone(),
+        });
+        let ann = Ann::build(&mut conn, self.config.dim, provisional, self.ann.params())?;
+        Ok(PreparedWhitening {
+            whitening,
+            learned_from,
+            ann,
+        })
+    }
+
+    /// Makes a prepared whitening the active one: catches up what was committed since it was
+    /// prepared, saves its snapshot, records it in the catalog and switches searches to it.
+    /// Readers switch on their next [`Index::refresh`].
+    pub fn install_whitening(
+        &mut self,
+        prepared: PreparedWhitening,
+    ) -> Result<WhiteningInfo, IndexError> {
+        let PreparedWhitening {
+            whitening,
+            learned_from,
+            ann,
+        } = prepared;
+        let dir = self.dir.clone();
+        let conn = self.writer()?;
+        // Committed (not yet active) first, so its version is never handed out again even if
+        // we crash before activating it: a snapshot named after it stays unambiguous.
+        let info = catalog::insert_whitening(conn, &whitening, learned_from)?;
+        let mut ann = ann.with_whitening(Arc::new(StoredWhitening { info, whitening }));
+        ann.catch_up(conn)?;
+        ann.save(&dir)?;
+        catalog::activate_whitening(conn, info.version)?;
+        ann::remove_other_versions(&dir, Some(info.version))?;
+        self.ann = ann;
+        tracing::info!(
+            version = info.version,
+            in_dim = info.in_dim,
+            out_dim = info.out_dim,
+            learned_from,
+            "whitening installed"
+        );
+        Ok(info)
     }
 
     pub fn item(&self, id: ItemId) -> Result<Option<ItemRecord>, IndexError> {
@@ -439,12 +562,37 @@ impl Index {
             model: self.config.model.clone(),
             catalog_bytes,
             ann_bytes: ann::snapshot_bytes(&self.dir)?,
+            whitening: self.whitening_info(),
         })
     }
 
     /// Picks up what other processes committed since we opened or last refreshed (additions
-    /// and removals); returns how many changes that was. One tiny query when nothing changed.
+    /// and removals, or a newly activated whitening); returns how many changes that was. Two
+    /// tiny queries when nothing changed.
     pub fn refresh(&mut self) -> Result<usize, IndexError> {
+        let active = catalog::active_whitening_version(&*self.readers.get()?)?;
+        if active != self.whitening_info().map(|w| w.version) {
+            // A new whitening: the held vectors are in another space; start over from its
+            // snapshot (saved before it was activated) and the catalog.
+            let mut conn = self.readers.get()?;
+            let whitening = catalog::active_whitening(&conn)?.map(Arc::new);
+            let role = if self.writer.is_some() {
+                Role::Writer
+            } else {
+                Role::Reader
+            };
+            let params = self.ann.params();
+            let (ann, report) = Ann::open(
+                &self.dir,
+                &mut conn,
+                self.config.dim,
+                whitening,
+                params,
+                role,
+            )?;
+            self.ann = ann;
+            return Ok(report.replayed.total());
+        }
         let changes = match self.writer.as_mut() {
             Some(writer) => {
                 let conn = writer.get_mut().unwrap_or_else(|e| e.into_inner());
@@ -455,7 +603,15 @@ impl Index {
         if self.ann.wants_reopen(&self.dir)? {
             let mut conn = self.readers.get()?;
             let params = self.ann.params();
-            let (ann, _) = Ann::open(&self.dir, &mut conn, self.config.dim, params, Role::Reader)?;
+            let whitening = self.ann.whitening().cloned();
+            let (ann, _) = Ann::open(
+                &self.dir,
+                &mut conn,
+                self.config.dim,
+                whitening,
+                params,
+                Role::Reader,
+            )?;
             self.ann = ann;
         }
         Ok(changes.total())

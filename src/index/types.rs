@@ -105,7 +105,8 @@ pub enum SearchMode {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub id: ItemId,
-    /// Cosine similarity of the stored f32 vector with the query: 1 = same direction.
+    /// Cosine similarity of the stored f32 vector with the query: 1 = same direction. Both
+    /// whitened first when the index has an active whitening.
     pub score: f32,
     pub path: String,
     pub t: Option<f64>,
@@ -140,4 +141,19 @@ pub struct Stats {
     pub catalog_bytes: u64,
     /// ANN snapshot files.
     pub ann_bytes: u64,
+    /// The active PCA-whitening, if any.
+    pub whitening: Option<WhiteningInfo>,
+}
+
+/// What is known about a learned PCA-whitening (see [`crate::descriptor::whitening`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct WhiteningInfo {
+    /// Grows with every (re)learning; ANN snapshots are named after it.
+    pub version: i64,
+    pub in_dim: usize,
+    pub out_dim: usize,
+    /// How many items the collection held when it was learned.
+    pub learned_from: u64,
+    /// Unix nanoseconds.
+    pub created_ns: i64,
 }
