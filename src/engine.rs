@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use crate::descriptor::DescriptorOptions;
+use crate::descriptor::{DescriptorOptions, WhiteningOptions};
 use crate::error::{Error, Result};
 use crate::featurizer::{Embedded, Featurizer};
 use crate::image::Limits;
@@ -162,7 +162,7 @@ impl Engine {
     fn whiten_if_due(&self) -> Result<Option<WhiteningInfo>> {
         let (items, active, wanted) = {
             let index = self.index.read()?;
-            let wanted = index.config().descriptor.whitening;
+            let wanted = index.config().descriptor.whitening.map(|w| w.dims);
             (index.stats()?.items, index.whitening_info(), wanted)
         };
         let learned_from = active.map(|a| a.learned_from);
@@ -174,19 +174,22 @@ impl Engine {
     }
 
     /// (Re)learns the whitening to `dims` dimensions (default: the active whitening's, else
-    /// the descriptor's) from the indexed vectors; searches go on meanwhile.
+    /// the descriptor's) from the indexed vectors, with the descriptor's power; searches go
+    /// on meanwhile.
     pub fn learn_whitening(&self, dims: Option<usize>) -> Result<WhiteningInfo> {
         let prepared = {
             let index = self.index.read()?;
+            let recorded = index.config().descriptor.whitening;
             let dims = dims
                 .or(index.whitening_info().map(|w| w.out_dim))
-                .or(index.config().descriptor.whitening)
+                .or(recorded.map(|w| w.dims))
                 .ok_or_else(|| {
                     IndexError::InvalidArgument(
                         "the index's descriptor asks for no whitening: give the dimensions".into(),
                     )
                 })?;
-            index.prepare_whitening(dims)?
+            let power = recorded.map_or(WhiteningOptions::DEFAULT_POWER, |w| w.power);
+            index.prepare_whitening(WhiteningOptions { dims, power })?
         };
         Ok(self.index.write()?.install_whitening(prepared)?)
     }

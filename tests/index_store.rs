@@ -5,6 +5,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use lookalike::descriptor::QueryExpansion;
 use lookalike::index::{
     FileStamp, HnswParams, Index, IndexConfig, IndexError, ItemId, MediaKind, NewFile, NewItem,
     SearchMode,
@@ -259,6 +260,50 @@ fn exact_and_approximate_agree_on_a_small_set() {
     }
     let recall = agree as f64 / (queries as f64 * 10.0);
     assert!(recall >= 0.98, "recall@10 {recall}");
+}
+
+/// An image whose vector is `v` padded with zeros to `DIM`.
+fn image_at(path: &str, v: &[f32]) -> NewFile {
+    let mut file = image(path, 0);
+    let mut vector = vec![0.0; DIM];
+    vector[..v.len()].copy_from_slice(v);
+    file.items[0].vector = normalised(vector);
+    file
+}
+
+#[test]
+fn query_expansion_reranks_towards_the_best_hits() {
+    let dir = TempDir::new("qe");
+    let mut config = config();
+    config.descriptor.query_expansion = QueryExpansion {
+        neighbours: 1,
+        alpha: 1.0,
+    };
+    let mut index = Index::create_or_open(dir.path(), &config).unwrap();
+    // Cosines with the query e0: a 0.9, b 0.85, c 0.8, so plain search ranks a, b, c.
+    let a = [0.9, 0.19f32.sqrt(), 0.0];
+    let b = [0.85, 0.0, (1.0f32 - 0.85 * 0.85).sqrt()];
+    let c = [0.8, 0.6, 0.0];
+    index
+        .add(vec![
+            image_at("a", &a),
+            image_at("b", &b),
+            image_at("c", &c),
+        ])
+        .unwrap();
+    // Expanded by a (weight 0.9^1): e0 + 0.9 a, normalised; c shares a's e1 part, b does not.
+    let expanded = normalised(vec![1.0 + 0.9 * a[0], 0.9 * a[1], 0.0]);
+    let cosine = |v: &[f32]| v.iter().zip(&expanded).map(|(x, y)| x * y).sum::<f32>();
+    let mut query = vec![0.0; DIM];
+    query[0] = 1.0;
+    for mode in [SearchMode::Approximate, SearchMode::Exact] {
+        let hits = index.search(&query, 3, mode).unwrap();
+        let paths: Vec<&str> = hits.iter().map(|h| h.path.as_str()).collect();
+        assert_eq!(paths, ["a", "c", "b"], "{mode:?}");
+        for (hit, v) in hits.iter().zip([&a[..], &c, &b]) {
+            assert!((hit.score - cosine(v)).abs() < 1e-5, "{mode:?} {hit:?}");
+        }
+    }
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use lookalike::descriptor::whitening::min_vectors;
+use lookalike::descriptor::whitening::{min_vectors, WhiteningOptions};
 use lookalike::descriptor::{DescriptorOptions, WhiteningError};
 use lookalike::index::{
     FileStamp, HnswParams, Index, IndexConfig, IndexError, ItemId, MediaKind, NewFile, NewItem,
@@ -12,6 +12,13 @@ use lookalike::index::{
 
 const DIM: usize = 256;
 const OUT: usize = 64;
+
+fn full(dims: usize) -> WhiteningOptions {
+    WhiteningOptions {
+        dims,
+        power: WhiteningOptions::FULL_POWER,
+    }
+}
 
 /// xorshift64*: deterministic vectors without a `rand` dependency.
 struct Rng(u64);
@@ -91,7 +98,7 @@ fn config() -> IndexConfig {
         model: "test-model".into(),
         dim: DIM,
         descriptor: DescriptorOptions {
-            whitening: Some(OUT),
+            whitening: Some(full(OUT)),
             ..DescriptorOptions::baseline()
         },
     }
@@ -163,7 +170,7 @@ fn whitening_is_learned_beside_searches_and_used_by_every_handle() {
     let mut reader = Index::open_read_only_with(dir, params()).unwrap();
 
     // Too few vectors: refused, and searches work unwhitened.
-    match writer.prepare_whitening(OUT) {
+    match writer.prepare_whitening(full(OUT)) {
         Err(IndexError::Whitening(WhiteningError::TooFewVectors { needed, got, .. })) => {
             assert_eq!((needed, got), (min_vectors(OUT), 600));
         }
@@ -174,7 +181,7 @@ fn whitening_is_learned_beside_searches_and_used_by_every_handle() {
 
     ids.extend(writer.add(files(&mut data, 600, min_vectors(OUT))).unwrap());
     writer.checkpoint().unwrap();
-    let prepared = writer.prepare_whitening(OUT).unwrap();
+    let prepared = writer.prepare_whitening(full(OUT)).unwrap();
     assert_eq!(prepared.learned_from(), ids.len() as u64);
     // Searchable while prepared; items added meanwhile are caught up by the install.
     reader.refresh().unwrap();
@@ -225,7 +232,7 @@ fn whitening_is_learned_beside_searches_and_used_by_every_handle() {
     assert_consistent(&writer, &ids);
 
     // Re-learning gives a new version; the old snapshots go; readers follow.
-    let prepared = writer.prepare_whitening(OUT / 2).unwrap();
+    let prepared = writer.prepare_whitening(full(OUT / 2)).unwrap();
     let relearned = writer.install_whitening(prepared).unwrap();
     assert!(relearned.version > info.version);
     assert_eq!(relearned.out_dim, OUT / 2);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use lookalike::descriptor::{self, DescriptorOptions, Pooling, QueryExpansion};
+use lookalike::descriptor::{self, whitening, DescriptorOptions, Pooling, QueryExpansion};
 use lookalike::ingest::{IngestOptions, Progress};
 use lookalike::model::ModelKind;
 use lookalike::video::VideoOptions;
@@ -58,8 +58,9 @@ pub(super) struct DescriptorArgs {
     // Fully qualified so that clap takes the parsed list as one value, not many f32s.
     #[arg(long, value_name = "S,S...", value_parser = descriptor::parse_scales)]
     scales: Option<::std::vec::Vec<f32>>,
-    /// PCA-whitening to DIMS dimensions once enough images are indexed, or off
-    #[arg(long, value_name = "DIMS|off", value_parser = parse_whitening)]
+    /// PCA-whitening to DIMS dimensions once enough images are indexed (POWER 0.5: full
+    /// whitening, 0: PCA rotation only), or off
+    #[arg(long, value_name = "DIMS[:POWER]|off", value_parser = whitening::parse_whitening)]
     whiten: Option<Whiten>,
     /// Query expansion searches use by default: off, N or N:ALPHA (alpha-QE over the N best hits)
     #[arg(long, value_name = "N[:ALPHA]|off")]
@@ -96,19 +97,7 @@ impl DescriptorArgs {
 /// `--whiten`'s value: the dimensions, or None for off. An alias, so that clap's derive does not
 /// read `Option<Option<usize>>` as "a flag with an optional value" (which panics at run time
 /// with this value parser).
-type Whiten = Option<usize>;
-
-fn parse_whitening(s: &str) -> Result<Option<usize>, String> {
-    match s {
-        "off" => Ok(None),
-        _ => match s.parse::<usize>() {
-            Ok(d) if d >= 8 => Ok(Some(d)),
-            _ => Err(format!(
-                "{s:?}: expected off or a number of dimensions >= 8"
-            )),
-        },
-    }
-}
+type Whiten = Option<whitening::WhiteningOptions>;
 
 /// A frame interval: a finite number of seconds, at least one frame's worth.
 pub(super) fn parse_interval(s: &str) -> Result<f64, String> {

@@ -16,7 +16,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use whitening::{Whitening, WhiteningError};
+pub use whitening::{Whitening, WhiteningError, WhiteningOptions};
 
 /// How the network's last activation map (C x h x w) is pooled into one C-vector.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -48,6 +48,26 @@ impl QueryExpansion {
     pub fn is_on(&self) -> bool {
         self.neighbours > 0
     }
+
+    /// The expanded query: `normalise(query + sum over hits of max(score, 0)^alpha * vector)`,
+    /// from the best hits of a first search (`(score, vector)`, all in the query's space; the
+    /// first `neighbours` are used).
+    pub fn expand<'a>(
+        &self,
+        query: &[f32],
+        hits: impl IntoIterator<Item = (f32, &'a [f32])>,
+    ) -> Vec<f32> {
+        let mut expanded = query.to_vec();
+        for (score, vector) in hits.into_iter().take(self.neighbours) {
+            let weight = score.max(0.0).powf(self.alpha);
+            expanded
+                .iter_mut()
+                .zip(vector)
+                .for_each(|(e, v)| *e += weight * v);
+        }
+        pooling::l2_normalise(&mut expanded);
+        expanded
+    }
 }
 
 /// Everything that decides what an index's vectors are, besides the model.
@@ -58,9 +78,9 @@ pub struct DescriptorOptions {
     /// Input scales relative to the model's own input size (1.0 first); the descriptor is the
     /// normalised sum of the normalised descriptors of each scale.
     pub scales: Vec<f32>,
-    /// PCA-whitening to this many dimensions, learned from the indexed vectors once there are
-    /// enough of them; None keeps the pooled vectors as they are.
-    pub whitening: Option<usize>,
+    /// PCA-whitening, learned from the indexed vectors once there are enough of them; None
+    /// keeps the pooled vectors as they are.
+    pub whitening: Option<WhiteningOptions>,
     /// The query expansion searches use unless told otherwise.
     pub query_expansion: QueryExpansion,
 }
@@ -167,7 +187,10 @@ mod tests {
         let options = DescriptorOptions {
             pooling: Pooling::Gem { p: 3.0 },
             scales: vec![1.0, 0.75],
-            whitening: Some(512),
+            whitening: Some(WhiteningOptions {
+                dims: 512,
+                power: 0.25,
+            }),
             query_expansion: QueryExpansion {
                 neighbours: 2,
                 alpha: 3.0,
@@ -176,6 +199,22 @@ mod tests {
         let json = options.to_json();
         assert_eq!(DescriptorOptions::from_json(&json).unwrap(), options);
         assert!(DescriptorOptions::from_json(r#"{"pooling":{"kind":"median"}}"#).is_err());
+    }
+
+    #[test]
+    fn query_expansion_weights_hits_by_similarity_to_the_alpha() {
+        let qe = QueryExpansion {
+            neighbours: 2,
+            alpha: 2.0,
+        };
+        let (a, b, c) = ([0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]);
+        // Weights 0.5^2 for b; c is past `neighbours`; a negative score would weigh 0.
+        let got = qe.expand(&[1.0, 0.0], [(1.0, &a[..]), (0.5, &b[..]), (0.9, &c[..])]);
+        let (x, y) = (1.25f32, 1.0f32);
+        let norm = (x * x + y * y).sqrt();
+        assert!((got[0] - x / norm).abs() < 1e-6 && (got[1] - y / norm).abs() < 1e-6);
+        let ignored = qe.expand(&[1.0, 0.0], [(-0.3, &a[..])]);
+        assert_eq!(ignored, vec![1.0, 0.0]);
     }
 
     #[test]

@@ -6,12 +6,19 @@
 //! to unit variance, so that rare, discriminative directions count as much as common ones;
 //! keeping only the top axes also shrinks the vectors.
 //!
+//! How strongly the axes are equalised is a choice ([`WhiteningOptions::power`]): full
+//! whitening (power 0.5, unit variance on every axis) suits instance retrieval, where rare
+//! details identify an object; on class-level collections it amplifies within-class noise, and
+//! the plain PCA rotation (power 0: centred, projected onto the top axes, variances kept) is
+//! the better descriptor.
+//!
 //! Dividing by `sqrt(eigenvalue)` blows up the noise of the weak axes, whose eigenvalues are
 //! estimated from few effective samples. As in the paper's follow-ups, the eigenvalues are
 //! regularised: each axis is scaled by `1 / sqrt(eigenvalue + SHRINK * mean eigenvalue)`, so
 //! an axis much weaker than average is damped instead of amplified.
 
 use nalgebra::{DMatrix, SymmetricEigen};
+use serde::{Deserialize, Serialize};
 
 /// The regularisation added to every eigenvalue, as a fraction of their mean. 0.1 leaves axes
 /// stronger than the mean within ~10% of unit variance and caps the gain of a vanishing axis
@@ -54,6 +61,64 @@ pub fn is_due(items: u64, learned_from: Option<u64>, wanted: Option<usize>) -> b
     }
 }
 
+/// What a whitening learns: how many dimensions it keeps and how strongly it equalises them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(from = "WhiteningSpelling")]
+pub struct WhiteningOptions {
+    /// The top principal axes kept.
+    pub dims: usize,
+    /// Each kept axis is scaled by `(eigenvalue + shrink)^-power`: 0.5 whitens fully (unit
+    /// variance), 0 only centres, rotates and reduces (PCA), values between damp the strong
+    /// axes partly.
+    pub power: f32,
+}
+
+impl WhiteningOptions {
+    /// Full whitening, as in the literature (and as indexes recorded before `power` existed).
+    pub const FULL_POWER: f32 = 0.5;
+    /// The power when none is given: the best measured across our benchmarks (BENCHMARKS.md).
+    pub const DEFAULT_POWER: f32 = 0.25;
+}
+
+/// `off`, `DIMS` (the default power) or `DIMS:POWER`: `--whiten`'s spelling.
+pub fn parse_whitening(s: &str) -> Result<Option<WhiteningOptions>, String> {
+    if s == "off" {
+        return Ok(None);
+    }
+    let bad = || format!("{s:?}: expected off, DIMS or DIMS:POWER with DIMS >= 8, POWER in [0, 1]");
+    let (dims, power) = match s.split_once(':') {
+        Some((dims, power)) => (dims, power.parse::<f32>().map_err(|_| bad())?),
+        None => (s, WhiteningOptions::DEFAULT_POWER),
+    };
+    match dims.parse::<usize>() {
+        Ok(dims) if dims >= 8 && (0.0..=1.0).contains(&power) => {
+            Ok(Some(WhiteningOptions { dims, power }))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// How the options are stored: a bare number is the dimensions of a full whitening (the
+/// spelling of indexes created before `power` existed).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WhiteningSpelling {
+    Dims(usize),
+    Options { dims: usize, power: f32 },
+}
+
+impl From<WhiteningSpelling> for WhiteningOptions {
+    fn from(spelling: WhiteningSpelling) -> Self {
+        match spelling {
+            WhiteningSpelling::Dims(dims) => WhiteningOptions {
+                dims,
+                power: WhiteningOptions::FULL_POWER,
+            },
+            WhiteningSpelling::Options { dims, power } => WhiteningOptions { dims, power },
+        }
+    }
+}
+
 /// Why a whitening could not be learned or read.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum WhiteningError {
@@ -67,6 +132,8 @@ pub enum WhiteningError {
     BadDimensions { in_dim: usize, out_dim: usize },
     #[error("{len} values is not a whole number of {in_dim}-d vectors")]
     RaggedInput { len: usize, in_dim: usize },
+    #[error("whitening power {0} is outside [0, 1]")]
+    BadPower(f32),
     #[error("the training vectors contain NaN or infinite values")]
     NotFinite,
     #[error("stored whitening is malformed: {0}")]
@@ -80,7 +147,7 @@ pub struct Whitening {
     pub out_dim: usize,
     pub mean: Vec<f32>,
     /// `out_dim x in_dim`, row-major: the top eigenvectors of the covariance, strongest first,
-    /// each scaled by `1 / sqrt(eigenvalue + SHRINK * mean eigenvalue)`.
+    /// each scaled by `(eigenvalue + SHRINK * mean eigenvalue)^-power`.
     pub projection: Vec<f32>,
 }
 
@@ -89,8 +156,15 @@ impl Whitening {
     pub fn learn(
         vectors: &[f32],
         in_dim: usize,
-        out_dim: usize,
+        options: WhiteningOptions,
     ) -> Result<Whitening, WhiteningError> {
+        let WhiteningOptions {
+            dims: out_dim,
+            power,
+        } = options;
+        if !(0.0..=1.0).contains(&power) {
+            return Err(WhiteningError::BadPower(power));
+        }
         if in_dim == 0 || out_dim == 0 || out_dim > in_dim {
             return Err(WhiteningError::BadDimensions { in_dim, out_dim });
         }
@@ -142,7 +216,7 @@ impl Whitening {
         let mut projection = Vec::with_capacity(out_dim * in_dim);
         for (&axis, value) in order.iter().zip(&values).take(out_dim) {
             // A zero-variance collection (all vectors equal) would make this infinite.
-            let scale = 1.0 / (value + shrink).max(f64::MIN_POSITIVE).sqrt();
+            let scale = (value + shrink).max(f64::MIN_POSITIVE).powf(-power as f64);
             projection.extend(
                 eigen
                     .eigenvectors
@@ -273,6 +347,13 @@ mod tests {
     const IN: usize = 24;
     const OUT: usize = 6;
 
+    fn full(dims: usize) -> WhiteningOptions {
+        WhiteningOptions {
+            dims,
+            power: WhiteningOptions::FULL_POWER,
+        }
+    }
+
     /// Samples with a known covariance: `OUT` strong axes (standard deviations 10..5) and
     /// weak ones (0.5), rotated by a fixed mixing of coordinates and offset from the origin.
     fn samples(n: usize) -> Vec<f32> {
@@ -328,7 +409,7 @@ mod tests {
     fn whitened_training_vectors_have_about_identity_covariance() {
         let n = 4000;
         let data = samples(n);
-        let w = Whitening::learn(&data, IN, OUT).unwrap();
+        let w = Whitening::learn(&data, IN, full(OUT)).unwrap();
         assert_eq!((w.in_dim, w.out_dim), (IN, OUT));
         assert_eq!(w.projection.len(), IN * OUT);
         let y = unnormalised(&w, &data);
@@ -347,9 +428,70 @@ mod tests {
     }
 
     #[test]
+    fn power_zero_keeps_the_principal_variances() {
+        let n = 4000;
+        let data = samples(n);
+        let options = WhiteningOptions {
+            dims: OUT,
+            power: 0.0,
+        };
+        let y = unnormalised(&Whitening::learn(&data, IN, options).unwrap(), &data);
+        for a in 0..OUT {
+            let var = y.iter().map(|r| r[a] * r[a]).sum::<f64>() / (n - 1) as f64;
+            let expected = sigma(a).powi(2);
+            assert!(
+                (var / expected - 1.0).abs() < 0.1,
+                "axis {a}: variance {var}, expected about {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn options_read_the_old_bare_dimensions_as_full_whitening() {
+        let old: WhiteningOptions = serde_json::from_str("512").unwrap();
+        assert_eq!(old, full(512));
+        let options = WhiteningOptions {
+            dims: 256,
+            power: 0.0,
+        };
+        let json = serde_json::to_string(&options).unwrap();
+        assert_eq!(
+            serde_json::from_str::<WhiteningOptions>(&json).unwrap(),
+            options
+        );
+        let bad = WhiteningOptions {
+            dims: OUT,
+            power: 2.0,
+        };
+        assert_eq!(
+            Whitening::learn(&samples(1000), IN, bad),
+            Err(WhiteningError::BadPower(2.0))
+        );
+    }
+
+    #[test]
+    fn command_line_spellings() {
+        assert_eq!(parse_whitening("off"), Ok(None));
+        assert_eq!(
+            parse_whitening("256:0"),
+            Ok(Some(WhiteningOptions {
+                dims: 256,
+                power: 0.0
+            }))
+        );
+        assert_eq!(
+            parse_whitening("512").unwrap().unwrap().power,
+            WhiteningOptions::DEFAULT_POWER
+        );
+        for bad in ["4", "512:2", "512:x", "many", ""] {
+            assert!(parse_whitening(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn apply_and_apply_batch_agree_and_normalise() {
         let data = samples(1200);
-        let w = Whitening::learn(&data, IN, OUT).unwrap();
+        let w = Whitening::learn(&data, IN, full(OUT)).unwrap();
         let batch = w.apply_batch(&data[..5 * IN]);
         assert_eq!(batch.len(), 5 * OUT);
         for (row, got) in data.chunks_exact(IN).zip(batch.chunks_exact(OUT)) {
@@ -365,7 +507,7 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_and_reject_garbage() {
-        let w = Whitening::learn(&samples(1000), IN, OUT).unwrap();
+        let w = Whitening::learn(&samples(1000), IN, full(OUT)).unwrap();
         let bytes = w.to_bytes();
         assert_eq!(Whitening::from_bytes(&bytes).unwrap(), w);
         assert!(Whitening::from_bytes(&bytes[..bytes.len() - 1]).is_err());
@@ -376,7 +518,7 @@ mod tests {
     fn too_few_vectors_or_bad_dimensions_are_errors() {
         let data = samples(999);
         assert_eq!(
-            Whitening::learn(&data, IN, OUT),
+            Whitening::learn(&data, IN, full(OUT)),
             Err(WhiteningError::TooFewVectors {
                 out_dim: OUT,
                 needed: 1000,
@@ -384,11 +526,11 @@ mod tests {
             })
         );
         assert!(matches!(
-            Whitening::learn(&data, IN, IN + 1),
+            Whitening::learn(&data, IN, full(IN + 1)),
             Err(WhiteningError::BadDimensions { .. })
         ));
         assert!(matches!(
-            Whitening::learn(&data[1..], IN, OUT),
+            Whitening::learn(&data[1..], IN, full(OUT)),
             Err(WhiteningError::RaggedInput { .. })
         ));
     }

@@ -33,15 +33,27 @@ pub use types::{
     Stats, WhiteningInfo,
 };
 
-use crate::descriptor::whitening::{Whitening, MAX_TRAINING_VECTORS};
+use crate::descriptor::whitening::{Whitening, WhiteningOptions, MAX_TRAINING_VECTORS};
 use ann::{Ann, Role};
 use catalog::{ReadPool, StoredWhitening, CATALOG_FILE, RECORD_COLUMNS};
 use flat::{dot, Scored, TopK};
 
-/// Extra ANN candidates fetched beyond `k`: they are re-scored with the exact f32 vectors, and
-/// make up for hits that another process removed since our last refresh.
+/// Extra ANN candidates fetched beyond `k`: the ones near the k-th are re-scored with the
+/// exact f32 vectors, and the rest make up for hits that another process removed since our
+/// last refresh.
 fn candidates_for(k: usize) -> usize {
     k + k / 2 + 8
+}
+
+/// How far below the k-th best approximate score a candidate is still re-scored exactly: the
+/// ANN's f16 vectors move a cosine by about 1e-3 at most (1280 dimensions, 11-bit mantissas),
+/// so the exact top k is among the candidates within this margin.
+const RESCORE_MARGIN: f32 = 4e-3;
+
+/// A hit and its vector in the index's space (what query expansion adds up).
+struct Ranked {
+    hit: Hit,
+    vector: Vec<f32>,
 }
 
 /// Rows projected per gemm by an exact search under whitening.
@@ -310,7 +322,9 @@ impl Index {
             .unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// The `k` items most similar to `query` (an L2-normalised vector), best first.
+    /// The `k` items most similar to `query` (an L2-normalised vector), best first, with the
+    /// descriptor's query expansion: a first search for the expansion's neighbours, then the
+    /// search for the expanded query (both modes alike, so that they agree).
     pub fn search(
         &self,
         query: &[f32],
@@ -321,26 +335,52 @@ impl Index {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let whitening = self.ann.whitening().map(|w| &w.whitening);
-        let query: Cow<[f32]> = match whitening {
-            Some(w) => Cow::Owned(w.apply(query)),
+        let mut query: Cow<[f32]> = match self.ann.whitening() {
+            Some(w) => Cow::Owned(w.whitening.apply(query)),
             None => Cow::Borrowed(query),
         };
         let mut conn = self.readers.get()?;
         // One read transaction: candidates and their rows come from the same catalog state.
         let tx = conn.transaction()?;
-        // Both modes re-score their candidates below in the same way, so that they agree.
+        let expansion = self.config.descriptor.query_expansion;
+        if expansion.is_on() {
+            let first = self.rank(&tx, &query, expansion.neighbours, mode)?;
+            let expanded = expansion.expand(
+                &query,
+                first.iter().map(|r| (r.hit.score, r.vector.as_slice())),
+            );
+            query = Cow::Owned(expanded);
+        }
+        let ranked = self.rank(&tx, &query, k, mode)?;
+        Ok(ranked.into_iter().map(|r| r.hit).collect())
+    }
+
+    /// The `k` best items for a query in the index's space, each scored with its exact f32
+    /// vector (whitened when a whitening is active), best first.
+    fn rank(
+        &self,
+        conn: &Connection,
+        query: &[f32],
+        k: usize,
+        mode: SearchMode,
+    ) -> Result<Vec<Ranked>, IndexError> {
         let candidates = match mode {
-            SearchMode::Approximate => self.ann.search(&query, candidates_for(k))?,
-            SearchMode::Exact => self.exact_candidates(&tx, &query, candidates_for(k))?,
+            SearchMode::Approximate => self.ann.search(query, candidates_for(k))?,
+            SearchMode::Exact => self.exact_candidates(conn, query, candidates_for(k))?,
         };
-        let mut stmt = tx.prepare_cached(
+        let whitening = self.ann.whitening().map(|w| &w.whitening);
+        let mut stmt = conn.prepare_cached(
             "SELECT f.path, i.t, f.kind, i.vector FROM items i JOIN files f ON f.id = i.file_id
              WHERE i.id = ?1",
         )?;
-        let mut hits = Vec::with_capacity(candidates.len());
-        let mut vector = Vec::with_capacity(self.config.dim);
+        let mut ranked: Vec<Ranked> = Vec::with_capacity(k + 1);
+        // The candidates' order is by approximate (f16) scores: the rows read are the first
+        // `k` found, and any candidate close enough to the k-th to be above it once rescored.
+        let mut kth_score = None;
         for c in candidates {
+            if kth_score.is_some_and(|kth| c.score < kth - RESCORE_MARGIN) {
+                break;
+            }
             let row = stmt
                 .query_row([c.id], |r| {
                     Ok((
@@ -355,24 +395,32 @@ impl Index {
             let Some((path, t, kind, blob)) = row else {
                 continue;
             };
-            vector.clear();
+            let mut vector = Vec::with_capacity(self.config.dim);
             catalog::decode_vector_into(&blob, self.config.dim, c.id, &mut vector)?;
             if let Some(w) = whitening {
                 vector = w.apply(&vector);
             }
             let kind = MediaKind::parse(&kind)
                 .ok_or_else(|| IndexError::Corrupt(format!("unknown media kind {kind:?}")))?;
-            hits.push(Hit {
-                id: c.id,
-                score: dot(&query, &vector),
-                path,
-                t,
-                kind,
+            ranked.push(Ranked {
+                hit: Hit {
+                    id: c.id,
+                    score: dot(query, &vector),
+                    path,
+                    t,
+                    kind,
+                },
+                vector,
             });
+            if ranked.len() == k {
+                kth_score = Some(c.score);
+            }
         }
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
-        hits.truncate(k);
-        Ok(hits)
+        ranked.sort_by(|a, b| {
+            (b.hit.score.total_cmp(&a.hit.score)).then_with(|| a.hit.id.cmp(&b.hit.id))
+        });
+        ranked.truncate(k);
+        Ok(ranked)
     }
 
     /// Brute force over every stored vector (whitened in batches when a whitening is active;
@@ -424,21 +472,24 @@ impl Index {
         self.ann.whitening().map(|w| w.info)
     }
 
-    /// Learns a whitening to `out_dim` dimensions from the stored vectors and builds the ANN
-    /// of the whitened vectors, in memory: the slow part of a (re)learning, done beside
-    /// searches (`&self`). Finish with [`Index::install_whitening`].
-    pub fn prepare_whitening(&self, out_dim: usize) -> Result<PreparedWhitening, IndexError> {
+    /// Learns a whitening from the stored vectors and builds the ANN of the whitened vectors,
+    /// in memory: the slow part of a (re)learning, done beside searches (`&self`). Finish
+    /// with [`Index::install_whitening`].
+    pub fn prepare_whitening(
+        &self,
+        options: WhiteningOptions,
+    ) -> Result<PreparedWhitening, IndexError> {
         let mut conn = self.readers.get()?;
         let (sample, learned_from) =
             catalog::sample_vectors(&mut conn, self.config.dim, MAX_TRAINING_VECTORS)?;
-        let whitening = Whitening::learn(&sample, self.config.dim, out_dim)?;
+        let whitening = Whitening::learn(&sample, self.config.dim, options)?;
         drop(sample);
         // The ANN is built with a provisional version; installing gives it the real one.
         let provisional = Arc::new(StoredWhitening {
             info: WhiteningInfo {
                 version: 0,
                 in_dim: whitening.in_dim,
-                out_dim,
+                out_dim: options.dims,
                 learned_from,
                 created_ns: 0,
             },
