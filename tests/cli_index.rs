@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{copy_photos, lookalike, run_json, run_ok};
+use common::{copy_photos, lookalike, run_json, run_ok, top_path};
 use serde_json::Value;
 
 const PHOTOS: &[(&str, &str)] = &[
@@ -26,18 +26,6 @@ fn stats(db: &Path) -> Value {
 
 fn index(db: &Path, dir: &Path) -> Value {
     run_json(db, &["index", "--json", dir.to_str().unwrap()])
-}
-
-/// The top result's path of `search --json` for one query.
-fn top_path(db: &Path, query: &Path) -> String {
-    let line = run_json(
-        db,
-        &["search", "--json", "-k", "1", query.to_str().unwrap()],
-    );
-    line["results"][0]["path"]
-        .as_str()
-        .expect("a result")
-        .to_owned()
 }
 
 fn canonical(p: &Path) -> String {

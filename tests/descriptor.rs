@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{copy_photos, photo, run_json, run_ok};
+use common::{copy_photos, embed, photo, run_json, run_ok, top_path};
 use lookalike::descriptor::{DescriptorOptions, Pooling};
 use lookalike::engine::{Engine, EngineOptions};
-use lookalike::featurizer::{Embedded, Featurizer};
+use lookalike::featurizer::Featurizer;
 use lookalike::image::Limits;
 use lookalike::model::{ModelKind, ModelStore};
 
@@ -22,14 +20,6 @@ fn featurizer(pooling: Pooling, scales: &[f32]) -> Featurizer {
     };
     let store = ModelStore::new(common::model_dir());
     Featurizer::load(&store, ModelKind::Lite0, &options, 2, Limits::default()).expect("model")
-}
-
-fn embed(f: &Featurizer, paths: &[PathBuf]) -> Vec<Embedded> {
-    f.embed_files(paths, 2)
-        .expect("network runs")
-        .into_iter()
-        .map(|r| r.expect("photo decodes"))
-        .collect()
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -89,17 +79,6 @@ fn two_scales_make_a_close_but_different_vector() {
     assert!(dot(&multi[0].vector, &multi[1].vector) < 0.6);
 }
 
-fn top_path(db: &Path, query: &Path) -> String {
-    let line = run_json(
-        db,
-        &["search", "--json", "-k", "1", query.to_str().unwrap()],
-    );
-    line["results"][0]["path"]
-        .as_str()
-        .expect("a result")
-        .to_owned()
-}
-
 #[test]
 fn an_index_keeps_its_recorded_pooling_and_scales() {
     let tmp = tempfile::tempdir().unwrap();
@@ -143,4 +122,23 @@ fn an_index_keeps_its_recorded_pooling_and_scales() {
         let diff = max_abs_diff(&fresh, &stored);
         assert!(diff < 1e-5, "{}: {diff}", path.display());
     }
+    drop(engine);
+
+    // Other options for this index are refused, naming both, and change nothing.
+    let before = run_json(&db, &["stats", "--json"]);
+    let out = common::lookalike(&db)
+        .args(["index", "--pooling", "max", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(r#""kind":"gem""#) && stderr.contains(r#""kind":"max""#),
+        "{stderr}"
+    );
+    let after = run_json(&db, &["stats", "--json"]);
+    assert_eq!(
+        (&after["files"], &after["items"], &after["ann_bytes"]),
+        (&before["files"], &before["items"], &before["ann_bytes"])
+    );
 }

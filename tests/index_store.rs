@@ -1,5 +1,7 @@
 //! Storage and search: the catalog, the ANN snapshot, crash safety, readers beside a writer.
 
+mod common;
+
 use std::collections::HashSet;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,8 @@ use lookalike::index::{
     FileStamp, HnswParams, Index, IndexConfig, IndexError, ItemId, MediaKind, NewFile, NewItem,
     SearchMode,
 };
+
+use common::vectors::{normalised, Rng};
 
 const DIM: usize = 64;
 
@@ -36,40 +40,6 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// xorshift64*: deterministic vectors without a `rand` dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next_f32(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (x >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Standard normal (Box-Muller).
-    fn gaussian(&mut self) -> f32 {
-        let u = self.next_f32().max(1e-7);
-        let v = self.next_f32();
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-
-    fn unit(&mut self, dim: usize) -> Vec<f32> {
-        normalised((0..dim).map(|_| self.gaussian()).collect())
-    }
-}
-
-fn normalised(mut v: Vec<f32>) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= n);
-    v
 }
 
 fn vector_for(seed: u64) -> Vec<f32> {

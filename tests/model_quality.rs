@@ -5,6 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::embed;
 use lookalike::featurizer::{Embedded, Featurizer};
 use lookalike::image::Limits;
 use lookalike::model::{top_k, Embedder, ModelKind, ModelStore};
@@ -17,14 +18,6 @@ fn featurizer(kind: ModelKind) -> Featurizer {
         Embedder::load(&files, 2).expect("load model"),
         Limits::default(),
     )
-}
-
-fn embed(f: &Featurizer, paths: &[PathBuf]) -> Vec<Embedded> {
-    f.embed_files(paths, 2)
-        .expect("network runs")
-        .into_iter()
-        .map(|r| r.expect("photo decodes"))
-        .collect()
 }
 
 fn cosine(a: &Embedded, b: &Embedded) -> f32 {

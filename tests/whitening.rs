@@ -1,6 +1,8 @@
 //! PCA-whitening inside the index: learned beside searches, used by both search modes, kept
 //! across reopens, picked up by readers on refresh.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use lookalike::descriptor::whitening::{min_vectors, WhiteningOptions};
@@ -10,6 +12,8 @@ use lookalike::index::{
     SearchMode,
 };
 
+use common::vectors::{normalised, Rng};
+
 const DIM: usize = 256;
 const OUT: usize = 64;
 
@@ -18,35 +22,6 @@ fn full(dims: usize) -> WhiteningOptions {
         dims,
         power: WhiteningOptions::FULL_POWER,
     }
-}
-
-/// xorshift64*: deterministic vectors without a `rand` dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next_f32(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (x >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    fn gaussian(&mut self) -> f32 {
-        let u = self.next_f32().max(1e-7);
-        let v = self.next_f32();
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
-}
-
-fn normalised(mut v: Vec<f32>) -> Vec<f32> {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|x| *x /= n);
-    v
 }
 
 /// Clustered vectors: 20 random centres plus noise whose deviation decays along the axes

@@ -2,8 +2,12 @@
 //! how to run the `lookalike` binary.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod vectors;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use lookalike::featurizer::{Embedded, Featurizer};
 
 /// The real photos and videos fetched by `scripts/fetch-test-data.sh`.
 pub fn testdata() -> PathBuf {
@@ -76,5 +80,26 @@ pub fn copy_photos(dir: &Path, photos: &[(&str, &str)]) -> Vec<PathBuf> {
             std::fs::copy(photo(src), &dst).expect("copy photo");
             dst
         })
+        .collect()
+}
+
+/// The top result's path of `search --json` for one query.
+pub fn top_path(db: &Path, query: &Path) -> String {
+    let line = run_json(
+        db,
+        &["search", "--json", "-k", "1", query.to_str().unwrap()],
+    );
+    line["results"][0]["path"]
+        .as_str()
+        .expect("a result")
+        .to_owned()
+}
+
+/// Embeds photos that must decode, on 2 threads.
+pub fn embed(f: &Featurizer, paths: &[PathBuf]) -> Vec<Embedded> {
+    f.embed_files(paths, 2)
+        .expect("network runs")
+        .into_iter()
+        .map(|r| r.expect("photo decodes"))
         .collect()
 }
