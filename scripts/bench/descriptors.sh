@@ -9,6 +9,7 @@
 # top-10 search latency). Release build; test data from scripts/fetch-test-data.sh.
 #
 #   scripts/bench/descriptors.sh [WORK_DIR] [N]
+# BENCHMARKS="fashion instance" picks benchmarks; ONLY="GLOB" picks configs by name.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 DATA="${LOOKALIKE_TESTDATA:-$ROOT/.cache/testdata}"
@@ -57,16 +58,23 @@ if [[ ! -d "$WORK/originals" ]]; then
     cp "$PHOTOS"/sklearn/*.jpg "$WORK/originals/"
 fi
 
-# name | flags (the baseline spells every option out; "default" gives none)
+# name | pooling scales whiten query-expansion ("default" gives no flags at all)
 CONFIGS=(
-    "baseline (classic pipeline)|--pooling average --scales 1 --whiten off --query-expansion off"
-    "GeM p=3|--pooling gem --scales 1 --whiten off --query-expansion off"
-    "max pooling|--pooling max --scales 1 --whiten off --query-expansion off"
-    "scales 1 + 0.71|--pooling average --scales 1,0.71 --whiten off --query-expansion off"
-    "PCA-whitening 512|--pooling average --scales 1 --whiten 512 --query-expansion off"
-    "alpha-QE 10:10|--pooling average --scales 1 --whiten off --query-expansion 10:10"
+    "baseline (classic pipeline)|average 1 off off"
+    "GeM p=3|gem 1 off off"
+    "max pooling|max 1 off off"
+    "scales 1 + 0.71|average 1,0.71 off off"
+    "scales 1 + 1.41|average 1,1.41 off off"
+    "PCA 512 (power 0)|average 1 512:0 off"
+    "PCA-whitening 512 (power 0.25)|average 1 512:0.25 off"
+    "PCA-whitening 512 (power 0.5, full)|average 1 512:0.5 off"
+    "alpha-QE 10:3|average 1 off 10:3"
+    "alpha-QE 10:10|average 1 off 10:10"
     "default|"
 )
+flags() { # pooling scales whiten query-expansion
+    [[ $# -eq 0 ]] || echo "--pooling $1 --scales $2 --whiten $3 --query-expansion $4"
+}
 run() { # benchmark flags...
     local bench="$1"
     shift
@@ -84,8 +92,9 @@ for bench in ${BENCHMARKS:-copydetect fashion instance}; do
     echo "|---|---|---|---|---|---|"
     for config in "${CONFIGS[@]}"; do
         name="${config%%|*}"
+        [[ -z "${ONLY:-}" || "$name" == $ONLY ]] || continue
         # shellcheck disable=SC2086 # the flags are words
-        run "$bench" ${config#*|} | python3 -c '
+        run "$bench" $(flags ${config#*|}) | python3 -c '
 import json, sys
 name = sys.argv[1]
 r = json.load(sys.stdin)

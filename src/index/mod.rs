@@ -368,12 +368,12 @@ impl Index {
             SearchMode::Approximate => self.ann.search(query, candidates_for(k))?,
             SearchMode::Exact => self.exact_candidates(conn, query, candidates_for(k))?,
         };
-        let whitening = self.ann.whitening().map(|w| &w.whitening);
         let mut stmt = conn.prepare_cached(
             "SELECT f.path, i.t, f.kind, i.vector FROM items i JOIN files f ON f.id = i.file_id
              WHERE i.id = ?1",
         )?;
-        let mut ranked: Vec<Ranked> = Vec::with_capacity(k + 1);
+        let mut hits = Vec::with_capacity(k + 1);
+        let mut vectors = Vec::with_capacity((k + 1) * self.config.dim);
         // The candidates' order is by approximate (f16) scores: the rows read are the first
         // `k` found, and any candidate close enough to the k-th to be above it once rescored.
         let mut kth_score = None;
@@ -395,27 +395,36 @@ impl Index {
             let Some((path, t, kind, blob)) = row else {
                 continue;
             };
-            let mut vector = Vec::with_capacity(self.config.dim);
-            catalog::decode_vector_into(&blob, self.config.dim, c.id, &mut vector)?;
-            if let Some(w) = whitening {
-                vector = w.apply(&vector);
-            }
+            catalog::decode_vector_into(&blob, self.config.dim, c.id, &mut vectors)?;
             let kind = MediaKind::parse(&kind)
                 .ok_or_else(|| IndexError::Corrupt(format!("unknown media kind {kind:?}")))?;
-            ranked.push(Ranked {
-                hit: Hit {
-                    id: c.id,
-                    score: dot(query, &vector),
-                    path,
-                    t,
-                    kind,
-                },
-                vector,
+            hits.push(Hit {
+                id: c.id,
+                score: 0.0,
+                path,
+                t,
+                kind,
             });
-            if ranked.len() == k {
+            if hits.len() == k {
                 kth_score = Some(c.score);
             }
         }
+        // Into the search space all at once (one matrix product under a whitening).
+        let (vectors, dim) = match self.ann.whitening() {
+            Some(w) => (w.whitening.apply_batch(&vectors), w.whitening.out_dim),
+            None => (vectors, self.config.dim),
+        };
+        let mut ranked: Vec<Ranked> = hits
+            .into_iter()
+            .zip(vectors.chunks_exact(dim))
+            .map(|(mut hit, vector)| {
+                hit.score = dot(query, vector);
+                Ranked {
+                    hit,
+                    vector: vector.to_vec(),
+                }
+            })
+            .collect();
         ranked.sort_by(|a, b| {
             (b.hit.score.total_cmp(&a.hit.score)).then_with(|| a.hit.id.cmp(&b.hit.id))
         });
