@@ -3,6 +3,7 @@
 //! folders, add an upload, search by image or by indexed item, remove, stats.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::descriptor::{DescriptorOptions, WhiteningOptions};
@@ -61,6 +62,9 @@ pub struct Engine {
     /// The index's descriptor options (fixed for its life).
     descriptor: DescriptorOptions,
     index: SharedIndex,
+    /// Set while [`Engine::whiten_if_due`] learns: one learning at a time is enough (each
+    /// upload may ask).
+    learning: AtomicBool,
 }
 
 /// The index behind a readers-writer lock: searches run in parallel, a commit briefly
@@ -128,6 +132,7 @@ impl Engine {
             descriptor: index.config().descriptor.clone(),
             featurizer,
             index: SharedIndex(RwLock::new(index)),
+            learning: AtomicBool::new(false),
         })
     }
 
@@ -158,8 +163,18 @@ impl Engine {
     /// Learns the whitening once the collection holds enough vectors, if the descriptor asks
     /// for one (or one is active), and re-learns it when the collection has grown 4x since:
     /// the statistics of a small collection say little about a big one (see
-    /// [`crate::descriptor::whitening::is_due`]).
-    fn whiten_if_due(&self) -> Result<Option<WhiteningInfo>> {
+    /// [`crate::descriptor::whitening::is_due`]). Returns None when none was due, or when
+    /// another thread is learning already. Searches go on meanwhile.
+    pub fn whiten_if_due(&self) -> Result<Option<WhiteningInfo>> {
+        if self.learning.swap(true, Ordering::AcqRel) {
+            return Ok(None);
+        }
+        let result = self.whiten_if_due_now();
+        self.learning.store(false, Ordering::Release);
+        result
+    }
+
+    fn whiten_if_due_now(&self) -> Result<Option<WhiteningInfo>> {
         let (items, active, wanted) = {
             let index = self.index.read()?;
             let wanted = index.config().descriptor.whitening.map(|w| w.dims);

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use lookalike::descriptor::whitening::{min_vectors, WhiteningOptions};
+use lookalike::descriptor::DescriptorOptions;
 use lookalike::engine::{Engine, EngineOptions};
+use lookalike::index::{FileStamp, Index, IndexConfig, MediaKind, NewFile, NewItem};
 use lookalike::server::{serve_with, ServerConfig};
 use reqwest::blocking::{multipart, Client, Response};
 use reqwest::StatusCode;
@@ -763,6 +766,98 @@ fn writes_need_the_token() {
         .flatten()
         .all(|e| std::fs::read(e.path()).unwrap() != coffee));
     assert_healthy(&s.read_only);
+}
+
+#[test]
+fn an_upload_that_makes_a_whitening_due_learns_it_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, root) = (dir.path().join("db"), dir.path().join("root"));
+    std::fs::create_dir_all(&root).unwrap();
+    // An index whose descriptor asks for a whitening to 8 dimensions, which is learned from
+    // 1,000 vectors: 999 are there (synthetic, under paths that need not exist).
+    let whitening = WhiteningOptions {
+        dims: 8,
+        power: 0.0,
+    };
+    let config = IndexConfig {
+        model: "efficientnet-lite0".into(),
+        dim: 1280,
+        descriptor: DescriptorOptions {
+            whitening: Some(whitening),
+            ..DescriptorOptions::baseline()
+        },
+    };
+    assert_eq!(min_vectors(whitening.dims), 1000);
+    let mut index = Index::create_or_open(&db, &config).unwrap();
+    let files = (0..999u32)
+        .map(|i| {
+            let v: Vec<f32> = (0..1280u32)
+                .map(|j| ((i * 7 + j * 13) as f32 * 0.37).sin() + 0.2 * (j % 5) as f32)
+                .collect();
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            NewFile {
+                path: format!("/synthetic/{i}.jpg"),
+                stamp: FileStamp {
+                    size: 1,
+                    mtime_ns: 1,
+                },
+                kind: MediaKind::Image,
+                items: vec![NewItem {
+                    t: None,
+                    width: 1,
+                    height: 1,
+                    vector: v.iter().map(|x| x / norm).collect(),
+                }],
+            }
+        })
+        .collect();
+    index.add(files).unwrap();
+    drop(index);
+    let engine = open_engine(&db);
+    assert_eq!(engine.stats().unwrap().whitening, None);
+    let config = ServerConfig {
+        token: Some(TOKEN.into()),
+        roots: vec![root.clone()],
+        upload_dir: root.join("uploads"),
+        ..ServerConfig::default()
+    };
+    let server = Running::start(config, engine.clone());
+    wait_healthy(&server);
+
+    let response = client()
+        .post(server.url("/api/items"))
+        .bearer_auth(TOKEN)
+        .multipart(image_form(&photo("sklearn/china.jpg")))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let learned = loop {
+        if let Some(info) = engine.stats().unwrap().whitening {
+            break info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no whitening learned after the upload"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!((learned.learned_from, learned.out_dim), (1000, 8));
+    // Searches are in the whitened space now, and the upload still finds itself.
+    let answer = search_file(&server, &photo("sklearn/china.jpg"), 1);
+    assert!(
+        answer["results"][0]["path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with(
+                root.join("uploads")
+                    .canonicalize()
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+            )),
+        "{answer}"
+    );
+    server.shutdown().unwrap();
 }
 
 #[test]

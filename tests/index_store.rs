@@ -857,9 +857,9 @@ fn cpu_seconds(stat: &str) -> f64 {
 
 /// Recall and speed of the HNSW parameters on clustered synthetic 1280-d data, end to end
 /// through `Index` (catalog + snapshot + reader). Run with an optimised build:
-/// `CARGO_PROFILE_DEV_OPT_LEVEL=3 LOOKALIKE_BENCH_N=100000 cargo test --test index_store
-/// ann_benchmark -- --ignored --nocapture` (LOOKALIKE_BENCH_DIM, _QUERIES, _CENTRES, _DECAY,
-/// _M, _EF_ADD too). On real embeddings: LOOKALIKE_BENCH_BASE=vectors.npy (the centres, taken
+/// `LOOKALIKE_BENCH_N=100000 cargo test --release --test index_store ann_benchmark --
+/// --ignored --nocapture` (LOOKALIKE_BENCH_DIM, _QUERIES, _CENTRES, _DECAY, _M, _EF_ADD too;
+/// _EFS=48,64 the search beams measured). On real embeddings: LOOKALIKE_BENCH_BASE=vectors.npy (the centres, taken
 /// in turn, LOOKALIKE_BENCH_NOISE the noise norm, default 0) and LOOKALIKE_BENCH_QUERY=
 /// queries.npy (real vectors, e.g. a held-out split, searched as they are).
 #[test]
@@ -991,7 +991,15 @@ fn ann_benchmark() {
         t3.elapsed().as_secs_f64() * 1000.0,
         reader.is_memory_mapped()
     );
-    for ef in [16, 32, 48, 64, 96, 128, 192] {
+    let efs: Vec<usize> = std::env::var("LOOKALIKE_BENCH_EFS").map_or_else(
+        |_| vec![16, 32, 48, 64, 96, 128, 192],
+        |v| {
+            v.split(',')
+                .map(|x| x.trim().parse().expect("LOOKALIKE_BENCH_EFS: N,N,..."))
+                .collect()
+        },
+    );
+    for ef in efs {
         reader.set_expansion_search(ef);
         // Warm the page cache, then time on this one thread.
         for q in queries.iter().take(20) {

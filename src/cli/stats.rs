@@ -27,6 +27,7 @@ pub fn run(global: &Global, args: StatsArgs) -> Result<ExitCode> {
             stats.files, stats.images, stats.videos
         );
         println!("items:  {}", stats.items);
+        println!("descr:  {}", stats.descriptor);
         if let Some(w) = stats.whitening {
             println!(
                 "whiten: version {}, {}-d to {}-d, learned from {} vectors",

@@ -113,6 +113,22 @@ impl Default for DescriptorOptions {
     }
 }
 
+/// `pooling gem:3, scales 1, whitening 512:0.25, query expansion 10:10`.
+impl fmt::Display for DescriptorOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scales: Vec<String> = self.scales.iter().map(f32::to_string).collect();
+        write!(f, "pooling {}, scales {}, ", self.pooling, scales.join(","))?;
+        match self.whitening {
+            Some(w) => write!(f, "whitening {}:{}, ", w.dims, w.power)?,
+            None => f.write_str("whitening off, ")?,
+        }
+        match self.query_expansion {
+            qe if qe.is_on() => write!(f, "query expansion {}:{}", qe.neighbours, qe.alpha),
+            _ => f.write_str("query expansion off"),
+        }
+    }
+}
+
 impl fmt::Display for Pooling {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -198,6 +214,10 @@ mod tests {
         };
         let json = options.to_json();
         assert_eq!(DescriptorOptions::from_json(&json).unwrap(), options);
+        assert_eq!(
+            options.to_string(),
+            "pooling gem:3, scales 1,0.75, whitening 512:0.25, query expansion 2:3"
+        );
         assert!(DescriptorOptions::from_json(r#"{"pooling":{"kind":"median"}}"#).is_err());
     }
 

@@ -409,9 +409,10 @@ impl Index {
                 kth_score = Some(c.score);
             }
         }
-        // Into the search space all at once (one matrix product under a whitening).
+        // Into the search space, each vector as it would be alone (a query's and an item's
+        // scores then agree between searches and modes).
         let (vectors, dim) = match self.ann.whitening() {
-            Some(w) => (w.whitening.apply_batch(&vectors), w.whitening.out_dim),
+            Some(w) => (w.whitening.apply_each(&vectors), w.whitening.out_dim),
             None => (vectors, self.config.dim),
         };
         let mut ranked: Vec<Ranked> = hits
@@ -622,6 +623,7 @@ impl Index {
             model: self.config.model.clone(),
             catalog_bytes,
             ann_bytes: ann::snapshot_bytes(&self.dir)?,
+            descriptor: self.config.descriptor.clone(),
             whitening: self.whitening_info(),
         })
     }

@@ -126,7 +126,7 @@ pub struct ItemRecord {
 }
 
 /// Counts and sizes, for `lookalike stats` and the server's metrics.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Stats {
     pub files: u64,
     /// Files of kind image.
@@ -141,6 +141,8 @@ pub struct Stats {
     pub catalog_bytes: u64,
     /// ANN snapshot files.
     pub ann_bytes: u64,
+    /// How the index describes images (fixed at its creation).
+    pub descriptor: DescriptorOptions,
     /// The active PCA-whitening, if any.
     pub whitening: Option<WhiteningInfo>,
 }

@@ -115,6 +115,18 @@ impl AppState {
             .map_err(ApiError::from)
     }
 
+    /// Learns the whitening in the background if the collection now calls for one (see
+    /// [`Engine::whiten_if_due`]): the upload that made it due does not wait for it, and
+    /// searches go on meanwhile.
+    pub fn whiten_in_background(&self) {
+        let engine = self.0.engine.clone();
+        tokio::task::spawn_blocking(move || match engine.whiten_if_due() {
+            Ok(Some(info)) => tracing::info!(version = info.version, "whitening learned"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "could not learn the whitening"),
+        });
+    }
+
     /// Runs inference-bound work (decode + embed) behind the inference semaphore: at most
     /// `max_concurrent_inferences` at once, later requests wait up to `queue_timeout`, then
     /// get 503. The slot is held until the blocking job ends, even if the client went away,

@@ -233,6 +233,7 @@ pub async fn add_item(
         })
         .await?;
     tracing::info!(id = record.id, path = %record.path, "image uploaded");
+    state.whiten_in_background();
     Ok((StatusCode::CREATED, Json(record.into())))
 }
 
