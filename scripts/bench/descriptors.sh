@@ -70,6 +70,8 @@ CONFIGS=(
     "PCA-whitening 512 (power 0.5, full)|average 1 512:0.5 off"
     "alpha-QE 10:3|average 1 off 10:3"
     "alpha-QE 10:10|average 1 off 10:10"
+    "scales 1, 1.41 + PCA 512|average 1,1.41 512:0 off"
+    "GeM + scales 1, 1.41 + PCA 512|gem 1,1.41 512:0 off"
     "default|"
 )
 flags() { # pooling scales whiten query-expansion

@@ -409,10 +409,9 @@ impl Index {
                 kth_score = Some(c.score);
             }
         }
-        // Into the search space, each vector as it would be alone (a query's and an item's
-        // scores then agree between searches and modes).
+        // Into the search space, all at once (each vector exactly as it would be alone).
         let (vectors, dim) = match self.ann.whitening() {
-            Some(w) => (w.whitening.apply_each(&vectors), w.whitening.out_dim),
+            Some(w) => (w.whitening.apply_batch(&vectors), w.whitening.out_dim),
             None => (vectors, self.config.dim),
         };
         let mut ranked: Vec<Ranked> = hits
