@@ -5,14 +5,17 @@
 //! (writable with a token, read-only, a tiny inference queue); tests that change the
 //! collection only touch images they add themselves.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::vectors::{normalised, synthetic_image};
 use lookalike::descriptor::whitening::{min_vectors, WhiteningOptions};
 use lookalike::descriptor::DescriptorOptions;
 use lookalike::engine::{Engine, EngineOptions};
-use lookalike::index::{FileStamp, Index, IndexConfig, MediaKind, NewFile, NewItem};
+use lookalike::index::{Index, IndexConfig};
 use lookalike::server::{serve_with, ServerConfig};
 use reqwest::blocking::{multipart, Client, Response};
 use reqwest::StatusCode;
@@ -794,21 +797,7 @@ fn an_upload_that_makes_a_whitening_due_learns_it_in_the_background() {
             let v: Vec<f32> = (0..1280u32)
                 .map(|j| ((i * 7 + j * 13) as f32 * 0.37).sin() + 0.2 * (j % 5) as f32)
                 .collect();
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            NewFile {
-                path: format!("/synthetic/{i}.jpg"),
-                stamp: FileStamp {
-                    size: 1,
-                    mtime_ns: 1,
-                },
-                kind: MediaKind::Image,
-                items: vec![NewItem {
-                    t: None,
-                    width: 1,
-                    height: 1,
-                    vector: v.iter().map(|x| x / norm).collect(),
-                }],
-            }
+            synthetic_image(format!("/synthetic/{i}.jpg"), normalised(v))
         })
         .collect();
     index.add(files).unwrap();

@@ -13,7 +13,7 @@ use lookalike::index::{
     SearchMode,
 };
 
-use common::vectors::{normalised, Rng};
+use common::vectors::{normalised, synthetic_image, Rng};
 
 const DIM: usize = 64;
 
@@ -920,20 +920,7 @@ fn ann_benchmark() {
         let files = vectors
             .iter()
             .enumerate()
-            .map(|(i, v)| NewFile {
-                path: format!("f{}.jpg", done + i),
-                stamp: FileStamp {
-                    size: 1,
-                    mtime_ns: 1,
-                },
-                kind: MediaKind::Image,
-                items: vec![NewItem {
-                    t: None,
-                    width: 1,
-                    height: 1,
-                    vector: v.clone(),
-                }],
-            })
+            .map(|(i, v)| synthetic_image(format!("f{}.jpg", done + i), v.clone()))
             .collect();
         let (t1, c1) = (Instant::now(), process_cpu_seconds());
         let ids = writer.add(files).unwrap();

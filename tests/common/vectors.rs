@@ -1,5 +1,7 @@
 //! Deterministic synthetic vectors for the index tests (no `rand` dependency needed).
 
+use lookalike::index::{FileStamp, MediaKind, NewFile, NewItem};
+
 /// xorshift64*: deterministic vectors without a `rand` dependency.
 pub struct Rng(u64);
 
@@ -33,4 +35,23 @@ pub fn normalised(mut v: Vec<f32>) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.iter_mut().for_each(|x| *x /= n);
     v
+}
+
+/// A 1x1 image file of one item with this vector and a fixed stamp: for filling an index
+/// without photos.
+pub fn synthetic_image(path: String, vector: Vec<f32>) -> NewFile {
+    NewFile {
+        path,
+        stamp: FileStamp {
+            size: 1,
+            mtime_ns: 1,
+        },
+        kind: MediaKind::Image,
+        items: vec![NewItem {
+            t: None,
+            width: 1,
+            height: 1,
+            vector,
+        }],
+    }
 }
