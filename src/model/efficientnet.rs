@@ -6,9 +6,9 @@
 //! fixed. BatchNorm (eps 1e-3) is folded into the preceding convolution at export: inference
 //! then runs one Conv per layer and the graph has no BatchNormalization node.
 //!
-//! Interface (the classic Python pipeline relies on it): input `input` float32 [N,3,S,S] with a
-//! symbolic batch, outputs in order `logits` [N,1000], `features` [N,1280] (globally average
-//! pooled, not normalised), `feature_map` [N,1280,h,w] (the head activation before pooling).
+//! Interface (the classic Python pipeline relies on it): input `input` float32 `[N,3,S,S]` with a
+//! symbolic batch, outputs in order `logits` `[N,1000]`, `features` `[N,1280]` (globally average
+//! pooled, not normalised), `feature_map` `[N,1280,h,w]` (the head activation before pooling).
 
 use std::collections::{BTreeMap, BTreeSet};
 
