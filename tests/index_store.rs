@@ -211,6 +211,18 @@ fn search_returns_the_planted_nearest_neighbour() {
 }
 
 #[test]
+fn a_huge_k_returns_everything_instead_of_allocating_it() {
+    let dir = TempDir::new("huge-k");
+    let mut index = Index::create_or_open(dir.path(), &config()).unwrap();
+    index.add(images(0, 30)).unwrap();
+    for mode in [SearchMode::Approximate, SearchMode::Exact] {
+        let hits = index.search(&vector_for(5), usize::MAX, mode).unwrap();
+        assert_eq!(hits.len(), 30, "{mode:?}");
+        assert_eq!(hits[0].path, "img5.jpg", "{mode:?}");
+    }
+}
+
+#[test]
 fn exact_and_approximate_agree_on_a_small_set() {
     let dir = TempDir::new("agree");
     let mut index = Index::create_or_open(dir.path(), &config()).unwrap();

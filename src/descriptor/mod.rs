@@ -45,6 +45,10 @@ impl QueryExpansion {
         alpha: 3.0,
     };
 
+    /// The most neighbours `--query-expansion` accepts: the literature uses up to ~50, and
+    /// each one is a row read per search.
+    pub const MAX_NEIGHBOURS: usize = 1000;
+
     pub fn is_on(&self) -> bool {
         self.neighbours > 0
     }
@@ -184,7 +188,12 @@ impl FromStr for QueryExpansion {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?}: expected off, N or N:ALPHA");
+        let bad = || {
+            format!(
+                "{s:?}: expected off, N or N:ALPHA (N <= {}, ALPHA >= 0)",
+                QueryExpansion::MAX_NEIGHBOURS
+            )
+        };
         if s == "off" {
             return Ok(QueryExpansion::OFF);
         }
@@ -193,7 +202,7 @@ impl FromStr for QueryExpansion {
             None => (s, QueryExpansion::OFF.alpha),
         };
         let neighbours = n.parse::<usize>().map_err(|_| bad())?;
-        if !alpha.is_finite() || alpha < 0.0 {
+        if neighbours > QueryExpansion::MAX_NEIGHBOURS || !alpha.is_finite() || alpha < 0.0 {
             return Err(bad());
         }
         Ok(QueryExpansion { neighbours, alpha })
@@ -274,6 +283,8 @@ mod tests {
             })
         );
         assert!("x".parse::<QueryExpansion>().is_err());
+        assert!("1001".parse::<QueryExpansion>().is_err());
+        assert!("10:-1".parse::<QueryExpansion>().is_err());
         assert_eq!(parse_scales("0.75").unwrap(), vec![1.0, 0.75]);
         assert!(parse_scales("1,0").is_err());
     }

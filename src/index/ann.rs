@@ -344,6 +344,8 @@ impl Ann {
 
     /// The `k` nearest stored vectors by cosine similarity (as stored: f16), best first.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Scored>, IndexError> {
+        // No more than are held: usearch allocates the `k` it is asked for.
+        let k = k.min(self.hnsw.size() + self.delta.len());
         let mut found = self.delta.search(query, k);
         if self.hnsw.size() > 0 {
             let matches = {

@@ -8,6 +8,9 @@ use super::types::ItemId;
 
 /// Inner product; equals cosine similarity for the L2-normalised vectors the index stores.
 /// Eight independent accumulators let the compiler vectorise without `-ffast-math`.
+/// The most entries [`TopK::new`] reserves up front.
+const RESERVE_MAX: usize = 4096;
+
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
@@ -59,7 +62,9 @@ impl TopK {
     pub fn new(k: usize) -> TopK {
         TopK {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            // `k` comes from the caller (a command line's -k): reserve only what a typical
+            // ranking needs, and let a huge one grow with what is actually pushed.
+            heap: BinaryHeap::with_capacity(k.min(RESERVE_MAX) + 1),
         }
     }
 

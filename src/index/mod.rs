@@ -42,7 +42,7 @@ use flat::{dot, Scored, TopK};
 /// exact f32 vectors, and the rest make up for hits that another process removed since our
 /// last refresh.
 fn candidates_for(k: usize) -> usize {
-    k + k / 2 + 8
+    k.saturating_add(k / 2).saturating_add(8)
 }
 
 /// How far below the k-th best approximate score a candidate is still re-scored exactly: the
@@ -372,8 +372,9 @@ impl Index {
             "SELECT f.path, i.t, f.kind, i.vector FROM items i JOIN files f ON f.id = i.file_id
              WHERE i.id = ?1",
         )?;
-        let mut hits = Vec::with_capacity(k + 1);
-        let mut vectors = Vec::with_capacity((k + 1) * self.config.dim);
+        let reserve = candidates.len().min(k.saturating_add(1));
+        let mut hits = Vec::with_capacity(reserve);
+        let mut vectors = Vec::with_capacity(reserve * self.config.dim);
         // The candidates' order is by approximate (f16) scores: the rows read are the first
         // `k` found, and any candidate close enough to the k-th to be above it once rescored.
         let mut kth_score = None;
