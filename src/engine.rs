@@ -178,7 +178,12 @@ impl Engine {
         let (items, active, wanted) = {
             let index = self.index.read()?;
             let wanted = index.config().descriptor.whitening.map(|w| w.dims);
-            (index.stats()?.items, index.whitening_info(), wanted)
+            let active = index.whitening_info();
+            // Nothing to learn, ever: spare every upload the count.
+            if wanted.is_none() && active.is_none() {
+                return Ok(None);
+            }
+            (index.item_count()?, active, wanted)
         };
         let learned_from = active.map(|a| a.learned_from);
         if !crate::descriptor::whitening::is_due(items, learned_from, wanted) {

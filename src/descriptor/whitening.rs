@@ -15,7 +15,7 @@
 //!
 //! Dividing by `sqrt(eigenvalue)` blows up the noise of the weak axes, whose eigenvalues are
 //! estimated from few effective samples. As in the paper's follow-ups, the eigenvalues are
-//! regularised: each axis is scaled by `1 / sqrt(eigenvalue + SHRINK * mean eigenvalue)`, so
+//! regularised: each axis is scaled by `(eigenvalue + SHRINK * mean eigenvalue)^-power`, so
 //! an axis much weaker than average is damped instead of amplified.
 
 use nalgebra::{DMatrix, SymmetricEigen};
@@ -147,12 +147,12 @@ pub enum WhiteningError {
 pub struct Whitening {
     pub in_dim: usize,
     pub out_dim: usize,
-    pub mean: Vec<f32>,
+    mean: Vec<f32>,
     /// `out_dim x in_dim`, row-major: the top eigenvectors of the covariance, strongest first,
     /// each scaled by `(eigenvalue + SHRINK * mean eigenvalue)^-power`.
-    pub projection: Vec<f32>,
+    projection: Vec<f32>,
     /// `projection * mean`: subtracted after projecting, so that vectors are projected
-    /// without a centred copy.
+    /// without a centred copy. Derived, which is why `mean` and `projection` are private.
     offset: Vec<f32>,
 }
 

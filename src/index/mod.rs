@@ -605,6 +605,7 @@ impl Index {
     }
 
     pub fn stats(&self) -> Result<Stats, IndexError> {
+        let items = self.item_count()?;
         let conn = self.readers.get()?;
         let count = |sql: &str| -> Result<u64, IndexError> {
             Ok(conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
@@ -618,7 +619,7 @@ impl Index {
             files: count("SELECT count(*) FROM files")?,
             images: count("SELECT count(*) FROM files WHERE kind = 'image'")?,
             videos: count("SELECT count(*) FROM files WHERE kind = 'video'")?,
-            items: count("SELECT count(*) FROM items")?,
+            items,
             dim: self.config.dim,
             model: self.config.model.clone(),
             catalog_bytes,
@@ -626,6 +627,12 @@ impl Index {
             descriptor: self.config.descriptor.clone(),
             whitening: self.whitening_info(),
         })
+    }
+
+    /// How many items (images and video frames) the catalog holds: [`Stats::items`] alone.
+    pub fn item_count(&self) -> Result<u64, IndexError> {
+        let conn = self.readers.get()?;
+        Ok(conn.query_row("SELECT count(*) FROM items", [], |r| r.get::<_, i64>(0))? as u64)
     }
 
     /// Picks up what other processes committed since we opened or last refreshed (additions
