@@ -7,6 +7,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use lookalike::descriptor::whitening::{is_due, parse_whitening};
 use lookalike::descriptor::QueryExpansion;
 use lookalike::index::{
     FileStamp, HnswParams, Index, IndexConfig, IndexError, ItemId, MediaKind, NewFile, NewItem,
@@ -886,9 +887,16 @@ fn ann_benchmark() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.0);
+    // DIMS[:POWER]: learn the whitening whenever the engine would (after each batch: first at
+    // enough items, again at each 4x growth) and measure recall in the whitened space, as a
+    // collection with the default descriptor is searched.
+    let whitening = std::env::var("LOOKALIKE_BENCH_WHITEN").map_or(None, |s| {
+        parse_whitening(&s).expect("LOOKALIKE_BENCH_WHITEN: DIMS[:POWER] or off")
+    });
     let k = 10;
     let dir = TempDir::new("bench");
-    let config = IndexConfig::new("bench", dim);
+    let mut config = IndexConfig::new("bench", dim);
+    config.descriptor.whitening = whitening;
     let (mut data, queries): (Clustered, Vec<Vec<f32>>) =
         match std::env::var("LOOKALIKE_BENCH_BASE") {
             Ok(base) => {
@@ -922,6 +930,7 @@ fn ann_benchmark() {
     let mut writer = Index::create_or_open_with(dir.path(), &config, params).unwrap();
     let started = Instant::now();
     let (mut gen_s, mut add_s, mut add_cpu) = (0.0, 0.0, 0.0);
+    let (mut learn_s, mut learn_cpu) = (0.0, 0.0);
     let batch = 2000;
     let mut done = 0;
     while done < n {
@@ -938,6 +947,20 @@ fn ann_benchmark() {
         let ids = writer.add(files).unwrap();
         add_s += t1.elapsed().as_secs_f64();
         add_cpu += process_cpu_seconds() - c1;
+        done += m;
+        if let Some(options) = whitening {
+            let learned_from = writer.whitening_info().map(|w| w.learned_from);
+            if is_due(done as u64, learned_from, Some(options.dims)) {
+                let (t, c) = (Instant::now(), process_cpu_seconds());
+                let prepared = writer.prepare_whitening(options).unwrap();
+                writer.install_whitening(prepared).unwrap();
+                let (secs, cpu) = (t.elapsed().as_secs_f64(), process_cpu_seconds() - c);
+                eprintln!("learned {options:?} at {done} items: {secs:.1} s wall, {cpu:.1} CPU s");
+                (learn_s, learn_cpu) = (learn_s + secs, learn_cpu + cpu);
+            }
+            // The truth is computed in the final whitened space once built.
+            continue;
+        }
         // Ground truth, computed as the data streams by (never all in memory).
         std::thread::scope(|s| {
             for (q, best) in queries.iter().zip(truth.iter_mut()) {
@@ -949,7 +972,11 @@ fn ann_benchmark() {
                 });
             }
         });
-        done += m;
+    }
+    if whitening.is_some() {
+        let t = Instant::now();
+        truth = whitened_truth(&writer, &queries, k);
+        eprintln!("whitened ground truth: {:.1} s", t.elapsed().as_secs_f64());
     }
     let t2 = Instant::now();
     writer.checkpoint().unwrap();
@@ -959,7 +986,8 @@ fn ann_benchmark() {
     eprintln!(
         "built {n} x {dim} ({centres} clusters, noise decay {decay}) with {params:?}: add (SQLite \
          + HNSW) {add_s:.1} s wall, {add_cpu:.1} CPU s = {:.0} items per CPU second; generation \
-         {gen_s:.1} s, total {:.1} s, checkpoint {checkpoint_s:.2} s, catalog {} MB, snapshot {} MB",
+         {gen_s:.1} s, whitening (learn + ANN rebuilds) {learn_s:.1} s wall, {learn_cpu:.1} CPU s, \
+         total {:.1} s, checkpoint {checkpoint_s:.2} s, catalog {} MB, snapshot {} MB",
         n as f64 / add_cpu,
         started.elapsed().as_secs_f64(),
         stats.catalog_bytes >> 20,
@@ -967,7 +995,7 @@ fn ann_benchmark() {
     );
 
     let probe = usearch::Index::new(&usearch::IndexOptions {
-        dimensions: dim,
+        dimensions: whitening.map_or(dim, |w| w.dims),
         metric: usearch::MetricKind::Cos,
         quantization: usearch::ScalarKind::F16,
         ..Default::default()
@@ -1030,6 +1058,63 @@ fn ann_benchmark() {
         t.elapsed().as_secs_f64() * 1000.0,
         exact[0].id == truth[0][0].1
     );
+}
+
+/// The exact top `k` of each query in `index`'s whitened space: every stored vector streamed
+/// from the catalog and projected (in two threads), as `--exact` scores them.
+fn whitened_truth(index: &Index, queries: &[Vec<f32>], k: usize) -> Vec<Vec<(f32, ItemId)>> {
+    const BATCH: usize = 4096;
+    let w = index.whitening().expect("a whitening was learned");
+    let queries: Vec<Vec<f32>> = queries.iter().map(|q| w.apply(q)).collect();
+    let mut truth: Vec<Vec<(f32, ItemId)>> = vec![Vec::new(); queries.len()];
+    let score = |ids: &[ItemId], rows: &[f32], truth: &mut [Vec<(f32, ItemId)>]| {
+        let half = ids.len().div_ceil(2) * w.in_dim;
+        let projected: Vec<f32> = std::thread::scope(|s| {
+            let parts: Vec<_> = rows
+                .chunks(half)
+                .map(|part| s.spawn(|| w.apply_batch(part)))
+                .collect();
+            parts.into_iter().flat_map(|p| p.join().unwrap()).collect()
+        });
+        std::thread::scope(|s| {
+            for (queries, truth) in queries
+                .chunks(queries.len().div_ceil(2))
+                .zip(truth.chunks_mut(queries.len().div_ceil(2)))
+            {
+                let projected = &projected;
+                s.spawn(move || {
+                    for (q, best) in queries.iter().zip(truth) {
+                        best.extend(
+                            ids.iter()
+                                .zip(projected.chunks_exact(w.out_dim))
+                                .map(|(id, v)| (dot(q, v), *id)),
+                        );
+                        best.sort_by(|a, b| b.0.total_cmp(&a.0));
+                        best.truncate(k);
+                    }
+                });
+            }
+        });
+    };
+    let (mut ids, mut rows) = (
+        Vec::with_capacity(BATCH),
+        Vec::with_capacity(BATCH * w.in_dim),
+    );
+    index
+        .for_each_vector(|record, v| {
+            ids.push(record.id);
+            rows.extend_from_slice(v);
+            if ids.len() == BATCH {
+                score(&ids, &rows, &mut truth);
+                ids.clear();
+                rows.clear();
+            }
+        })
+        .unwrap();
+    if !ids.is_empty() {
+        score(&ids, &rows, &mut truth);
+    }
+    truth
 }
 
 /// Recall of f16 against f32 storage in the HNSW graph itself (same data, same parameters),

@@ -189,6 +189,8 @@ fn whitening_is_learned_beside_searches_and_used_by_every_handle() {
     );
     let meta = usearch::Index::metadata(files_now[0].to_str().unwrap()).unwrap();
     assert_eq!(meta.dimensions, OUT as u64);
+    // A quarter of the raw dimension: held exactly (f32), searches score with the ANN's copy.
+    assert_eq!(meta.quantization, usearch::ScalarKind::F32);
 
     // The reader opened before learning kept searching raw vectors until its refresh.
     assert_eq!(reader.whitening_info(), None);
@@ -235,5 +237,30 @@ fn whitening_is_learned_beside_searches_and_used_by_every_handle() {
     assert_consistent(&writer, &after);
     assert_consistent(&writer, &ids);
     assert_consistent(&reader, &after);
+    assert_consistent(&reader, &ids);
+}
+
+/// A whitening that keeps more than half the dimensions would cost more memory as f32 than
+/// the raw f16 vectors: the ANN holds it as f16 and searches re-score with the catalog's
+/// vectors, projected. Both modes still agree.
+#[test]
+fn a_wide_whitening_is_held_as_f16_and_rescored_from_the_catalog() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut data = Clustered::new(11);
+    let wide = DIM * 3 / 4;
+    let mut writer = Index::create_or_open_with(dir, &config(), params()).unwrap();
+    let ids = writer.add(files(&mut data, 0, min_vectors(wide))).unwrap();
+    let prepared = writer.prepare_whitening(full(wide)).unwrap();
+    let info = writer.install_whitening(prepared).unwrap();
+    assert_eq!(info.out_dim, wide);
+    let files_now = snapshots(dir);
+    let meta = usearch::Index::metadata(files_now[0].to_str().unwrap()).unwrap();
+    assert_eq!(
+        (meta.dimensions, meta.quantization),
+        (wide as u64, usearch::ScalarKind::F16)
+    );
+    assert_consistent(&writer, &ids);
+    let reader = Index::open_read_only_with(dir, params()).unwrap();
     assert_consistent(&reader, &ids);
 }

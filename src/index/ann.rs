@@ -61,6 +61,39 @@ const REPLAY_BATCH: usize = 4096;
 /// Batches smaller than this are inserted on the calling thread.
 const PARALLEL_ADD_MIN: usize = 256;
 
+/// What the HNSW holds: vectors of `dim` values, stored as `quantization`.
+///
+/// Raw descriptors (1280-d) are stored as f16, half the memory, and a search re-scores its
+/// candidates with the catalog's f32 vectors. Whitened vectors that take at most half the raw
+/// dimension (512 of 1280 by default) are stored as f32: no more bytes than the raw f16
+/// (2 KB at 512-d), and exact, so a search scores its candidates with them directly. Re-reading
+/// and projecting each candidate (a 1280 x 512 product per row) was most of a whitened search's
+/// time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Storage {
+    dim: usize,
+    quantization: ScalarKind,
+}
+
+impl Storage {
+    fn new(raw_dim: usize, whitening: Option<&StoredWhitening>) -> Storage {
+        match whitening.map(|w| w.info.out_dim) {
+            Some(dim) if 2 * dim <= raw_dim => Storage {
+                dim,
+                quantization: ScalarKind::F32,
+            },
+            dim => Storage {
+                dim: dim.unwrap_or(raw_dim),
+                quantization: ScalarKind::F16,
+            },
+        }
+    }
+
+    fn is_exact(self) -> bool {
+        self.quantization == ScalarKind::F32
+    }
+}
+
 const SNAPSHOT_PREFIX: &str = "ann-";
 const SNAPSHOT_SUFFIX: &str = ".usearch";
 const TEMP_SUFFIX: &str = ".tmp";
@@ -99,8 +132,8 @@ pub(crate) struct Ann {
     role: Role,
     /// The dimension of the catalog's vectors.
     raw_dim: usize,
-    /// The dimension of the vectors held here: `raw_dim`, or the whitening's output.
-    dim: usize,
+    /// The vectors held here: `raw_dim` values, or the whitening's output.
+    storage: Storage,
     /// When set, everything held here (and every query) is projected with it.
     whitening: Option<Arc<StoredWhitening>>,
     params: HnswParams,
@@ -140,14 +173,14 @@ impl Ann {
             remove_temp_files(dir);
             remove_other_versions(dir, version)?;
         }
-        let dim = whitening.as_ref().map_or(raw_dim, |w| w.info.out_dim);
+        let storage = Storage::new(raw_dim, whitening.as_deref());
         let threads = crate::available_cores();
         let catalog_wm = catalog::watermark(conn)?;
         let snapshots = list_snapshots(dir, version)?;
         let mut report = OpenReport::default();
         let mut opened = None;
         for (wm, path) in &snapshots {
-            match open_snapshot(path, *wm, catalog_wm, conn, dim, params, role, threads) {
+            match open_snapshot(path, *wm, catalog_wm, conn, storage, params, role, threads) {
                 Ok(found) => {
                     opened = Some((*wm, found));
                     break;
@@ -204,16 +237,16 @@ impl Ann {
         params: HnswParams,
     ) -> Result<Ann, IndexError> {
         let threads = crate::available_cores();
-        let dim = whitening.as_ref().map_or(raw_dim, |w| w.info.out_dim);
+        let storage = Storage::new(raw_dim, whitening.as_deref());
         Ok(Ann {
             role,
             raw_dim,
-            dim,
+            storage,
             whitening,
             params,
-            hnsw: new_hnsw(dim, params, threads)?,
+            hnsw: new_hnsw(storage, params, threads)?,
             viewed: false,
-            delta: Flat::new(dim),
+            delta: Flat::new(storage.dim),
             removed: HashSet::new(),
             applied: Watermark::default(),
             snapshot: None,
@@ -310,7 +343,7 @@ impl Ann {
         let todo: Vec<(ItemId, &[f32])> = ids
             .iter()
             .copied()
-            .zip(vectors.chunks_exact(self.dim))
+            .zip(vectors.chunks_exact(self.storage.dim))
             .filter(|(id, _)| !self.hnsw.contains(key(*id)))
             .collect();
         let needed = self.hnsw.size() + todo.len();
@@ -342,7 +375,33 @@ impl Ann {
         })
     }
 
-    /// The `k` nearest stored vectors by cosine similarity (as stored: f16), best first.
+    /// Whether the held vectors are exactly the search space's (see [`Storage`]): then
+    /// [`Ann::exact_vector_into`] can stand in for the catalog's vector and its projection.
+    pub fn holds_exact_vectors(&self) -> bool {
+        self.storage.is_exact()
+    }
+
+    /// Appends item `id`'s vector in the search space to `out` when held exactly; false when
+    /// the vectors held are not exact, or `id` is not held (added or removed since the last
+    /// catch-up).
+    pub fn exact_vector_into(&self, id: ItemId, out: &mut Vec<f32>) -> Result<bool, IndexError> {
+        if !self.storage.is_exact() || self.removed.contains(&id) {
+            return Ok(false);
+        }
+        if let Some(v) = self.delta.get(id) {
+            out.extend_from_slice(v);
+            return Ok(true);
+        }
+        let start = out.len();
+        out.resize(start + self.storage.dim, 0.0);
+        let found = self.hnsw.get(key(id), &mut out[start..]).map_err(ann_err)?;
+        if found == 0 {
+            out.truncate(start);
+        }
+        Ok(found > 0)
+    }
+
+    /// The `k` nearest stored vectors by cosine similarity (as stored), best first.
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Scored>, IndexError> {
         // No more than are held: usearch allocates the `k` it is asked for.
         let k = k.min(self.hnsw.size() + self.delta.len());
@@ -440,7 +499,7 @@ fn open_snapshot(
     wm: Watermark,
     catalog_wm: Watermark,
     conn: &Connection,
-    dim: usize,
+    storage: Storage,
     params: HnswParams,
     role: Role,
     threads: usize,
@@ -454,19 +513,19 @@ fn open_snapshot(
     }
     let path_str = utf8(path).map_err(|e| e.to_string())?;
     let meta = usearch::Index::metadata(path_str).map_err(|e| e.to_string())?;
-    if meta.dimensions as usize != dim
+    if meta.dimensions as usize != storage.dim
         || meta.metric != MetricKind::Cos
-        || meta.quantization != ScalarKind::F16
+        || meta.quantization != storage.quantization
         || meta.multi
     {
         return Err(format!(
-            "built for {}-d {:?}/{:?}, expected {dim}-d Cos/F16",
-            meta.dimensions, meta.metric, meta.quantization
+            "built for {}-d {:?}/{:?}, expected {}-d Cos/{:?}",
+            meta.dimensions, meta.metric, meta.quantization, storage.dim, storage.quantization
         ));
     }
     let behind = catalog::count_added_since(conn, wm).map_err(|e| e.to_string())?;
     let view = role == Role::Reader && behind as usize <= MAX_FLAT_DELTA;
-    let hnsw = new_hnsw(dim, params, threads).map_err(|e| e.to_string())?;
+    let hnsw = new_hnsw(storage, params, threads).map_err(|e| e.to_string())?;
     let opened = if view {
         hnsw.view(path_str)
     } else {
@@ -490,12 +549,15 @@ fn open_snapshot(
     Ok((hnsw, view))
 }
 
-fn new_hnsw(dim: usize, params: HnswParams, threads: usize) -> Result<usearch::Index, IndexError> {
+fn new_hnsw(
+    storage: Storage,
+    params: HnswParams,
+    threads: usize,
+) -> Result<usearch::Index, IndexError> {
     let options = IndexOptions {
-        dimensions: dim,
+        dimensions: storage.dim,
         metric: MetricKind::Cos,
-        // f16 halves memory and file size; measured recall loss vs f32 is negligible.
-        quantization: ScalarKind::F16,
+        quantization: storage.quantization,
         connectivity: params.connectivity,
         expansion_add: params.expansion_add,
         expansion_search: params.expansion_search,

@@ -5,28 +5,10 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashSet};
 
 use super::types::ItemId;
+pub(crate) use crate::descriptor::pooling::dot;
 
-/// Inner product; equals cosine similarity for the L2-normalised vectors the index stores.
-/// Eight independent accumulators let the compiler vectorise without `-ffast-math`.
 /// The most entries [`TopK::new`] reserves up front.
 const RESERVE_MAX: usize = 4096;
-
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
 
 /// A candidate: higher score first, ties broken by lower id so results are deterministic.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -137,6 +119,13 @@ impl Flat {
         before - keep
     }
 
+    /// The vector of `id`, if held.
+    pub fn get(&self, id: ItemId) -> Option<&[f32]> {
+        // Ids are held in increasing order (see `extend`).
+        let i = self.ids.binary_search(&id).ok()?;
+        Some(&self.data[i * self.dim..(i + 1) * self.dim])
+    }
+
     pub fn search(&self, query: &[f32], k: usize) -> Vec<Scored> {
         let mut top = TopK::new(k);
         for (id, v) in self.ids.iter().zip(self.data.chunks_exact(self.dim)) {
@@ -152,14 +141,6 @@ impl Flat {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dot_matches_naive_sum_for_odd_lengths() {
-        let a: Vec<f32> = (0..13).map(|i| i as f32 * 0.5).collect();
-        let b: Vec<f32> = (0..13).map(|i| 1.0 - i as f32 * 0.25).collect();
-        let naive: f32 = (0..13).map(|i| a[i] * b[i]).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-4);
-    }
 
     #[test]
     fn top_k_keeps_the_best_in_order() {
@@ -182,5 +163,7 @@ mod tests {
         assert_eq!(hits.len(), 2);
         assert_eq!((hits[0].id, hits[0].score), (3, 0.8));
         assert_eq!((hits[1].id, hits[1].score), (1, 0.0));
+        assert_eq!(flat.get(3), Some(&[0.6, 0.8][..]));
+        assert_eq!(flat.get(2), None);
     }
 }

@@ -368,13 +368,21 @@ impl Index {
             SearchMode::Approximate => self.ann.search(query, candidates_for(k))?,
             SearchMode::Exact => self.exact_candidates(conn, query, candidates_for(k))?,
         };
-        let mut stmt = conn.prepare_cached(
+        // The row's vector is read only when the ANN does not hold the candidate exactly.
+        let exact_in_ann = self.ann.holds_exact_vectors();
+        let mut stmt = conn.prepare_cached(if exact_in_ann {
+            "SELECT f.path, i.t, f.kind FROM items i JOIN files f ON f.id = i.file_id
+             WHERE i.id = ?1"
+        } else {
             "SELECT f.path, i.t, f.kind, i.vector FROM items i JOIN files f ON f.id = i.file_id
-             WHERE i.id = ?1",
-        )?;
+             WHERE i.id = ?1"
+        })?;
+        let mut vector_only = conn.prepare_cached("SELECT vector FROM items WHERE id = ?1")?;
         let reserve = candidates.len().min(k.saturating_add(1));
-        let mut hits = Vec::with_capacity(reserve);
-        let mut vectors = Vec::with_capacity(reserve * self.config.dim);
+        // Hits with their vector in the search space (taken from the ANN), and hits with their
+        // catalog vector still to project.
+        let (mut ready, mut ready_vectors) = (Vec::with_capacity(reserve), Vec::new());
+        let (mut raw, mut raw_vectors) = (Vec::new(), Vec::new());
         // The candidates' order is by approximate (f16) scores: the rows read are the first
         // `k` found, and any candidate close enough to the k-th to be above it once rescored.
         let mut kth_score = None;
@@ -388,7 +396,11 @@ impl Index {
                         r.get::<_, String>(0)?,
                         r.get::<_, Option<f64>>(1)?,
                         r.get::<_, String>(2)?,
-                        r.get::<_, Vec<u8>>(3)?,
+                        if exact_in_ann {
+                            None
+                        } else {
+                            Some(r.get::<_, Vec<u8>>(3)?)
+                        },
                     ))
                 })
                 .optional()?;
@@ -396,28 +408,40 @@ impl Index {
             let Some((path, t, kind, blob)) = row else {
                 continue;
             };
-            catalog::decode_vector_into(&blob, self.config.dim, c.id, &mut vectors)?;
             let kind = MediaKind::parse(&kind)
                 .ok_or_else(|| IndexError::Corrupt(format!("unknown media kind {kind:?}")))?;
-            hits.push(Hit {
+            let hit = Hit {
                 id: c.id,
                 score: 0.0,
                 path,
                 t,
                 kind,
-            });
-            if hits.len() == k {
+            };
+            if self.ann.exact_vector_into(c.id, &mut ready_vectors)? {
+                ready.push(hit);
+            } else {
+                let blob = match blob {
+                    Some(blob) => blob,
+                    // Only in the catalog (exact mode, committed since our last refresh).
+                    None => vector_only.query_row([c.id], |r| r.get::<_, Vec<u8>>(0))?,
+                };
+                catalog::decode_vector_into(&blob, self.config.dim, c.id, &mut raw_vectors)?;
+                raw.push(hit);
+            }
+            if ready.len() + raw.len() == k {
                 kth_score = Some(c.score);
             }
         }
-        // Into the search space, all at once (each vector exactly as it would be alone).
-        let (vectors, dim) = match self.ann.whitening() {
-            Some(w) => (w.whitening.apply_batch(&vectors), w.whitening.out_dim),
-            None => (vectors, self.config.dim),
+        // Into the search space, all at once (each vector exactly as it would be alone, and as
+        // the ANN holds it).
+        let (raw_vectors, dim) = match self.ann.whitening() {
+            Some(w) => (w.whitening.apply_batch(&raw_vectors), w.whitening.out_dim),
+            None => (raw_vectors, self.config.dim),
         };
-        let mut ranked: Vec<Ranked> = hits
+        let mut ranked: Vec<Ranked> = ready
             .into_iter()
-            .zip(vectors.chunks_exact(dim))
+            .zip(ready_vectors.chunks_exact(dim))
+            .chain(raw.into_iter().zip(raw_vectors.chunks_exact(dim)))
             .map(|(mut hit, vector)| {
                 hit.score = dot(query, vector);
                 Ranked {
@@ -480,6 +504,12 @@ impl Index {
     /// The active whitening, if any.
     pub fn whitening_info(&self) -> Option<WhiteningInfo> {
         self.ann.whitening().map(|w| w.info)
+    }
+
+    /// What maps a stored vector into the space searches score in, if a whitening is active
+    /// (e.g. to compute a ground truth outside the index).
+    pub fn whitening(&self) -> Option<&Whitening> {
+        self.ann.whitening().map(|w| &w.whitening)
     }
 
     /// Learns a whitening from the stored vectors and builds the ANN of the whitened vectors,
