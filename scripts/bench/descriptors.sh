@@ -63,6 +63,8 @@ CONFIGS=(
     "baseline (classic pipeline)|average 1 off off"
     "GeM p=3|gem 1 off off"
     "max pooling|max 1 off off"
+    "R-MAC|rmac 1 off off"
+    "R-GeM p=3|rgem 1 off off"
     "scales 1 + 0.71|average 1,0.71 off off"
     "scales 1 + 1.41|average 1,1.41 off off"
     "PCA 512 (power 0)|average 1 512:0 off"
@@ -72,6 +74,8 @@ CONFIGS=(
     "alpha-QE 10:10|average 1 off 10:10"
     "scales 1, 1.41 + PCA 512|average 1,1.41 512:0 off"
     "GeM + scales 1, 1.41 + PCA 512|gem 1,1.41 512:0 off"
+    "R-MAC + PCA 512|rmac 1 512:0 off"
+    "R-GeM + PCA 512|rgem 1 512:0 off"
     "default|"
 )
 flags() { # pooling scales whiten query-expansion

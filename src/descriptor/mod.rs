@@ -28,6 +28,12 @@ pub enum Pooling {
     Gem { p: f32 },
     /// The maximum over positions (MAC).
     Max,
+    /// R-MAC (Tolias et al., ICLR 2016): the maximum over each of a set of overlapping square
+    /// regions at three sizes, each normalised, summed. A small object counts in the regions
+    /// it fills as much as the whole scene does in the global one.
+    Rmac,
+    /// R-MAC's regions pooled with GeM instead of the maximum.
+    Rgem { p: f32 },
 }
 
 /// Query expansion at search time: the query is replaced by the normalised sum of itself and
@@ -160,24 +166,34 @@ impl fmt::Display for Pooling {
             Pooling::Average => f.write_str("average"),
             Pooling::Gem { p } => write!(f, "gem:{p}"),
             Pooling::Max => f.write_str("max"),
+            Pooling::Rmac => f.write_str("rmac"),
+            Pooling::Rgem { p } => write!(f, "rgem:{p}"),
         }
     }
 }
 
-/// `average`, `max`, `gem` (p = 3) or `gem:P`.
+/// `average`, `max`, `gem` (p = 3), `gem:P`, `rmac`, `rgem` (p = 3) or `rgem:P`.
 impl FromStr for Pooling {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("{s:?}: expected average, max, gem, gem:P, rmac, rgem or rgem:P with P >= 1")
+        };
+        let p = |p: &str| match p.parse::<f32>() {
+            Ok(p) if p.is_finite() && p >= 1.0 => Ok(p),
+            _ => Err(bad()),
+        };
         match s {
             "average" | "avg" => Ok(Pooling::Average),
             "max" => Ok(Pooling::Max),
             "gem" => Ok(Pooling::Gem { p: 3.0 }),
-            _ => match s.strip_prefix("gem:").map(str::parse::<f32>) {
-                Some(Ok(p)) if p.is_finite() && p >= 1.0 => Ok(Pooling::Gem { p }),
-                _ => Err(format!(
-                    "{s:?}: expected average, max, gem or gem:P with P >= 1"
-                )),
+            "rmac" => Ok(Pooling::Rmac),
+            "rgem" => Ok(Pooling::Rgem { p: 3.0 }),
+            _ => match (s.strip_prefix("gem:"), s.strip_prefix("rgem:")) {
+                (Some(gem), _) => Ok(Pooling::Gem { p: p(gem)? }),
+                (_, Some(rgem)) => Ok(Pooling::Rgem { p: p(rgem)? }),
+                _ => Err(bad()),
             },
         }
     }
@@ -273,6 +289,13 @@ mod tests {
         assert_eq!("gem:4.5".parse(), Ok(Pooling::Gem { p: 4.5 }));
         assert_eq!("max".parse(), Ok(Pooling::Max));
         assert!("gem:0.5".parse::<Pooling>().is_err());
+        assert_eq!("rmac".parse(), Ok(Pooling::Rmac));
+        assert_eq!("rgem".parse(), Ok(Pooling::Rgem { p: 3.0 }));
+        assert_eq!("rgem:2".parse(), Ok(Pooling::Rgem { p: 2.0 }));
+        assert!("rgem:x".parse::<Pooling>().is_err());
+        for pooling in [Pooling::Rmac, Pooling::Rgem { p: 4.0 }] {
+            assert_eq!(pooling.to_string().parse(), Ok(pooling));
+        }
         assert!("median".parse::<Pooling>().is_err());
         assert_eq!("off".parse(), Ok(QueryExpansion::OFF));
         assert_eq!(

@@ -104,7 +104,9 @@ impl Embedder {
             .map_err(|e| ModelError::Runtime(format!("loading {}: {e}", onnx.display())))?;
         let pooled = match pooling {
             Pooling::Average => FEATURES,
-            Pooling::Gem { .. } | Pooling::Max => FEATURE_MAP,
+            Pooling::Gem { .. } | Pooling::Max | Pooling::Rmac | Pooling::Rgem { .. } => {
+                FEATURE_MAP
+            }
         };
         let selector = OutputSelector::no_default().with(LOGITS).with(pooled);
         let run_options = RunOptions::new()?.with_outputs(selector);
