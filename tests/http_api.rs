@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::vectors::{normalised, synthetic_image};
+use common::{model_dir, photo, testdata};
 use lookalike::descriptor::whitening::{min_vectors, WhiteningOptions};
 use lookalike::descriptor::DescriptorOptions;
 use lookalike::engine::{Engine, EngineOptions};
@@ -26,32 +27,8 @@ const MAX_BODY: usize = 4 << 20;
 /// The video in the shared index: 10 s of 640x272 H.264, several distinct scenes.
 const VIDEO: &str = "bikes.mp4";
 
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn testdata() -> PathBuf {
-    let dir = std::env::var_os("LOOKALIKE_TESTDATA")
-        .map_or_else(|| crate_dir().join(".cache/testdata"), PathBuf::from);
-    assert!(
-        dir.join("photos/skimage/chelsea.png").is_file(),
-        "test photos not found in {}: run scripts/fetch-test-data.sh",
-        dir.display()
-    );
-    dir
-}
-
-fn photo(rel: &str) -> PathBuf {
-    testdata().join("photos").join(rel)
-}
-
 fn video(name: &str) -> PathBuf {
     testdata().join("videos").join(name)
-}
-
-fn model_dir() -> PathBuf {
-    std::env::var_os("LOOKALIKE_MODEL_DIR")
-        .map_or_else(|| crate_dir().join(".cache/models"), PathBuf::from)
 }
 
 fn open_engine(db: &Path) -> Arc<Engine> {

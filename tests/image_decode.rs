@@ -1,11 +1,14 @@
 //! Decoding and preprocessing on committed fixtures (tests/fixtures, see CREDITS.md there) and
 //! on the real photos cached by scripts/fetch-test-data.sh.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use common::{fixture, testdata};
 use image::RgbImage;
 use lookalike::image::{
     decode_bytes, decode_file, sniff, Decoded, Format, ImageError, Limits, Preprocessor,
@@ -51,24 +54,6 @@ fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
 }
 
 // ---- helpers ----
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn testdata() -> PathBuf {
-    let dir = std::env::var_os("LOOKALIKE_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache/testdata"));
-    assert!(
-        dir.join("photos").is_dir(),
-        "test data not found in {}: run scripts/fetch-test-data.sh (or set LOOKALIKE_TESTDATA)",
-        dir.display()
-    );
-    dir
-}
 
 fn photos(folder: &str, extension: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(testdata().join("photos").join(folder))

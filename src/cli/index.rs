@@ -50,8 +50,8 @@ pub struct IndexArgs {
 /// index, they must match what it was created with.
 #[derive(Args)]
 pub(super) struct DescriptorArgs {
-    /// Pooling of the network's last activations: average, max, gem or gem:P [default: the
-    /// index's own, or the default descriptor's]
+    /// Pooling of the network's last activations: average, max, gem[:P] or the regional
+    /// rmac, rgem[:P] [default: the index's own, or the default descriptor's]
     #[arg(long, value_name = "POOLING")]
     pooling: Option<Pooling>,
     /// Image scales whose descriptors are summed, e.g. 1,0.7071

@@ -92,8 +92,17 @@ impl Region {
 
     /// The values of one channel's row (`map_side`^2 positions, row-major) in this region.
     fn values<'a>(&self, row: &'a [f32]) -> impl Iterator<Item = f32> + 'a {
-        let Region { y, x, side, map_side } = *self;
-        (y..y + side).flat_map(move |r| row[r * map_side + x..r * map_side + x + side].iter().copied())
+        let Region {
+            y,
+            x,
+            side,
+            map_side,
+        } = *self;
+        (y..y + side).flat_map(move |r| {
+            row[r * map_side + x..r * map_side + x + side]
+                .iter()
+                .copied()
+        })
     }
 
     fn max(&self, row: &[f32]) -> f32 {
@@ -269,10 +278,7 @@ mod tests {
         let mut expected = vec![(0, 0, 7), (0, 0, 7)];
         expected.extend(squares(4, &[0, 3]));
         expected.extend(squares(3, &[0, 2, 4]));
-        let got: Vec<_> = Region::rmac(7)
-            .iter()
-            .map(|r| (r.y, r.x, r.side))
-            .collect();
+        let got: Vec<_> = Region::rmac(7).iter().map(|r| (r.y, r.x, r.side)).collect();
         assert_eq!(got, expected);
     }
 
@@ -303,7 +309,10 @@ mod tests {
         for pooling in [Pooling::Rmac, Pooling::Rgem { p: 3.0 }] {
             let mut out = [0.0; 2];
             pool(pooling, &map, &mut out);
-            assert!((out[0] - 9.0).abs() < 1e-4 && (out[1] - 12.0).abs() < 1e-4, "{pooling}: {out:?}");
+            assert!(
+                (out[0] - 9.0).abs() < 1e-4 && (out[1] - 12.0).abs() < 1e-4,
+                "{pooling}: {out:?}"
+            );
         }
     }
 
