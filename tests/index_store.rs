@@ -1026,29 +1026,44 @@ fn ann_benchmark() {
                 .collect()
         },
     );
-    for ef in efs {
-        reader.set_expansion_search(ef);
-        // Warm the page cache, then time on this one thread.
-        for q in queries.iter().take(20) {
-            reader.search(q, k, SearchMode::Approximate).unwrap();
+    // Rounds over every ef in turn, so that a noisy moment of a shared machine hits one
+    // round of each rather than all of one; the median round is reported.
+    let rounds = env_usize("LOOKALIKE_BENCH_ROUNDS", 5);
+    let mut timings: Vec<Vec<(f64, f64)>> = vec![Vec::new(); efs.len()];
+    let mut recalls = vec![0.0; efs.len()];
+    for _ in 0..rounds {
+        for (i, &ef) in efs.iter().enumerate() {
+            reader.set_expansion_search(ef);
+            // Warm the caches, then time on this one thread.
+            for q in queries.iter().take(20) {
+                reader.search(q, k, SearchMode::Approximate).unwrap();
+            }
+            let (t, cpu) = (Instant::now(), thread_cpu_seconds());
+            let mut hits_found = 0;
+            for (q, best) in queries.iter().zip(&truth) {
+                let hits = reader.search(q, k, SearchMode::Approximate).unwrap();
+                hits_found += hits
+                    .iter()
+                    .filter(|h| best.iter().any(|(_, id)| *id == h.id))
+                    .count();
+            }
+            timings[i].push((thread_cpu_seconds() - cpu, t.elapsed().as_secs_f64()));
+            recalls[i] = hits_found as f64 / (nq * k) as f64;
         }
-        let (t, cpu) = (Instant::now(), thread_cpu_seconds());
-        let mut hits_found = 0;
-        for (q, best) in queries.iter().zip(&truth) {
-            let hits = reader.search(q, k, SearchMode::Approximate).unwrap();
-            hits_found += hits
-                .iter()
-                .filter(|h| best.iter().any(|(_, id)| *id == h.id))
-                .count();
-        }
-        let (secs, cpu) = (t.elapsed().as_secs_f64(), thread_cpu_seconds() - cpu);
+    }
+    for ((ef, recall), mut rounds) in efs.iter().zip(recalls).zip(timings) {
+        rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (cpu, wall) = rounds[rounds.len() / 2];
+        let qps = |cpu: f64| nq as f64 / cpu;
         eprintln!(
-            "ef {ef:>3}: recall@{k} {:.4}, {:.0} queries per CPU second on one thread \
-             ({:.3} ms CPU, {:.3} ms wall per query)",
-            hits_found as f64 / (nq * k) as f64,
-            nq as f64 / cpu,
+            "ef {ef:>3}: recall@{k} {recall:.4}, {:.0} queries per CPU second on one thread \
+             (median of {} rounds, range {:.0}-{:.0}; {:.3} ms CPU, {:.3} ms wall per query)",
+            qps(cpu),
+            rounds.len(),
+            qps(rounds[rounds.len() - 1].0),
+            qps(rounds[0].0),
             cpu * 1000.0 / nq as f64,
-            secs * 1000.0 / nq as f64
+            wall * 1000.0 / nq as f64
         );
     }
     let t = Instant::now();

@@ -182,8 +182,8 @@ fn mean_of(values: impl Iterator<Item = f64>, n: usize) -> f64 {
 }
 
 /// `max(x, eps)^p`, GeM's power of one activation. An integer p (the default 3) multiplies:
-/// `powf` on each of the map's 62,720 values cost about 2 ms per image, as much as a third
-/// of the network's own time.
+/// `powf` on each of the map's 62,720 values cost about 1.2 ms of CPU per image (indexing at
+/// 239 images/s instead of average pooling's 281 on 2 cores; 266 by multiplication).
 fn gem_power(x: f32, p: f64) -> f64 {
     let x = f64::from(x).max(f64::from(GEM_EPS));
     if p.fract() == 0.0 && (1.0..=MAX_INTEGER_POWER).contains(&p) {
