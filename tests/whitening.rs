@@ -264,3 +264,46 @@ fn a_wide_whitening_is_held_as_f16_and_rescored_from_the_catalog() {
     let reader = Index::open_read_only_with(dir, params()).unwrap();
     assert_consistent(&reader, &ids);
 }
+
+/// An earlier version held whitened vectors as f16. Such a snapshot is not used (searches would
+/// take its rounded vectors for exact ones) but rebuilt from the catalog, by a reader in memory
+/// and by a writer on disk.
+#[test]
+fn a_whitened_snapshot_held_as_f16_by_an_earlier_version_is_rebuilt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut data = Clustered::new(13);
+    let mut writer = Index::create_or_open_with(dir, &config(), params()).unwrap();
+    let ids = writer.add(files(&mut data, 0, min_vectors(OUT))).unwrap();
+    let prepared = writer.prepare_whitening(full(OUT)).unwrap();
+    writer.install_whitening(prepared).unwrap();
+    drop(writer);
+
+    // The snapshot as the earlier version wrote it: same name, keys and dimension, f16; and
+    // random vectors, so that using it would show.
+    let snapshot = snapshots(dir).pop().unwrap();
+    let old = usearch::Index::new(&usearch::IndexOptions {
+        dimensions: OUT,
+        metric: usearch::MetricKind::Cos,
+        quantization: usearch::ScalarKind::F16,
+        ..Default::default()
+    })
+    .unwrap();
+    old.reserve(ids.len()).unwrap();
+    let mut rng = Rng::new(5);
+    for id in &ids {
+        let v = normalised((0..OUT).map(|_| rng.gaussian()).collect());
+        old.add(*id as u64, &v).unwrap();
+    }
+    old.save(snapshot.to_str().unwrap()).unwrap();
+
+    let reader = Index::open_read_only_with(dir, params()).unwrap();
+    assert_consistent(&reader, &ids);
+    let mut writer = Index::open_with(dir, params()).unwrap();
+    assert_consistent(&writer, &ids);
+    writer.checkpoint().unwrap();
+    let rebuilt = snapshots(dir);
+    assert_eq!(rebuilt.len(), 1, "{rebuilt:?}");
+    let meta = usearch::Index::metadata(rebuilt[0].to_str().unwrap()).unwrap();
+    assert_eq!(meta.quantization, usearch::ScalarKind::F32);
+}
