@@ -307,3 +307,28 @@ fn a_whitened_snapshot_held_as_f16_by_an_earlier_version_is_rebuilt() {
     let meta = usearch::Index::metadata(rebuilt[0].to_str().unwrap()).unwrap();
     assert_eq!(meta.quantization, usearch::ScalarKind::F32);
 }
+
+/// An exact search scores the items the ANN holds with its exact vectors, and the ones it does
+/// not hold yet (committed by another handle since the last refresh) from the catalog: the
+/// same scores as a handle that holds everything.
+#[test]
+fn exact_search_covers_items_committed_since_the_last_refresh() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut data = Clustered::new(17);
+    let mut writer = Index::create_or_open_with(dir, &config(), params()).unwrap();
+    writer.add(files(&mut data, 0, min_vectors(OUT))).unwrap();
+    let prepared = writer.prepare_whitening(full(OUT)).unwrap();
+    writer.install_whitening(prepared).unwrap();
+    let reader = Index::open_read_only_with(dir, params()).unwrap();
+    let late = writer.add(files(&mut data, 9000, 5)).unwrap();
+    for id in late {
+        let query = writer.vector(id).unwrap().unwrap();
+        let from_reader = reader.search(&query, 3, SearchMode::Exact).unwrap();
+        assert_eq!(from_reader[0].id, id);
+        assert_eq!(
+            from_reader,
+            writer.search(&query, 3, SearchMode::Exact).unwrap()
+        );
+    }
+}

@@ -457,17 +457,65 @@ impl Index {
         Ok(ranked)
     }
 
-    /// Brute force over every stored vector (whitened in batches when a whitening is active;
-    /// `query` is already in the index's space).
+    /// Brute force over every item of the catalog (`query` is already in the index's space).
     fn exact_candidates(
         &self,
         conn: &Connection,
         query: &[f32],
         k: usize,
     ) -> Result<Vec<Scored>, IndexError> {
+        let mut top = TopK::new(k);
+        if self.ann.holds_exact_vectors() {
+            self.score_all_with_held_vectors(conn, query, &mut top)?;
+        } else {
+            self.score_all_from_catalog(conn, query, &mut top)?;
+        }
+        Ok(top.into_sorted())
+    }
+
+    /// Scores every item with the exact whitened vector the ANN holds, and the few it does not
+    /// hold (committed since our last refresh) from the catalog: the same bits either way, and
+    /// no 1280 x 512 projection per item (10 s per query at 1M items, ~0.5 s this way).
+    fn score_all_with_held_vectors(
+        &self,
+        conn: &Connection,
+        query: &[f32],
+        top: &mut TopK,
+    ) -> Result<(), IndexError> {
+        let mut ids = conn.prepare_cached("SELECT id FROM items")?;
+        let mut vector_of = conn.prepare_cached("SELECT vector FROM items WHERE id = ?1")?;
+        let (mut held, mut raw) = (Vec::new(), Vec::new());
+        let mut rows = ids.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: ItemId = row.get(0)?;
+            held.clear();
+            if !self.ann.exact_vector_into(id, &mut held)? {
+                let blob = vector_of.query_row([id], |r| r.get::<_, Vec<u8>>(0))?;
+                raw.clear();
+                catalog::decode_vector_into(&blob, self.config.dim, id, &mut raw)?;
+                let w = self.ann.whitening().ok_or_else(|| {
+                    IndexError::Corrupt("exact vectors held without a whitening".into())
+                })?;
+                held = w.whitening.apply_batch(&raw);
+            }
+            top.push(Scored {
+                id,
+                score: dot(query, &held),
+            });
+        }
+        Ok(())
+    }
+
+    /// Scores every item with its catalog vector (whitened in batches when a whitening is
+    /// active).
+    fn score_all_from_catalog(
+        &self,
+        conn: &Connection,
+        query: &[f32],
+        top: &mut TopK,
+    ) -> Result<(), IndexError> {
         let whitening = self.ann.whitening().map(|w| &w.whitening);
         let batch = if whitening.is_some() { EXACT_BATCH } else { 1 };
-        let mut top = TopK::new(k);
         let mut score_batch = |ids: &[ItemId], vectors: &[f32]| {
             let projected = match whitening {
                 Some(w) => Cow::Owned(w.apply_batch(vectors)),
@@ -498,7 +546,7 @@ impl Index {
         if !ids.is_empty() {
             score_batch(&ids, &vectors);
         }
-        Ok(top.into_sorted())
+        Ok(())
     }
 
     /// The active whitening, if any.
