@@ -42,7 +42,7 @@ impl Default for HnswParams {
     /// recall@10 0.996 against exact search with f16 storage at ~1250 queries per CPU second
     /// end to end (100k vectors, anisotropic noise). Connectivity 16 reached only 0.85 there.
     /// At 1M vectors around real embeddings, whitened to 512 as the default descriptor does:
-    /// recall@10 0.983 and 0.987 (two builds) at 1,111 and 1,154 queries per CPU second
+    /// recall@10 0.982 to 0.987 (three builds) at 1,111 to 1,200 queries per CPU second
     /// (BENCHMARKS.md). expansion_add 256 gave a better graph for twice the insertion time.
     fn default() -> Self {
         HnswParams {
