@@ -23,23 +23,28 @@ pub fn pool(pooling: Pooling, map: &[f32], out: &mut [f32]) {
         "activation map of {} values is not {channels} channels",
         map.len()
     );
-    let positions = map.len() / channels;
     match pooling {
-        Pooling::Rmac => return regional(map, out, Region::max),
+        Pooling::Average => global(map, out, |row| {
+            mean(row.iter().map(|&x| f64::from(x))) as f32
+        }),
+        Pooling::Max => global(map, out, |row| {
+            row.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+        }),
+        Pooling::Gem { p } => global(map, out, |row| gem(row, f64::from(p))),
+        Pooling::Rmac => regional(map, out, Region::max),
         Pooling::Rgem { p } => {
             let p = f64::from(p);
             let powered: Vec<f32> = map.iter().map(|&x| gem_power(x, p) as f32).collect();
-            return regional(&powered, out, |region, row| region.gem_of_powered(row, p));
+            regional(&powered, out, |region, row| region.gem_of_powered(row, p));
         }
-        _ => {}
     }
+}
+
+/// Pools each channel's whole row of `map` with `pool_row` into `out`.
+fn global(map: &[f32], out: &mut [f32], pool_row: impl Fn(&[f32]) -> f32) {
+    let positions = map.len() / out.len();
     for (value, row) in out.iter_mut().zip(map.chunks_exact(positions)) {
-        *value = match pooling {
-            Pooling::Average => mean(row.iter().map(|&x| f64::from(x))) as f32,
-            Pooling::Max => row.iter().copied().fold(f32::NEG_INFINITY, f32::max),
-            Pooling::Gem { p } => gem(row, f64::from(p)),
-            Pooling::Rmac | Pooling::Rgem { .. } => unreachable!("pooled by region above"),
-        };
+        *value = pool_row(row);
     }
 }
 
