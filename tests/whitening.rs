@@ -240,6 +240,18 @@ fn whitening_is_learned_beside_searches_and_used_by_every_handle() {
     assert_consistent(&reader, &ids);
 }
 
+/// A writer over `dir` holding `min_vectors(out)` clustered items (from `seed`), whitened to
+/// `out` dimensions; and the items' ids.
+fn whitened_index(dir: &Path, seed: u64, out: usize) -> (Index, Vec<ItemId>) {
+    let mut data = Clustered::new(seed);
+    let mut writer = Index::create_or_open_with(dir, &config(), params()).unwrap();
+    let ids = writer.add(files(&mut data, 0, min_vectors(out))).unwrap();
+    let prepared = writer.prepare_whitening(full(out)).unwrap();
+    let info = writer.install_whitening(prepared).unwrap();
+    assert_eq!(info.out_dim, out);
+    (writer, ids)
+}
+
 /// A whitening that keeps more than half the dimensions would cost more memory as f32 than
 /// the raw f16 vectors: the ANN holds it as f16 and searches re-score with the catalog's
 /// vectors, projected. Both modes still agree.
@@ -247,13 +259,8 @@ fn whitening_is_learned_beside_searches_and_used_by_every_handle() {
 fn a_wide_whitening_is_held_as_f16_and_rescored_from_the_catalog() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut data = Clustered::new(11);
     let wide = DIM * 3 / 4;
-    let mut writer = Index::create_or_open_with(dir, &config(), params()).unwrap();
-    let ids = writer.add(files(&mut data, 0, min_vectors(wide))).unwrap();
-    let prepared = writer.prepare_whitening(full(wide)).unwrap();
-    let info = writer.install_whitening(prepared).unwrap();
-    assert_eq!(info.out_dim, wide);
+    let (writer, ids) = whitened_index(dir, 11, wide);
     let files_now = snapshots(dir);
     let meta = usearch::Index::metadata(files_now[0].to_str().unwrap()).unwrap();
     assert_eq!(
@@ -272,11 +279,7 @@ fn a_wide_whitening_is_held_as_f16_and_rescored_from_the_catalog() {
 fn a_whitened_snapshot_held_as_f16_by_an_earlier_version_is_rebuilt() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut data = Clustered::new(13);
-    let mut writer = Index::create_or_open_with(dir, &config(), params()).unwrap();
-    let ids = writer.add(files(&mut data, 0, min_vectors(OUT))).unwrap();
-    let prepared = writer.prepare_whitening(full(OUT)).unwrap();
-    writer.install_whitening(prepared).unwrap();
+    let (writer, ids) = whitened_index(dir, 13, OUT);
     drop(writer);
 
     // The snapshot as the earlier version wrote it: same name, keys and dimension, f16; and
@@ -315,13 +318,9 @@ fn a_whitened_snapshot_held_as_f16_by_an_earlier_version_is_rebuilt() {
 fn exact_search_covers_items_committed_since_the_last_refresh() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut data = Clustered::new(17);
-    let mut writer = Index::create_or_open_with(dir, &config(), params()).unwrap();
-    writer.add(files(&mut data, 0, min_vectors(OUT))).unwrap();
-    let prepared = writer.prepare_whitening(full(OUT)).unwrap();
-    writer.install_whitening(prepared).unwrap();
+    let (mut writer, _) = whitened_index(dir, 17, OUT);
     let reader = Index::open_read_only_with(dir, params()).unwrap();
-    let late = writer.add(files(&mut data, 9000, 5)).unwrap();
+    let late = writer.add(files(&mut Clustered::new(18), 9000, 5)).unwrap();
     for id in late {
         let query = writer.vector(id).unwrap().unwrap();
         let from_reader = reader.search(&query, 3, SearchMode::Exact).unwrap();
