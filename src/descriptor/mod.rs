@@ -36,6 +36,13 @@ pub enum Pooling {
     Rgem { p: f32 },
 }
 
+impl Pooling {
+    /// The largest GeM power accepted. Past ~20 GeM is the maximum in all but name, and the
+    /// network's ReLU6 activations raised to it (6^100 ~ 6.5e77) stay far inside f64's range,
+    /// where a few hundred would overflow into infinite (then NaN) descriptors.
+    pub const MAX_P: f32 = 100.0;
+}
+
 /// Query expansion at search time: the query is replaced by the normalised sum of itself and
 /// its `neighbours` best hits, each weighted by `similarity^alpha` (alpha-QE), and searched
 /// again. `neighbours == 0` turns it off.
@@ -182,10 +189,13 @@ impl FromStr for Pooling {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
-            format!("{s:?}: expected average, max, gem, gem:P, rmac, rgem or rgem:P with P >= 1")
+            format!(
+                "{s:?}: expected average, max, gem, gem:P, rmac, rgem or rgem:P with P in [1, {}]",
+                Pooling::MAX_P
+            )
         };
         let p = |p: &str| match p.parse::<f32>() {
-            Ok(p) if p.is_finite() && p >= 1.0 => Ok(p),
+            Ok(p) if (1.0..=Pooling::MAX_P).contains(&p) => Ok(p),
             _ => Err(bad()),
         };
         match s {
@@ -297,6 +307,10 @@ mod tests {
         assert_eq!("rgem".parse(), Ok(Pooling::Rgem { p: 3.0 }));
         assert_eq!("rgem:2".parse(), Ok(Pooling::Rgem { p: 2.0 }));
         assert!("rgem:x".parse::<Pooling>().is_err());
+        assert_eq!("gem:100".parse(), Ok(Pooling::Gem { p: 100.0 }));
+        assert!("gem:101".parse::<Pooling>().is_err());
+        assert!("rgem:1000".parse::<Pooling>().is_err());
+        assert!("gem:inf".parse::<Pooling>().is_err());
         for pooling in [Pooling::Rmac, Pooling::Rgem { p: 4.0 }] {
             assert_eq!(pooling.to_string().parse(), Ok(pooling));
         }

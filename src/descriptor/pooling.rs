@@ -33,8 +33,10 @@ pub fn pool(pooling: Pooling, map: &[f32], out: &mut [f32]) {
         Pooling::Gem { p } => global(map, out, |row| gem(row, f64::from(p))),
         Pooling::Rmac => regional(map, out, Region::max),
         Pooling::Rgem { p } => {
+            // Raised once per activation rather than once per region that covers it; kept
+            // in f64, where a large p cannot overflow (f32 would at 6^50).
             let p = f64::from(p);
-            let powered: Vec<f32> = map.iter().map(|&x| gem_power(x, p) as f32).collect();
+            let powered: Vec<f64> = map.iter().map(|&x| gem_power(x, p)).collect();
             regional(&powered, out, |region, row| region.gem_of_powered(row, p));
         }
     }
@@ -96,7 +98,7 @@ impl Region {
     }
 
     /// The values of one channel's row (`map_side`^2 positions, row-major) in this region.
-    fn values<'a>(&self, row: &'a [f32]) -> impl Iterator<Item = f32> + 'a {
+    fn values<'a, T: Copy>(&self, row: &'a [T]) -> impl Iterator<Item = T> + 'a {
         let Region {
             y,
             x,
@@ -115,15 +117,15 @@ impl Region {
     }
 
     /// GeM over the region of a row already raised to the power `p` ([`gem_power`]).
-    fn gem_of_powered(&self, powered: &[f32], p: f64) -> f32 {
+    fn gem_of_powered(&self, powered: &[f64], p: f64) -> f32 {
         let n = self.side * self.side;
-        mean_of(self.values(powered).map(f64::from), n).powf(1.0 / p) as f32
+        mean_of(self.values(powered), n).powf(1.0 / p) as f32
     }
 }
 
 /// Pools each R-MAC region of `map` with `pool_region` (given the region and one channel's
 /// row), normalises each region's vector and sums them into `out`.
-fn regional(map: &[f32], out: &mut [f32], pool_region: impl Fn(&Region, &[f32]) -> f32) {
+fn regional<T>(map: &[T], out: &mut [f32], pool_region: impl Fn(&Region, &[T]) -> f32) {
     let positions = map.len() / out.len();
     let map_side = (positions as f64).sqrt().round() as usize;
     assert_eq!(
@@ -311,7 +313,13 @@ mod tests {
         // 15 regions on a 7 x 7 map sum to 15 times that.
         let mut map = vec![3.0f32; 49];
         map.extend([4.0f32; 49]);
-        for pooling in [Pooling::Rmac, Pooling::Rgem { p: 3.0 }] {
+        // p = 100: 4^100 is past f32's range, not f64's.
+        let poolings = [
+            Pooling::Rmac,
+            Pooling::Rgem { p: 3.0 },
+            Pooling::Rgem { p: 100.0 },
+        ];
+        for pooling in poolings {
             let mut out = [0.0; 2];
             pool(pooling, &map, &mut out);
             assert!(

@@ -383,8 +383,9 @@ impl Index {
         // catalog vector still to project.
         let (mut ready, mut ready_vectors) = (Vec::with_capacity(reserve), Vec::new());
         let (mut raw, mut raw_vectors) = (Vec::new(), Vec::new());
-        // The candidates' order is by approximate (f16) scores: the rows read are the first
-        // `k` found, and any candidate close enough to the k-th to be above it once rescored.
+        // The candidates' order is by the ANN's scores (f16 when it holds raw vectors): the rows
+        // read are the first `k` found, and any candidate close enough to the k-th to be above
+        // it once rescored.
         let mut kth_score = None;
         for c in candidates {
             if kth_score.is_some_and(|kth| c.score < kth - RESCORE_MARGIN) {
