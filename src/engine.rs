@@ -16,6 +16,7 @@ use crate::index::{
 };
 use crate::ingest::{self, IngestOptions, IngestReport};
 use crate::model::{ModelKind, ModelStore};
+use crate::verify::{self, LocalFeatures, VerifyOptions};
 use crate::video::{self, FileMatch, QueryFrameHits, VideoError, VideoFrames, VideoOptions};
 
 /// An indexed item and its stored vector.
@@ -272,6 +273,97 @@ impl Engine {
             }
             fetch = fetch.saturating_mul(4).min(MAX_GROUPED_FETCH);
         }
+    }
+
+    /// The local features of an image file, for spatial verification (see [`verify`]).
+    pub fn local_features_of_file(
+        &self,
+        path: &Path,
+    ) -> Result<LocalFeatures, crate::image::ImageError> {
+        let decoded =
+            crate::image::decode_file(path, verify::DECODE_SIDE, self.featurizer.limits())?;
+        LocalFeatures::of(&decoded.image)
+    }
+
+    /// The local features of an uploaded image, for spatial verification.
+    pub fn local_features_of_bytes(
+        &self,
+        bytes: &[u8],
+    ) -> Result<LocalFeatures, crate::image::ImageError> {
+        let decoded =
+            crate::image::decode_bytes(bytes, verify::DECODE_SIDE, self.featurizer.limits())?;
+        LocalFeatures::of(&decoded.image)
+    }
+
+    /// Re-ranks the top `options.depth` hits by spatial verification against the query's
+    /// local features (see [`verify::rerank`]), the candidates' features computed from their
+    /// files on all cores. A video frame, or a file that can no longer be read, keeps its
+    /// place unverified.
+    pub fn verify(
+        &self,
+        query: &LocalFeatures,
+        hits: Vec<Hit>,
+        options: VerifyOptions,
+    ) -> Vec<Hit> {
+        let depth = options.depth.min(hits.len());
+        if depth == 0 {
+            return hits;
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let counts: Vec<std::sync::Mutex<Option<usize>>> =
+            (0..depth).map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..crate::available_cores().min(depth) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(hit) = hits.get(i).filter(|_| i < depth) else {
+                        break;
+                    };
+                    if hit.kind != MediaKind::Image {
+                        continue;
+                    }
+                    match self.local_features_of_file(Path::new(&hit.path)) {
+                        Ok(features) => {
+                            if let Ok(mut slot) = counts[i].lock() {
+                                *slot = Some(verify::inliers(query, &features));
+                            }
+                        }
+                        Err(e) => tracing::debug!(path = %hit.path, error = %e, "not verified"),
+                    }
+                });
+            }
+        });
+        let counts: Vec<Option<usize>> = counts
+            .into_iter()
+            .map(|slot| slot.into_inner().ok().flatten())
+            .collect();
+        verify::rerank(hits, &counts, options.min_inliers)
+    }
+
+    /// The `k` nearest hits to an image query's vector (one per file unless `frames`), the
+    /// top `verify.depth` of them re-ranked by spatial verification against the query's local
+    /// features, which `query` computes only when verification is asked for.
+    pub fn search_image(
+        &self,
+        vector: &[f32],
+        k: usize,
+        mode: SearchMode,
+        frames: bool,
+        verify: VerifyOptions,
+        query: impl FnOnce() -> Result<LocalFeatures>,
+    ) -> Result<Vec<Hit>> {
+        let fetch = k.max(verify.depth);
+        let hits = if frames {
+            self.search_vector(vector, fetch, mode)?
+        } else {
+            self.search_vector_grouped(vector, fetch, mode)?
+        };
+        if verify.depth == 0 {
+            return Ok(hits);
+        }
+        let mut hits = self.verify(&query()?, hits, verify);
+        hits.truncate(k);
+        Ok(hits)
     }
 
     /// Samples and embeds a video's frames exactly as indexing does (nothing is stored).

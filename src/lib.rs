@@ -4,7 +4,8 @@
 //! pixels into L2-normalised feature vectors (the [`featurizer`] joins the two), and [`index`]
 //! stores them (a SQLite catalog as the source of truth, an HNSW index derived from it) and
 //! answers nearest-neighbour queries; [`video`] samples videos into frames (with ffmpeg) so a
-//! video is searchable frame by frame; [`eval`] measures retrieval quality. [`engine::Engine`]
+//! video is searchable frame by frame; [`eval`] measures retrieval quality; [`verify`] re-ranks the top results by spatial
+//! verification of local features. [`engine::Engine`]
 //! is the handle the CLI and the HTTP server ([`server`]) use.
 
 pub mod descriptor;
@@ -17,6 +18,7 @@ pub mod index;
 pub mod ingest;
 pub mod model;
 pub mod server;
+pub mod verify;
 pub mod video;
 
 pub use error::{Error, Result};

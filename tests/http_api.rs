@@ -410,6 +410,54 @@ fn searching_with_a_photo_of_the_collection_finds_it_first() {
     assert_eq!(default_k["results"].as_array().unwrap().len(), 24);
 }
 
+/// `verify=N`: the box photographed alone is found in the cluttered scene (by upload and by
+/// item), with the inlier count; a verify beyond the limit is a client error.
+#[test]
+fn verification_finds_the_object_in_its_scene() {
+    let s = shared();
+    let verified = |url: String| -> Value {
+        let response = client()
+            .post(url)
+            .multipart(image_form(&photo("opencv/box_in_scene.png")))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().unwrap()
+    };
+    let plain = search_file(&s.writable, &photo("opencv/box_in_scene.png"), 10);
+    assert!(plain["results"][0].get("inliers").is_none());
+    let answer = verified(s.writable.url("/api/search?k=3&verify=10"));
+    // The scene itself (indexed too), then the box.
+    assert_eq!(
+        names(&answer)[..2],
+        ["box_in_scene.png", "box.png"],
+        "{answer}"
+    );
+    let box_hit = &answer["results"][1];
+    assert!(box_hit["inliers"].as_u64().unwrap() >= 18, "{box_hit}");
+    assert!(answer["results"][0]["inliers"].as_u64() > box_hit["inliers"].as_u64());
+
+    let id = box_hit["id"].as_i64().unwrap();
+    let similar = get_json(
+        &s.writable,
+        &format!("/api/items/{id}/similar?k=2&verify=10"),
+    );
+    assert_eq!(
+        names(&similar),
+        ["box.png", "box_in_scene.png"],
+        "{similar}"
+    );
+    assert!(similar["results"][1]["inliers"].as_u64().unwrap() >= 18);
+
+    let response = client()
+        .post(s.writable.url("/api/search?verify=51"))
+        .multipart(image_form(&photo("opencv/box_in_scene.png")))
+        .send()
+        .unwrap();
+    assert_error(response, 400, "invalid_verify");
+    assert_healthy(&s.writable);
+}
+
 #[test]
 fn an_item_its_neighbours_original_and_thumbnail() {
     let s = shared();

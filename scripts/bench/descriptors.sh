@@ -58,7 +58,8 @@ if [[ ! -d "$WORK/originals" ]]; then
     cp "$PHOTOS"/sklearn/*.jpg "$WORK/originals/"
 fi
 
-# name | pooling scales whiten query-expansion ("default" gives no flags at all)
+# name | pooling scales whiten query-expansion [verify-depth] ("-": the default; "default"
+# gives no flags at all)
 CONFIGS=(
     "baseline (classic pipeline)|average 1 off off"
     "GeM p=3|gem 1 off off"
@@ -76,10 +77,17 @@ CONFIGS=(
     "GeM + scales 1, 1.41 + PCA 512|gem 1,1.41 512:0 off"
     "R-MAC + PCA 512|rmac 1 512:0 off"
     "R-GeM + PCA 512|rgem 1 512:0 off"
+    "spatial verification of the top 10|average 1 off off 10"
     "default|"
+    "default + spatial verification of the top 10|- - - - 10"
 )
-flags() { # pooling scales whiten query-expansion
-    [[ $# -eq 0 ]] || echo "--pooling $1 --scales $2 --whiten $3 --query-expansion $4"
+flags() { # pooling scales whiten query-expansion [verify-depth]
+    local names=(--pooling --scales --whiten --query-expansion --verify) out=() i=0
+    for value in "$@"; do
+        [[ "$value" == - ]] || out+=("${names[i]}" "$value")
+        i=$((i + 1))
+    done
+    echo "${out[@]}"
 }
 run() { # benchmark flags...
     local bench="$1"

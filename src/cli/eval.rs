@@ -11,6 +11,7 @@ use lookalike::index::SearchMode;
 use lookalike::model::ModelKind;
 
 use super::index::DescriptorArgs;
+use super::search::VerifyArgs;
 use super::Global;
 
 #[derive(Subcommand)]
@@ -65,6 +66,8 @@ pub struct CommonArgs {
     json: bool,
     #[command(flatten)]
     descriptor: DescriptorArgs,
+    #[command(flatten)]
+    verify: VerifyArgs,
 }
 
 pub fn run(global: &Global, command: EvalCommand) -> Result<ExitCode> {
@@ -73,6 +76,7 @@ pub fn run(global: &Global, command: EvalCommand) -> Result<ExitCode> {
         options.model = common.model;
         options.descriptor = common.descriptor.options();
         options.threads = global.threads;
+        options.verify = common.verify.options();
         if common.exact {
             options.mode = SearchMode::Exact;
         }

@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use lookalike::engine::Engine;
 use lookalike::index::{Hit, MediaKind, SearchMode};
+use lookalike::verify::VerifyOptions;
 use lookalike::video::{is_supported_video, FileMatch, VideoOptions};
 use serde::Serialize;
 
@@ -41,6 +42,31 @@ pub struct SearchArgs {
     /// the approximate search)
     #[arg(long)]
     exact: bool,
+    #[command(flatten)]
+    verify: VerifyArgs,
+}
+
+/// Spatial verification options (shared by `search` and `eval`).
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Re-rank the top N results of an image query by spatial verification: local features
+    /// matched between the query and each result, counted when one transform explains them.
+    /// Finds an object photographed in a cluttered scene; each verified result costs a decode
+    /// of its file (0: off)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    verify: usize,
+    /// Matches one transform must explain for a result to count as verified
+    #[arg(long, value_name = "N", default_value_t = VerifyOptions::DEFAULT_MIN_INLIERS)]
+    min_inliers: usize,
+}
+
+impl VerifyArgs {
+    pub fn options(&self) -> VerifyOptions {
+        VerifyOptions {
+            depth: self.verify,
+            min_inliers: self.min_inliers,
+        }
+    }
 }
 
 /// One line of `--json` output.
@@ -65,6 +91,9 @@ struct ResultRow {
     /// For a video query: seconds into the query of the frame that matched best.
     #[serde(skip_serializing_if = "Option::is_none")]
     query_t: Option<f64>,
+    /// With --verify: the feature matches with the query that one transform explains.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inliers: Option<usize>,
 }
 
 impl From<Hit> for ResultRow {
@@ -76,6 +105,7 @@ impl From<Hit> for ResultRow {
             video: hit.kind == MediaKind::Video,
             t: hit.t,
             query_t: None,
+            inliers: hit.inliers,
         }
     }
 }
@@ -89,6 +119,7 @@ impl From<FileMatch> for ResultRow {
             video: m.kind == MediaKind::Video,
             t: m.t,
             query_t: Some(m.query_t),
+            inliers: None,
         }
     }
 }
@@ -105,12 +136,18 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
         SearchMode::Approximate
     };
 
+    let verify = args.verify.options();
     let search = |v: &[f32]| {
         if args.frames {
             engine.search_vector(v, args.k, mode)
         } else {
             engine.search_vector_grouped(v, args.k, mode)
         }
+    };
+    let search_image = |v: &[f32], query: &std::path::Path| {
+        engine.search_image(v, args.k, mode, args.frames, verify, || {
+            Ok(engine.local_features_of_file(query)?)
+        })
     };
     let video_options = VideoOptions {
         frame_interval: args.frame_interval,
@@ -133,7 +170,10 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
         let name = query.display().to_string();
         if !is_supported_video(query) {
             let vector = image_vectors.next().expect("one vector per image query");
-            outputs.push(output(name, rows(vector.and_then(|v| search(&v)))));
+            outputs.push(output(
+                name,
+                rows(vector.and_then(|v| search_image(&v, query))),
+            ));
         } else if args.frames {
             match engine.video_query_frames(query, &video_options) {
                 Ok(frames) => outputs.extend(

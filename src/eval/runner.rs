@@ -9,9 +9,10 @@ use super::metrics::{Judged, Summary};
 use super::{EvalError, Failure, Group, Miss, Report};
 use crate::descriptor::DescriptorOptions;
 use crate::engine::{Engine, EngineOptions};
-use crate::index::{ItemId, SearchMode};
+use crate::index::{Hit, ItemId, SearchMode};
 use crate::ingest::{IngestOptions, IngestReport};
 use crate::model::ModelKind;
+use crate::verify::VerifyOptions;
 
 /// Results a copy-detection query ranks, and the depth of every latency measurement.
 const TOP: usize = 10;
@@ -28,6 +29,8 @@ pub struct EvalOptions {
     pub mode: SearchMode,
     /// The descriptor of the temporary index; `None`: the default one.
     pub descriptor: Option<DescriptorOptions>,
+    /// Spatial verification of each query's top results (depth 0: none).
+    pub verify: VerifyOptions,
 }
 
 impl EvalOptions {
@@ -38,6 +41,7 @@ impl EvalOptions {
             threads: None,
             mode: SearchMode::Approximate,
             descriptor: None,
+            verify: VerifyOptions::top(0),
         }
     }
 }
@@ -92,14 +96,38 @@ impl Session {
         Ok((elapsed, failed.into_iter().map(failure).collect()))
     }
 
-    /// A top-10 search, timed.
+    /// A top-10 search (after spatial verification of the top `verify.depth`, when asked),
+    /// timed.
     fn timed_top(
         &self,
         vector: &[f32],
+        query: &Path,
         mode: SearchMode,
-    ) -> Result<(Vec<crate::index::Hit>, Duration), EvalError> {
+        verify: VerifyOptions,
+    ) -> Result<(Vec<Hit>, Duration), EvalError> {
         let start = Instant::now();
-        let hits = self.engine.search_vector(vector, TOP, mode)?;
+        let hits = self
+            .engine
+            .search_image(vector, TOP, mode, true, verify, || {
+                Ok(self.engine.local_features_of_file(query)?)
+            })?;
+        Ok((hits, start.elapsed()))
+    }
+
+    /// `hits` re-ranked by spatial verification against the image at `query`, and the time
+    /// that took (the query's features included); as they are when `verify.depth` is 0.
+    fn verified(
+        &self,
+        hits: Vec<Hit>,
+        query: &Path,
+        verify: VerifyOptions,
+    ) -> Result<(Vec<Hit>, Duration), EvalError> {
+        if verify.depth == 0 {
+            return Ok((hits, Duration::ZERO));
+        }
+        let start = Instant::now();
+        let features = self.engine.local_features_of_file(query)?;
+        let hits = self.engine.verify(&features, hits, verify);
         Ok((hits, start.elapsed()))
     }
 
@@ -156,7 +184,7 @@ pub fn run_labelled(
     paths.extend_from_slice(distractors);
     let (index_time, mut failed) = session.index(&paths)?;
 
-    let mut queries: Vec<(ItemId, &str, Vec<f32>)> = Vec::with_capacity(images.len());
+    let mut queries: Vec<(ItemId, &str, &Path, Vec<f32>)> = Vec::with_capacity(images.len());
     let mut members: HashMap<&str, HashSet<ItemId>> = HashMap::new();
     for image in &images {
         // Failed files are already in `failed` with the indexer's reason.
@@ -165,24 +193,26 @@ pub fn run_labelled(
                 .entry(image.label.as_str())
                 .or_default()
                 .insert(record.id);
-            queries.push((record.id, image.label.as_str(), vector));
+            queries.push((record.id, image.label.as_str(), &image.path, vector));
         }
     }
     let depth = session.engine.stats()?.items as usize;
     let mut judged: BTreeMap<&str, Vec<Judged>> = BTreeMap::new();
     let mut latencies = Vec::with_capacity(queries.len());
-    for (id, label, vector) in &queries {
-        let ranking: Vec<ItemId> = session
-            .engine
-            .search_vector(vector, depth, options.mode)?
-            .into_iter()
-            .map(|hit| hit.id)
-            .collect();
+    for (id, label, path, vector) in &queries {
+        let hits = session.engine.search_vector(vector, depth, options.mode)?;
+        // The query's own hit is not verified: it would match itself perfectly and go first.
+        let hits = hits.into_iter().filter(|hit| hit.id != *id).collect();
+        let (hits, verify_time) = session.verified(hits, path, options.verify)?;
+        let ranking: Vec<ItemId> = hits.into_iter().map(|hit| hit.id).collect();
         judged
             .entry(label)
             .or_default()
             .push(Judged::new(&ranking, &members[label], Some(id)));
-        latencies.push(session.timed_top(vector, options.mode)?.1);
+        let search_time = session
+            .timed_top(vector, path, options.mode, VerifyOptions::top(0))?
+            .1;
+        latencies.push(search_time + verify_time);
     }
     let mut report = session.report("labelled", options.mode, depth, latencies)?;
     report.index_seconds = index_time.as_secs_f64();
@@ -243,7 +273,8 @@ pub fn run_copy_detection(
                 continue;
             }
         };
-        let (hits, latency) = session.timed_top(&vector, options.mode)?;
+        let (hits, latency) =
+            session.timed_top(&vector, &copy.path, options.mode, options.verify)?;
         latencies.push(latency);
         let ranking: Vec<&str> = hits.iter().map(|h| h.path.as_str()).collect();
         let original = originals[copy.original].as_str();

@@ -417,6 +417,7 @@ impl Index {
                 path,
                 t,
                 kind,
+                inliers: None,
             };
             if self.ann.exact_vector_into(c.id, &mut ready_vectors)? {
                 ready.push(hit);

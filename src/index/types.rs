@@ -111,6 +111,9 @@ pub struct Hit {
     pub path: String,
     pub t: Option<f64>,
     pub kind: MediaKind,
+    /// Feature matches with the query that one transform explains, when the search verified
+    /// this hit (see [`crate::verify`]).
+    pub inliers: Option<usize>,
 }
 
 /// Everything the catalog knows about an item, except its vector.

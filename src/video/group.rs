@@ -102,6 +102,7 @@ mod tests {
             } else {
                 MediaKind::Image
             },
+            inliers: None,
         }
     }
 

@@ -53,4 +53,5 @@ if [[ -n "${SCREENSHOT:-}" ]]; then
 fi
 BASE_URL="http://127.0.0.1:$PORT" QUERY_IMAGE="$TESTDATA/photos/skimage/chelsea.png" \
     QUERY_VIDEO_FRAME="$WORK/video-frame.png" VIDEO_NAME="$(basename "$VIDEO")" \
+    OBJECT_SCENE="$TESTDATA/photos/opencv/box_in_scene.png" OBJECT_NAME=box.png \
     node "$HERE/search.test.mjs" || die "failed; server log: $(tail -20 "$WORK/serve.log")"

@@ -3,6 +3,8 @@
 //
 // env: BASE_URL (http://127.0.0.1:PORT), QUERY_IMAGE (a photo that is in the index),
 //      QUERY_VIDEO_FRAME (a picture of a moment of the indexed video VIDEO_NAME),
+//      OBJECT_SCENE (an indexed photo of a scene that holds the object of the indexed photo
+//      OBJECT_NAME),
 //      SCREENSHOT (optional: where to save a screenshot of the results, for the README),
 //      CHROMIUM (default /usr/bin/chromium).
 import assert from "node:assert/strict";
@@ -16,6 +18,8 @@ const queryImage = required("QUERY_IMAGE");
 const expectedName = basename(queryImage);
 const videoFrame = required("QUERY_VIDEO_FRAME");
 const videoName = required("VIDEO_NAME");
+const objectScene = required("OBJECT_SCENE");
+const objectName = required("OBJECT_NAME");
 const timeout = 30_000;
 
 function required(name) {
@@ -134,6 +138,18 @@ try {
   });
   await page.waitForSelector("#error:not([hidden])", { timeout });
   assert.match(await page.textContent("#error"), /not an image/i);
+
+  step(`"Match objects": ${basename(objectScene)} finds ${objectName} right after itself, marked`);
+  await page.check("#verify");
+  await page.setInputFiles("#file", objectScene);
+  await page.waitForFunction(
+    (name) => document.querySelector("#results .card:nth-child(2) .name")?.textContent === name,
+    objectName,
+    { timeout },
+  );
+  assert.match(await page.textContent("#results .card:nth-child(2) .score"), /· \d+ matches$/);
+  assert.ok(await page.$eval("#results .card:nth-child(2)", (card) => card.classList.contains("verified")));
+  await page.uncheck("#verify");
 
   step(`upload a frame of ${videoName}: the video comes back at that moment, and plays from it`);
   await page.setInputFiles("#file", videoFrame);

@@ -27,7 +27,7 @@ use crate::server::upload::{ImageForm, ImageUpload};
         (status = 200, description = "The most similar files, best first: one result per \
                                       file (a video by its best frame) unless frames=true",
          body = SearchResponse),
-        (status = 400, description = "Empty body, bad k or bad form", body = ErrorBody),
+        (status = 400, description = "Empty body, bad k, bad verify or bad form", body = ErrorBody),
         (status = 413, description = "Body or image dimensions over the limits", body = ErrorBody),
         (status = 415, description = "Not an image format the server reads", body = ErrorBody),
         (status = 422, description = "A corrupt image", body = ErrorBody),
@@ -40,11 +40,14 @@ pub async fn search_upload(
     ImageUpload(bytes): ImageUpload,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let k = query.k()?;
+    let verify = query.verify()?;
     let started = Instant::now();
     let hits = state
         .inference("search", move |engine| {
             let embedded = engine.featurizer().embed_bytes(&bytes)?;
-            query.run(engine, &embedded.vector, k)
+            query.run(engine, &embedded.vector, k, verify, || {
+                Ok(engine.local_features_of_bytes(&bytes)?)
+            })
         })
         .await?;
     Ok(Json(SearchResponse::new(hits, started)))
@@ -60,7 +63,7 @@ pub async fn search_upload(
         (status = 200, description = "The most similar files, best first (the item itself \
                                       first), one per file unless frames=true",
          body = SearchResponse),
-        (status = 400, description = "Non-numeric id or bad k", body = ErrorBody),
+        (status = 400, description = "Non-numeric id, bad k or bad verify", body = ErrorBody),
         (status = 404, description = "No such item", body = ErrorBody),
     )
 )]
@@ -71,9 +74,15 @@ pub async fn similar(
 ) -> Result<Json<SearchResponse>, ApiError> {
     let id = parse_id(&id)?;
     let k = query.k()?;
+    let verify = query.verify()?;
     let started = Instant::now();
     let hits = state
-        .blocking(move |engine| query.run(engine, &engine.item_vector(id)?, k))
+        .blocking(move |engine| {
+            query.run(engine, &engine.item_vector(id)?, k, verify, || {
+                let item = engine.item(id)?.ok_or(crate::Error::UnknownItem(id))?;
+                Ok(engine.local_features_of_file(std::path::Path::new(&item.path))?)
+            })
+        })
         .await?;
     Ok(Json(SearchResponse::new(hits, started)))
 }

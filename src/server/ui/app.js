@@ -13,6 +13,7 @@ const els = {
   form: $("#item-form"),
   itemRef: $("#item-ref"),
   k: $("#k"),
+  verify: $("#verify"),
   error: $("#error"),
   summary: $("#summary"),
   results: $("#results"),
@@ -68,6 +69,17 @@ function k() {
   return Number(els.k.value) || 24;
 }
 
+// The API verifies at most 50 results per search; a result counts as the same object or scene
+// from 18 inliers (see the `verify` parameter in /api/openapi.json).
+const MAX_VERIFY = 50;
+const MIN_INLIERS = 18;
+
+// The query string of a search: k, and the depth of spatial verification when asked for.
+function searchParams() {
+  const verify = els.verify.checked ? `&verify=${Math.min(k(), MAX_VERIFY)}` : "";
+  return `k=${k()}${verify}`;
+}
+
 async function run(url, options) {
   const mine = ++generation;
   clearError();
@@ -93,7 +105,7 @@ function searchFile(file) {
   if (location.hash) history.pushState(null, "", location.pathname);
   const form = new FormData();
   form.append("image", file, file.name || "pasted-image");
-  run(`/api/search?k=${k()}`, { method: "POST", body: form });
+  run(`/api/search?${searchParams()}`, { method: "POST", body: form });
 }
 
 function searchItem(id, { push = true } = {}) {
@@ -101,7 +113,7 @@ function searchItem(id, { push = true } = {}) {
   lastQuery = { id };
   setPreview(`/api/items/${id}/thumbnail`);
   if (push && location.hash !== `#item=${id}`) history.pushState(null, "", `#item=${id}`);
-  run(`/api/items/${id}/similar?k=${k()}`);
+  run(`/api/items/${id}/similar?${searchParams()}`);
 }
 
 // An id, or a URL of this server's /api/items/{id}/... (the page never fetches other sites).
@@ -180,7 +192,13 @@ function card(result) {
   img.src = result.thumbnail;
   img.alt = result.name;
   img.addEventListener("error", () => img.classList.add("broken"), { once: true });
-  node.querySelector(".score").textContent = result.score.toFixed(3);
+  const score = node.querySelector(".score");
+  score.textContent = result.score.toFixed(3);
+  if (result.inliers >= MIN_INLIERS) {
+    node.classList.add("verified");
+    score.textContent += ` · ${result.inliers} matches`;
+    score.title = "Local features matched with the query in a consistent arrangement";
+  }
   const name = node.querySelector(".name");
   name.textContent = result.name;
   name.title = result.path;
@@ -282,10 +300,12 @@ els.form.addEventListener("submit", (event) => {
   searchItem(id);
 });
 
-els.k.addEventListener("change", () => {
+function searchAgain() {
   if (lastQuery?.file) searchFile(lastQuery.file);
   else if (lastQuery?.id != null) searchItem(lastQuery.id, { push: false });
-});
+}
+els.k.addEventListener("change", searchAgain);
+els.verify.addEventListener("change", searchAgain);
 
 window.addEventListener("popstate", fromHash);
 
