@@ -78,23 +78,24 @@ fn a_turned_and_shrunk_copy_keeps_most_matches() {
 }
 
 /// `search --verify`: box_in_scene.png (not indexed) finds box.png first, with its inlier
-/// count in the JSON; without verification the rows carry no inliers field.
+/// count in the JSON; without verification the rows carry no inliers field. A result whose
+/// file is gone since it was indexed stays in the list, unverified.
 #[test]
 fn search_with_verification_puts_the_verified_object_first() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
-    let photos: Vec<PathBuf> = [
-        "opencv/box.png",
-        "opencv/left.jpg",
-        "opencv/right.jpg",
-        "opencv/left01.jpg",
-        "opencv/right01.jpg",
-        "opencv/graf1.png",
-        "skimage/coffee.png",
-    ]
-    .iter()
-    .map(|p| photo(p))
-    .collect();
+    let photos = common::copy_photos(
+        &dir.path().join("photos"),
+        &[
+            ("opencv/box.png", "box.png"),
+            ("opencv/left.jpg", "left.jpg"),
+            ("opencv/right.jpg", "right.jpg"),
+            ("opencv/left01.jpg", "left01.jpg"),
+            ("opencv/right01.jpg", "right01.jpg"),
+            ("opencv/graf1.png", "graf1.png"),
+            ("skimage/coffee.png", "coffee.png"),
+        ],
+    );
     let mut args = vec!["index".to_owned()];
     args.extend(photos.iter().map(|p| p.display().to_string()));
     common::run_ok(&db, &args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -128,6 +129,20 @@ fn search_with_verification_puts_the_verified_object_first() {
         .iter()
         .all(|r| r["inliers"].as_u64().unwrap() < MIN as u64));
     assert!(rows[1]["score"].as_f64() >= rows[2]["score"].as_f64());
+
+    // right.jpg disappears: it is still a result (the index has not been told), unverified.
+    std::fs::remove_file(dir.path().join("photos/right.jpg")).unwrap();
+    let verified = run_json(
+        &db,
+        &["search", "--json", "-k", "7", "--verify", "7", query],
+    );
+    let rows = verified["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 7);
+    assert!(rows[0]["path"].as_str().unwrap().ends_with("/box.png"));
+    for row in rows {
+        let gone = row["path"].as_str().unwrap().ends_with("/right.jpg");
+        assert_eq!(row.get("inliers").is_none(), gone, "{row}");
+    }
 }
 
 /// Calibration of [`VerifyOptions::DEFAULT_MIN_INLIERS`]: inlier counts of every pair of the

@@ -6,6 +6,7 @@ use axum::extract::{Path, State};
 use axum::Json;
 
 use super::{parse_id, ApiQuery, SearchQuery, SearchResponse};
+use crate::engine::Engine;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::state::AppState;
 use crate::server::upload::{ImageForm, ImageUpload};
@@ -76,13 +77,17 @@ pub async fn similar(
     let k = query.k()?;
     let verify = query.verify()?;
     let started = Instant::now();
-    let hits = state
-        .blocking(move |engine| {
-            query.run(engine, &engine.item_vector(id)?, k, verify, || {
-                let item = engine.item(id)?.ok_or(crate::Error::UnknownItem(id))?;
-                Ok(engine.local_features_of_file(std::path::Path::new(&item.path))?)
-            })
+    let search = move |engine: &Engine| {
+        query.run(engine, &engine.item_vector(id)?, k, verify, || {
+            let item = engine.item(id)?.ok_or(crate::Error::UnknownItem(id))?;
+            Ok(engine.local_features_of_file(std::path::Path::new(&item.path))?)
         })
-        .await?;
+    };
+    // Verification decodes files: it waits for an inference slot like an upload does.
+    let hits = if verify.depth > 0 {
+        state.inference("similar", search).await?
+    } else {
+        state.blocking(search).await?
+    };
     Ok(Json(SearchResponse::new(hits, started)))
 }
