@@ -27,9 +27,9 @@ const SCALE: f32 = 1.2;
 const FAST_THRESHOLD: i16 = 20;
 /// Radius of the patch that orients and describes a keypoint.
 const PATCH_RADIUS: i32 = 15;
-/// Keypoints stay this far from the border: a steered test point is at most 15 * sqrt(2)
-/// pixels from the centre.
-const BORDER: i32 = 22;
+/// Keypoints stay this far from the border: the orientation's patch and the steered tests
+/// reach [`PATCH_RADIUS`] pixels from the centre.
+const BORDER: i32 = PATCH_RADIUS + 1;
 
 /// A binary descriptor: 256 intensity tests.
 pub type Descriptor = [u64; 4];
@@ -278,8 +278,9 @@ const ANGLES: usize = 32;
 type Tests = [[(i32, i32); 2]; 256];
 
 /// BRIEF's test pairs, rotated to each of the [`ANGLES`] orientations: 256 pairs of points
-/// drawn from an isotropic Gaussian (sigma = 31/5, the paper's best distribution) within the
-/// patch, from a fixed seed so that every image is described with the same tests.
+/// drawn from an isotropic Gaussian (sigma = 31/5, the paper's best distribution), each
+/// coordinate within 15 / sqrt(2) so that a rotated point stays within the patch's radius,
+/// from a fixed seed so that every image is described with the same tests.
 fn steered_patterns() -> &'static [Tests; ANGLES] {
     static PATTERNS: OnceLock<Box<[Tests; ANGLES]>> = OnceLock::new();
     PATTERNS.get_or_init(|| {
@@ -401,6 +402,45 @@ mod tests {
                 (near(x, 30) || near(x, 69)) && (near(y, 30) || near(y, 69)),
                 "({x}, {y}) is not at a corner"
             );
+        }
+    }
+
+    /// Noise has corners everywhere, up to the border; every size, down to 1x1, is described
+    /// without reading outside the image, and every keypoint lies inside it.
+    #[test]
+    fn noise_of_any_size_is_described_within_the_image() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for (w, h) in [
+            (1, 1),
+            (31, 31),
+            (33, 40),
+            (40, 33),
+            (64, 17),
+            (300, 200),
+            (900, 40),
+        ] {
+            let image = RgbImage::from_fn(w, h, |_, _| {
+                image::Rgb([rng.u8(..), rng.u8(..), rng.u8(..)])
+            });
+            let features = LocalFeatures::of(&image).unwrap();
+            assert_eq!(features.keypoints.len(), features.descriptors.len());
+            assert!(features.len() <= MAX_FEATURES);
+            let side = w.max(h) as f32;
+            let shrink = (WORKING_SIDE as f32 / side).min(1.0);
+            for k in &features.keypoints {
+                assert!(
+                    k.x >= 0.0 && k.x < w as f32 * shrink + 1.0,
+                    "{w}x{h}: {k:?}"
+                );
+                assert!(
+                    k.y >= 0.0 && k.y < h as f32 * shrink + 1.0,
+                    "{w}x{h}: {k:?}"
+                );
+            }
+            // Room for features on the first levels at least (900x40 shrinks to 512x23: none).
+            if (w, h) == (300, 200) {
+                assert!(features.len() > 100, "{w}x{h}: {} features", features.len());
+            }
         }
     }
 
