@@ -36,7 +36,7 @@ pub struct VerifyOptions {
 impl VerifyOptions {
     /// The fewest inliers that count as a verified match. Unrelated photos reach 12 at most
     /// (over the 15,333 pairs of unrelated photos among the 178 cached test photos; 99.9% of
-    /// them have 9 or fewer); the same-scene pairs that verification can see have 29 to 336
+    /// them have 9 or fewer); the same-scene pairs that verification can see have 28 to 321
     /// (`cargo test --release --test verify calibration -- --ignored --nocapture`, numbers in
     /// BENCHMARKS.md).
     pub const DEFAULT_MIN_INLIERS: usize = 18;
