@@ -268,8 +268,12 @@ fn print_text(out: &QueryOutput) {
             .query_t
             .map(|t| format!(", query @ {t:.1}s"))
             .unwrap_or_default();
+        let inliers = row
+            .inliers
+            .map(|n| format!(", {n} inliers"))
+            .unwrap_or_default();
         println!(
-            "  {:>3}. {:.4}  {}{at}  (id {}{query_at})",
+            "  {:>3}. {:.4}  {}{at}  (id {}{query_at}{inliers})",
             rank + 1,
             row.score,
             row.path,
