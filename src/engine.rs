@@ -295,6 +295,23 @@ impl Engine {
         LocalFeatures::of(&decoded.image)
     }
 
+    /// The local features of an indexed item, when a search by that item is to be verified:
+    /// None for a video frame, or for an image whose file can no longer be read (the search
+    /// then goes on unverified).
+    pub fn item_local_features(&self, id: ItemId) -> Result<Option<LocalFeatures>> {
+        let item = self.item(id)?.ok_or(Error::UnknownItem(id))?;
+        if item.kind != MediaKind::Image {
+            return Ok(None);
+        }
+        Ok(match self.local_features_of_file(Path::new(&item.path)) {
+            Ok(features) => Some(features),
+            Err(e) => {
+                tracing::warn!(path = %item.path, error = %e, "searching unverified");
+                None
+            }
+        })
+    }
+
     /// Re-ranks the top `options.depth` hits by spatial verification against the query's
     /// local features (see [`verify::rerank`]), the candidates' features computed from their
     /// files on all cores. A video frame, or a file that can no longer be read, keeps its
@@ -306,43 +323,25 @@ impl Engine {
         options: VerifyOptions,
     ) -> Vec<Hit> {
         let depth = options.depth.min(hits.len());
-        if depth == 0 {
-            return hits;
-        }
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let counts: Vec<std::sync::Mutex<Option<usize>>> =
-            (0..depth).map(|_| std::sync::Mutex::new(None)).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..crate::available_cores().min(depth) {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(hit) = hits.get(i).filter(|_| i < depth) else {
-                        break;
-                    };
-                    if hit.kind != MediaKind::Image {
-                        continue;
-                    }
-                    match self.local_features_of_file(Path::new(&hit.path)) {
-                        Ok(features) => {
-                            if let Ok(mut slot) = counts[i].lock() {
-                                *slot = Some(verify::inliers(query, &features));
-                            }
-                        }
-                        Err(e) => tracing::debug!(path = %hit.path, error = %e, "not verified"),
-                    }
-                });
+        let counts = crate::parallel_map(&hits[..depth], crate::available_cores(), |hit| {
+            if hit.kind != MediaKind::Image {
+                return None;
+            }
+            match self.local_features_of_file(Path::new(&hit.path)) {
+                Ok(features) => Some(verify::inliers(query, &features)),
+                Err(e) => {
+                    tracing::debug!(path = %hit.path, error = %e, "not verified");
+                    None
+                }
             }
         });
-        let counts: Vec<Option<usize>> = counts
-            .into_iter()
-            .map(|slot| slot.into_inner().ok().flatten())
-            .collect();
+        let counts: Vec<Option<usize>> = counts.into_iter().map(Option::flatten).collect();
         verify::rerank(hits, &counts, options.min_inliers)
     }
 
     /// The `k` nearest hits to an image query's vector (one per file unless `frames`), the
     /// top `verify.depth` of them re-ranked by spatial verification against the query's local
-    /// features, which `query` computes only when verification is asked for.
+    /// features when given (see [`Engine::query_features`]).
     pub fn search_image(
         &self,
         vector: &[f32],
@@ -350,18 +349,23 @@ impl Engine {
         mode: SearchMode,
         frames: bool,
         verify: VerifyOptions,
-        query: impl FnOnce() -> Result<LocalFeatures>,
+        query: Option<&LocalFeatures>,
     ) -> Result<Vec<Hit>> {
-        let fetch = k.max(verify.depth);
+        let query = query.filter(|_| verify.depth > 0);
+        let fetch = if query.is_some() {
+            k.max(verify.depth)
+        } else {
+            k
+        };
         let hits = if frames {
             self.search_vector(vector, fetch, mode)?
         } else {
             self.search_vector_grouped(vector, fetch, mode)?
         };
-        if verify.depth == 0 {
+        let Some(query) = query else {
             return Ok(hits);
-        }
-        let mut hits = self.verify(&query()?, hits, verify);
+        };
+        let mut hits = self.verify(query, hits, verify);
         hits.truncate(k);
         Ok(hits)
     }

@@ -8,8 +8,6 @@
 //! normalised per-scale vectors. Callers only see one longer tensor per image.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use ::image::RgbImage;
 
@@ -272,32 +270,19 @@ impl Featurizer {
         paths: &[PathBuf],
         threads: usize,
     ) -> Vec<Result<PreparedTensor, ImageError>> {
-        let slots: Vec<Mutex<Option<_>>> = paths.iter().map(|_| Mutex::new(None)).collect();
-        let next = AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            for _ in 0..threads.clamp(1, paths.len().max(1)) {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = paths.get(i) else { break };
-                    let mut tensor = vec![0.0; self.tensor_len()];
-                    let result = self
-                        .prepare_file(path, &mut tensor)
-                        .map(|dims| (tensor, dims));
-                    if let Ok(mut slot) = slots[i].lock() {
-                        *slot = Some(result);
-                    }
-                });
-            }
-        });
-        slots
-            .into_iter()
-            .map(|slot| {
-                slot.into_inner().ok().flatten().unwrap_or_else(|| {
-                    Err(ImageError::Io(std::io::Error::other(
-                        "decoder thread failed",
-                    )))
-                })
+        crate::parallel_map(paths, threads, |path| {
+            let mut tensor = vec![0.0; self.tensor_len()];
+            self.prepare_file(path, &mut tensor)
+                .map(|dims| (tensor, dims))
+        })
+        .into_iter()
+        .map(|slot| {
+            slot.unwrap_or_else(|| {
+                Err(ImageError::Io(std::io::Error::other(
+                    "decoder thread failed",
+                )))
             })
-            .collect()
+        })
+        .collect()
     }
 }

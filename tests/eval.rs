@@ -200,6 +200,7 @@ fn same_scene_pairs_find_each_other() {
     options.verify = lookalike::verify::VerifyOptions::top(5);
     let verified = run_labelled(dir.path(), None, &[], &options).unwrap();
     print(&verified);
+    assert_eq!((report.verified_top, verified.verified_top), (0, 5));
     assert_eq!(verified.groups[1].name, "pair01");
     assert_eq!(
         verified.groups[1].summary.map, 1.0,

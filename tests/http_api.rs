@@ -449,6 +449,21 @@ fn verification_finds_the_object_in_its_scene() {
     );
     assert!(similar["results"][1]["inliers"].as_u64().unwrap() >= 18);
 
+    // A video frame has no image file to verify against: the search goes on unverified.
+    let file = video(VIDEO).canonicalize().unwrap();
+    let frames = s
+        .engine
+        .indexed_items(&file)
+        .unwrap()
+        .expect("the video is indexed");
+    let frame = frames[0].0.id;
+    let similar = get_json(
+        &s.writable,
+        &format!("/api/items/{frame}/similar?k=3&verify=10"),
+    );
+    assert_eq!(similar["results"][0]["id"], frame);
+    assert!(similar["results"][0].get("inliers").is_none(), "{similar}");
+
     let response = client()
         .post(s.writable.url("/api/search?verify=51"))
         .multipart(image_form(&photo("opencv/box_in_scene.png")))

@@ -128,7 +128,17 @@ fn search_with_verification_puts_the_verified_object_first() {
     assert!(rows[1..]
         .iter()
         .all(|r| r["inliers"].as_u64().unwrap() < MIN as u64));
-    assert!(rows[1]["score"].as_f64() >= rows[2]["score"].as_f64());
+    assert!(rows[1]["score"].as_f64().unwrap() >= rows[2]["score"].as_f64().unwrap());
+
+    // A query by item id is verified against the item's file: box.png matches itself.
+    let id = rows[0]["id"].as_i64().unwrap().to_string();
+    let by_id = run_json(
+        &db,
+        &["search", "--json", "-k", "2", "--verify", "7", "--id", &id],
+    );
+    let top = &by_id["results"][0];
+    assert_eq!(top["id"].as_i64().unwrap().to_string(), id);
+    assert!(top["inliers"].as_u64().unwrap() >= 5 * MIN as u64, "{top}");
 
     // right.jpg disappears: it is still a result (the index has not been told), unverified.
     std::fs::remove_file(dir.path().join("photos/right.jpg")).unwrap();

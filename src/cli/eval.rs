@@ -130,6 +130,12 @@ fn print_table(report: &Report) {
         report.protocol, report.model, report.search, report.depth, report.indexed
     );
     println!("descriptor: {}", report.descriptor);
+    if report.verified_top > 0 {
+        println!(
+            "spatial verification of the top {} (verified from {} inliers)",
+            report.verified_top, report.min_inliers
+        );
+    }
     let width = report
         .groups
         .iter()

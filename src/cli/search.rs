@@ -8,7 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use lookalike::engine::Engine;
 use lookalike::index::{Hit, MediaKind, SearchMode};
-use lookalike::verify::VerifyOptions;
+use lookalike::verify::{LocalFeatures, VerifyOptions};
 use lookalike::video::{is_supported_video, FileMatch, VideoOptions};
 use serde::Serialize;
 
@@ -49,10 +49,11 @@ pub struct SearchArgs {
 /// Spatial verification options (shared by `search` and `eval`).
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// Re-rank the top N results of an image query by spatial verification: local features
-    /// matched between the query and each result, counted when one transform explains them.
-    /// Finds an object photographed in a cluttered scene; each verified result costs a decode
-    /// of its file (0: off)
+    /// Re-rank the top N results of an image query (or of an --id query of an image) by
+    /// spatial verification: local features matched between the query and each result,
+    /// counted when one transform explains them. Finds an object photographed in a cluttered
+    /// scene; each verified result costs a decode of its file (0: off; video queries are not
+    /// verified)
     #[arg(long, value_name = "N", default_value_t = 0)]
     verify: usize,
     /// Matches one transform must explain for a result to count as verified
@@ -137,17 +138,9 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
     };
 
     let verify = args.verify.options();
-    let search = |v: &[f32]| {
-        if args.frames {
-            engine.search_vector(v, args.k, mode)
-        } else {
-            engine.search_vector_grouped(v, args.k, mode)
-        }
-    };
-    let search_image = |v: &[f32], query: &std::path::Path| {
-        engine.search_image(v, args.k, mode, args.frames, verify, || {
-            Ok(engine.local_features_of_file(query)?)
-        })
+    // A query's results, verified against the query image's features when given.
+    let search_image = |v: &[f32], features: lookalike::Result<Option<LocalFeatures>>| {
+        engine.search_image(v, args.k, mode, args.frames, verify, features?.as_ref())
     };
     let video_options = VideoOptions {
         frame_interval: args.frame_interval,
@@ -156,7 +149,13 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
 
     let mut outputs: Vec<QueryOutput> = Vec::new();
     for &id in &args.ids {
-        let result = engine.item_vector(id).and_then(|v| search(&v));
+        let features = || match verify.depth {
+            0 => Ok(None),
+            _ => engine.item_local_features(id),
+        };
+        let result = engine
+            .item_vector(id)
+            .and_then(|v| search_image(&v, features()));
         outputs.push(output(id.to_string(), rows(result)));
     }
     let images: Vec<PathBuf> = args
@@ -170,17 +169,19 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
         let name = query.display().to_string();
         if !is_supported_video(query) {
             let vector = image_vectors.next().expect("one vector per image query");
+            let features = || match verify.depth {
+                0 => Ok(None),
+                _ => Ok(Some(engine.local_features_of_file(query)?)),
+            };
             outputs.push(output(
                 name,
-                rows(vector.and_then(|v| search_image(&v, query))),
+                rows(vector.and_then(|v| search_image(&v, features()))),
             ));
         } else if args.frames {
             match engine.video_query_frames(query, &video_options) {
-                Ok(frames) => outputs.extend(
-                    frames
-                        .iter()
-                        .map(|(t, v)| output(format!("{name} @ {t:.2}s"), rows(search(v)))),
-                ),
+                Ok(frames) => outputs.extend(frames.iter().map(|(t, v)| {
+                    output(format!("{name} @ {t:.2}s"), rows(search_image(v, Ok(None))))
+                })),
                 Err(e) => outputs.push(output(name, Err(e.to_string()))),
             }
         } else {

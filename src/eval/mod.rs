@@ -65,6 +65,10 @@ pub struct Report {
     pub descriptor: String,
     /// "approximate" (HNSW) or "exact" (brute force).
     pub search: &'static str,
+    /// How many of each query's top results spatial verification re-ranked (0: none).
+    pub verified_top: usize,
+    /// Inliers that made a result verified.
+    pub min_inliers: usize,
     /// How many results each query ranks: every indexed item for a labelled set, 10 for copy
     /// detection (so its mAP is the mean reciprocal rank within the top 10).
     pub depth: usize,
@@ -73,7 +77,8 @@ pub struct Report {
     /// Per label or per transform, in a stable order.
     pub groups: Vec<Group>,
     pub overall: Summary,
-    /// Median wall time of one top-10 search (the embedding of the query excluded).
+    /// Median wall time of one top-10 search (the embedding of the query excluded; with
+    /// verification, the query's local features and the verification included).
     pub search_ms_median: f64,
     /// Catalog plus ANN bytes on disk, per indexed item.
     pub bytes_per_item: f64,

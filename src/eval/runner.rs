@@ -106,11 +106,13 @@ impl Session {
         verify: VerifyOptions,
     ) -> Result<(Vec<Hit>, Duration), EvalError> {
         let start = Instant::now();
+        let features = match verify.depth {
+            0 => None,
+            _ => Some(self.engine.local_features_of_file(query)?),
+        };
         let hits = self
             .engine
-            .search_image(vector, TOP, mode, true, verify, || {
-                Ok(self.engine.local_features_of_file(query)?)
-            })?;
+            .search_image(vector, TOP, mode, true, verify, features.as_ref())?;
         Ok((hits, start.elapsed()))
     }
 
@@ -135,7 +137,7 @@ impl Session {
     fn report(
         &self,
         protocol: &'static str,
-        mode: SearchMode,
+        options: &EvalOptions,
         depth: usize,
         mut latencies: Vec<Duration>,
     ) -> Result<Report, EvalError> {
@@ -149,10 +151,12 @@ impl Session {
             protocol,
             model: stats.model,
             descriptor: self.engine.descriptor().to_json(),
-            search: match mode {
+            search: match options.mode {
                 SearchMode::Approximate => "approximate",
                 SearchMode::Exact => "exact",
             },
+            verified_top: options.verify.depth,
+            min_inliers: options.verify.min_inliers,
             depth,
             indexed: stats.items,
             groups: Vec::new(),
@@ -214,7 +218,7 @@ pub fn run_labelled(
             .1;
         latencies.push(search_time + verify_time);
     }
-    let mut report = session.report("labelled", options.mode, depth, latencies)?;
+    let mut report = session.report("labelled", options, depth, latencies)?;
     report.index_seconds = index_time.as_secs_f64();
     report.overall = Summary::of(judged.values().flatten());
     report.groups = groups(judged);
@@ -290,7 +294,7 @@ pub fn run_copy_detection(
         }
         judged.entry(copy.transform).or_default().push(one);
     }
-    let mut report = session.report("copydetect", options.mode, TOP, latencies)?;
+    let mut report = session.report("copydetect", options, TOP, latencies)?;
     report.index_seconds = index_time.as_secs_f64();
     report.embed_seconds = embed_time.as_secs_f64();
     report.overall = Summary::of(judged.values().flatten());

@@ -52,14 +52,24 @@ impl LocalFeatures {
     /// Detects and describes the features of an image (any size; scaled down to
     /// [`WORKING_SIDE`] first, never up).
     pub fn of(image: &RgbImage) -> Result<LocalFeatures, ImageError> {
+        // Shrunk first: a full-size grey copy of a huge image would cost more than the rest.
         let (w, h) = image.dimensions();
+        let shrink = (WORKING_SIDE as f32 / w.max(h) as f32).min(1.0);
+        let mut small = RgbImage::new(scaled(w, shrink), scaled(h, shrink));
+        if small.dimensions() == (w, h) {
+            small.clone_from(image);
+        } else {
+            let options = fir::ResizeOptions::new()
+                .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear));
+            fir::Resizer::new()
+                .resize(image, &mut small, &options)
+                .map_err(|e| ImageError::Resize(e.to_string()))?;
+        }
         // Rec. 601 luma in 8-bit fixed point.
-        let grey = GrayImage::from_fn(w, h, |x, y| {
-            let [r, g, b] = image.get_pixel(x, y).0.map(u32::from);
+        let base = GrayImage::from_fn(small.width(), small.height(), |x, y| {
+            let [r, g, b] = small.get_pixel(x, y).0.map(u32::from);
             image::Luma([((77 * r + 150 * g + 29 * b + 128) >> 8) as u8])
         });
-        let shrink = (WORKING_SIDE as f32 / w.max(h) as f32).min(1.0);
-        let base = resize(&grey, scaled(w, shrink), scaled(h, shrink))?;
 
         let weights: Vec<f32> = (0..LEVELS).map(|l| SCALE.powi(-2 * l as i32)).collect();
         let total: f32 = weights.iter().sum();
@@ -191,7 +201,8 @@ fn fast_corners(image: &GrayImage) -> Vec<(i32, i32, u16)> {
                 (false, true) => dark_sum,
                 (false, false) => continue,
             };
-            score[at] = s.max(1);
+            // At least 9: every pixel of the arc passes the threshold by 1 or more.
+            score[at] = s;
         }
     }
     let mut maxima = Vec::new();
@@ -217,7 +228,7 @@ fn fast_corners(image: &GrayImage) -> Vec<(i32, i32, u16)> {
     maxima
 }
 
-/// Whether a 16-bit circle mask/// Whether a 16-bit circle mask holds 9 contiguous set bits (wrapping around).
+/// Whether a 16-bit circle mask holds 9 contiguous set bits (wrapping around).
 fn has_arc(mask: u32) -> bool {
     if mask.count_ones() < 9 {
         return false;
@@ -257,7 +268,9 @@ fn harris(image: &GrayImage, x: i32, y: i32) -> f32 {
 
 /// The angle (radians) from the keypoint to the intensity centroid of its circular patch.
 fn orientation(image: &GrayImage, x: i32, y: i32) -> f32 {
-    let w = image.width() as i32;
+    let (w, h) = (image.width() as i32, image.height() as i32);
+    debug_assert!(x >= PATCH_RADIUS && x < w - PATCH_RADIUS);
+    debug_assert!(y >= PATCH_RADIUS && y < h - PATCH_RADIUS);
     let (mut m10, mut m01) = (0i64, 0i64);
     for dy in -PATCH_RADIUS..=PATCH_RADIUS {
         let reach = ((PATCH_RADIUS * PATCH_RADIUS - dy * dy) as f32).sqrt() as i32;
@@ -318,10 +331,14 @@ fn steered_patterns() -> &'static [Tests; ANGLES] {
 
 /// The 256 BRIEF tests at (x, y), steered by `angle`, on the smoothed image.
 fn steered_brief(smooth: &GrayImage, x: i32, y: i32, angle: f32) -> Descriptor {
-    let w = smooth.width() as i32;
+    let (w, h) = (smooth.width() as i32, smooth.height() as i32);
     let turns = angle / std::f32::consts::TAU;
     let bin = ((turns * ANGLES as f32).round() as i32).rem_euclid(ANGLES as i32) as usize;
-    let at = |(dx, dy): (i32, i32)| smooth.as_raw()[((y + dy) * w + x + dx) as usize];
+    let at = |(dx, dy): (i32, i32)| {
+        // A read past a row's end would land in the next row, not panic.
+        debug_assert!((0..w).contains(&(x + dx)) && (0..h).contains(&(y + dy)));
+        smooth.as_raw()[((y + dy) * w + x + dx) as usize]
+    };
     let mut descriptor = [0u64; 4];
     for (i, [a, b]) in steered_patterns()[bin].iter().enumerate() {
         if at(*a) < at(*b) {
@@ -331,8 +348,8 @@ fn steered_brief(smooth: &GrayImage, x: i32, y: i32, angle: f32) -> Descriptor {
     descriptor
 }
 
-/// A 7x7 Gaussian blur (sigma 2, as ORB smooths before its tests), edges clamped; in 16-bit
-/// fixed point.
+/// A 7x7 Gaussian blur (sigma 2, as ORB smooths before its tests), edges clamped; weights
+/// in 12-bit fixed point.
 fn gaussian_blur(image: &GrayImage) -> GrayImage {
     const RADIUS: usize = 3;
     const ONE: u32 = 1 << 12;

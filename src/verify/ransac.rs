@@ -60,10 +60,12 @@ impl Affine {
             return false;
         }
         // Singular values of the linear part, from its Frobenius norm and determinant.
-        let frobenius = a * a + b * b + d * d + e * e;
-        let gap = (frobenius * frobenius - 4.0 * det * det).max(0.0).sqrt();
-        let largest = ((frobenius + gap) / 2.0).sqrt();
-        let smallest = ((frobenius - gap) / 2.0).max(0.0).sqrt();
+        let frobenius_sq = a * a + b * b + d * d + e * e;
+        let gap = (frobenius_sq * frobenius_sq - 4.0 * det * det)
+            .max(0.0)
+            .sqrt();
+        let largest = ((frobenius_sq + gap) / 2.0).sqrt();
+        let smallest = ((frobenius_sq - gap) / 2.0).max(0.0).sqrt();
         largest <= MAX_STRETCH && smallest >= 1.0 / MAX_STRETCH
     }
 }

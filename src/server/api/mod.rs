@@ -148,15 +148,14 @@ impl SearchQuery {
     }
 
     /// Searches with `vector` as asked: grouped by file unless `frames=true`, the top
-    /// `verify` re-ranked against the query image's local features (computed by `query`
-    /// only then).
+    /// `verify` re-ranked against the query image's local features when given.
     fn run(
         &self,
         engine: &Engine,
         vector: &[f32],
         k: usize,
         verify: VerifyOptions,
-        query: impl FnOnce() -> crate::Result<LocalFeatures>,
+        query: Option<&LocalFeatures>,
     ) -> crate::Result<Vec<Hit>> {
         let frames = self.frames.unwrap_or(false);
         engine.search_image(vector, k, SearchMode::Approximate, frames, verify, query)

@@ -46,9 +46,11 @@ pub async fn search_upload(
     let hits = state
         .inference("search", move |engine| {
             let embedded = engine.featurizer().embed_bytes(&bytes)?;
-            query.run(engine, &embedded.vector, k, verify, || {
-                Ok(engine.local_features_of_bytes(&bytes)?)
-            })
+            let features = match verify.depth {
+                0 => None,
+                _ => Some(engine.local_features_of_bytes(&bytes)?),
+            };
+            query.run(engine, &embedded.vector, k, verify, features.as_ref())
         })
         .await?;
     Ok(Json(SearchResponse::new(hits, started)))
@@ -62,10 +64,14 @@ pub async fn search_upload(
     params(("id" = i64, Path, description = "Item id"), SearchQuery),
     responses(
         (status = 200, description = "The most similar files, best first (the item itself \
-                                      first), one per file unless frames=true",
+                                      first), one per file unless frames=true; with verify, \
+                                      a video frame or an image whose file is gone searches \
+                                      unverified",
          body = SearchResponse),
         (status = 400, description = "Non-numeric id, bad k or bad verify", body = ErrorBody),
         (status = 404, description = "No such item", body = ErrorBody),
+        (status = 503, description = "With verify: every inference slot stayed busy",
+         body = ErrorBody),
     )
 )]
 pub async fn similar(
@@ -78,10 +84,12 @@ pub async fn similar(
     let verify = query.verify()?;
     let started = Instant::now();
     let search = move |engine: &Engine| {
-        query.run(engine, &engine.item_vector(id)?, k, verify, || {
-            let item = engine.item(id)?.ok_or(crate::Error::UnknownItem(id))?;
-            Ok(engine.local_features_of_file(std::path::Path::new(&item.path))?)
-        })
+        let vector = engine.item_vector(id)?;
+        let features = match verify.depth {
+            0 => None,
+            _ => engine.item_local_features(id)?,
+        };
+        query.run(engine, &vector, k, verify, features.as_ref())
     };
     // Verification decodes files: it waits for an inference slot like an upload does.
     let hits = if verify.depth > 0 {
