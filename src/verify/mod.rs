@@ -34,9 +34,9 @@ pub struct VerifyOptions {
 }
 
 impl VerifyOptions {
-    /// The fewest inliers that count as a verified match. Unrelated photos reach 12 at most
+    /// The fewest inliers that count as a verified match. Unrelated photos reach 11 at most
     /// (over the 15,333 pairs of unrelated photos among the 178 cached test photos; 99.9% of
-    /// them have 9 or fewer); the same-scene pairs that verification can see have 28 to 321
+    /// them have 10 or fewer); the same-scene pairs that verification can see have 28 to 329
     /// (`cargo test --release --test verify calibration -- --ignored --nocapture`, numbers in
     /// BENCHMARKS.md).
     pub const DEFAULT_MIN_INLIERS: usize = 18;
