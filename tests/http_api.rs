@@ -450,13 +450,7 @@ fn verification_finds_the_object_in_its_scene() {
     assert!(similar["results"][1]["inliers"].as_u64().unwrap() >= 18);
 
     // A video frame has no image file to verify against: the search goes on unverified.
-    let file = video(VIDEO).canonicalize().unwrap();
-    let frames = s
-        .engine
-        .indexed_items(&file)
-        .unwrap()
-        .expect("the video is indexed");
-    let frame = frames[0].0.id;
+    let frame = video_frames(s)[0].0.id;
     let similar = get_json(
         &s.writable,
         &format!("/api/items/{frame}/similar?k=3&verify=10"),
@@ -547,15 +541,20 @@ fn paths(answer: &Value) -> Vec<&str> {
         .collect()
 }
 
+/// The indexed frames of the shared server's video, in time order.
+fn video_frames(s: &Shared) -> Vec<lookalike::engine::StoredItem> {
+    let file = video(VIDEO).canonicalize().unwrap();
+    s.engine
+        .indexed_items(&file)
+        .unwrap()
+        .expect("the video is indexed")
+}
+
 #[test]
 fn a_video_is_one_result_per_file_with_its_moment_thumbnail_and_playable_original() {
     let s = shared();
     let file = video(VIDEO).canonicalize().unwrap();
-    let frames = s
-        .engine
-        .indexed_items(&file)
-        .unwrap()
-        .expect("the video is indexed");
+    let frames = video_frames(s);
     assert!(frames.len() >= 2, "{} frames kept", frames.len());
     let (first_frame, last_frame) = (&frames[0].0, &frames[frames.len() - 1].0);
     assert!(last_frame.t.unwrap() > first_frame.t.unwrap());

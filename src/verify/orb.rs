@@ -59,11 +59,7 @@ impl LocalFeatures {
         if small.dimensions() == (w, h) {
             small.clone_from(image);
         } else {
-            let options = fir::ResizeOptions::new()
-                .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear));
-            fir::Resizer::new()
-                .resize(image, &mut small, &options)
-                .map_err(|e| ImageError::Resize(e.to_string()))?;
+            resize_into(image, &mut small)?;
         }
         // Rec. 601 luma in 8-bit fixed point.
         let base = GrayImage::from_fn(small.width(), small.height(), |x, y| {
@@ -105,12 +101,20 @@ fn resize(image: &GrayImage, w: u32, h: u32) -> Result<GrayImage, ImageError> {
         return Ok(image.clone());
     }
     let mut out = GrayImage::new(w, h);
+    resize_into(image, &mut out)?;
+    Ok(out)
+}
+
+/// Bilinear: the pyramid's levels, as ORB builds them.
+fn resize_into(
+    src: &impl fir::IntoImageView,
+    dst: &mut impl fir::IntoImageViewMut,
+) -> Result<(), ImageError> {
     let options = fir::ResizeOptions::new()
         .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Bilinear));
     fir::Resizer::new()
-        .resize(image, &mut out, &options)
-        .map_err(|e| ImageError::Resize(e.to_string()))?;
-    Ok(out)
+        .resize(src, dst, &options)
+        .map_err(|e| ImageError::Resize(e.to_string()))
 }
 
 /// Adds up to `quota` of one pyramid level's features, their positions multiplied by
