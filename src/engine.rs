@@ -66,6 +66,10 @@ pub struct Engine {
     /// Set while [`Engine::whiten_if_due`] learns: one learning at a time is enough (each
     /// upload may ask).
     learning: AtomicBool,
+    /// Held by [`Engine::verify`]: one verification at a time, on all cores. Each thread holds
+    /// one decoded candidate (up to the pixel limit for a format that cannot shrink while
+    /// decoding), so this bounds that memory by the cores, not by the concurrent searches.
+    verifying: std::sync::Mutex<()>,
 }
 
 /// The index behind a readers-writer lock: searches run in parallel, a commit briefly
@@ -134,6 +138,7 @@ impl Engine {
             featurizer,
             index: SharedIndex(RwLock::new(index)),
             learning: AtomicBool::new(false),
+            verifying: std::sync::Mutex::new(()),
         })
     }
 
@@ -323,6 +328,8 @@ impl Engine {
         options: VerifyOptions,
     ) -> Vec<Hit> {
         let depth = options.depth.min(hits.len());
+        // A panicked verification left nothing behind that needs repair.
+        let _turn = self.verifying.lock().unwrap_or_else(|p| p.into_inner());
         let counts = crate::parallel_map(&hits[..depth], crate::available_cores(), |hit| {
             if hit.kind != MediaKind::Image {
                 return None;
