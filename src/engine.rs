@@ -348,7 +348,8 @@ impl Engine {
 
     /// The `k` nearest hits to an image query's vector (one per file unless `frames`), the
     /// top `verify.depth` of them re-ranked by spatial verification against the query's local
-    /// features when given (see [`Engine::query_features`]).
+    /// features when given (from [`Engine::local_features_of_file`], `_of_bytes` or
+    /// [`Engine::item_local_features`]).
     pub fn search_image(
         &self,
         vector: &[f32],

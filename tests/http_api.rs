@@ -464,6 +464,19 @@ fn verification_finds_the_object_in_its_scene() {
         .send()
         .unwrap();
     assert_error(response, 400, "invalid_verify");
+
+    // Bad uploads get the same errors with verification asked for.
+    let upload = |body: Vec<u8>| {
+        client()
+            .post(s.writable.url("/api/search?verify=10"))
+            .header("content-type", "image/png")
+            .body(body)
+            .send()
+            .unwrap()
+    };
+    let truncated = std::fs::read(photo("skimage/chelsea.png")).unwrap()[..3000].to_vec();
+    assert_error(upload(truncated), 422, "corrupt_image");
+    assert_error(upload(png_header(30_000, 30_000)), 413, "image_too_large");
     assert_healthy(&s.writable);
 }
 
