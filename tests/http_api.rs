@@ -872,7 +872,9 @@ fn an_upload_that_makes_a_whitening_due_learns_it_in_the_background() {
         .send()
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // A wait, not a speed check: in a debug build, with the other tests of this binary (some
+    // on all cores) running beside it, the learning took over 60 s once in CI.
+    let deadline = Instant::now() + Duration::from_secs(300);
     let learned = loop {
         if let Some(info) = engine.stats().unwrap().whitening {
             break info;
