@@ -19,7 +19,7 @@ pub const GEM_EPS: f32 = 1e-6;
 pub fn pool(pooling: Pooling, map: &[f32], out: &mut [f32]) {
     let channels = out.len();
     assert!(
-        channels > 0 && !map.is_empty() && map.len() % channels == 0,
+        channels > 0 && !map.is_empty() && map.len().is_multiple_of(channels),
         "activation map of {} values is not {channels} channels",
         map.len()
     );

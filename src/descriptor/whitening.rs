@@ -175,7 +175,7 @@ impl Whitening {
         if in_dim == 0 || out_dim == 0 || out_dim > in_dim {
             return Err(WhiteningError::BadDimensions { in_dim, out_dim });
         }
-        if vectors.len() % in_dim != 0 {
+        if !vectors.len().is_multiple_of(in_dim) {
             return Err(WhiteningError::RaggedInput {
                 len: vectors.len(),
                 in_dim,

@@ -410,7 +410,7 @@ impl<'a> Vm<'a> {
     }
 
     fn set_items(&mut self, items: Vec<Value>, at: usize) -> Result<(), FormatError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(malformed(at, "odd number of SETITEMS values"));
         }
         let mut target = self.pop(at)?;
