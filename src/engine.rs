@@ -11,11 +11,12 @@ use crate::error::{Error, Result};
 use crate::featurizer::{Embedded, Featurizer};
 use crate::image::Limits;
 use crate::index::{
-    Hit, Index, IndexConfig, IndexError, ItemId, ItemRecord, MediaKind, NewFile, NewItem,
-    SearchMode, Stats, WhiteningInfo,
+    ContentHash, Hit, Index, IndexConfig, IndexError, ItemId, ItemRecord, MediaKind, NewFile,
+    NewItem, SearchMode, Stats, WhiteningInfo,
 };
-use crate::ingest::{self, IngestOptions, IngestReport};
+use crate::ingest::{self, ImportReport, IngestOptions, IngestReport};
 use crate::model::{ModelKind, ModelStore};
+use crate::shard::Identity;
 use crate::verify::{self, LocalFeatures, VerifyOptions};
 use crate::video::{self, FileMatch, QueryFrameHits, VideoError, VideoFrames, VideoOptions};
 
@@ -158,7 +159,7 @@ impl Engine {
     /// Indexes files and folders (recursively, incrementally). See [`ingest`]. Then learns
     /// the whitening the descriptor asks for when it is due (see [`Engine::whiten_if_due`]).
     pub fn index_paths(&self, paths: &[PathBuf], options: &IngestOptions) -> Result<IngestReport> {
-        let report = ingest::run(&self.featurizer, &self.index, paths, options)?;
+        let report = ingest::index(&self.featurizer, &self.index, paths, options)?;
         // The files are indexed either way: a failed learning only leaves searches unwhitened.
         if let Err(e) = self.whiten_if_due() {
             tracing::warn!(error = %e, "could not learn the whitening");
@@ -220,6 +221,36 @@ impl Engine {
         Ok(self.index.write()?.install_whitening(prepared)?)
     }
 
+    /// Imports vector shards (files, or folders of them) made by `lookalike embed` with this
+    /// index's model and descriptor (see [`crate::ingest`]), then learns the whitening when
+    /// due, as indexing does, and brings the ANN up to date.
+    pub fn import_shards(
+        &self,
+        paths: &[PathBuf],
+        options: &IngestOptions,
+    ) -> Result<ImportReport> {
+        let (identity, dim) = {
+            let index = self.index.read()?;
+            let config = index.config();
+            let identity = Identity {
+                model: config.model.clone(),
+                descriptor: config.descriptor.clone(),
+            };
+            (identity, config.dim)
+        };
+        let mut report = ingest::import(&self.index, &identity, dim, paths, options)?;
+        let started = std::time::Instant::now();
+        // The whitening first: when one is due it builds the ANN anew from the catalog, and the
+        // checkpoint then has nothing left to insert.
+        if let Err(e) = self.whiten_if_due() {
+            tracing::warn!(error = %e, "could not learn the whitening");
+        }
+        self.index.write()?.checkpoint()?;
+        report.ann_elapsed = started.elapsed();
+        report.elapsed += report.ann_elapsed;
+        Ok(report)
+    }
+
     /// Indexes an uploaded image whose bytes the caller has already stored at `stored_at`.
     pub fn add_bytes(&self, bytes: &[u8], stored_at: &Path) -> Result<ItemId> {
         let embedded = self.featurizer.embed_bytes(bytes)?;
@@ -238,6 +269,7 @@ impl Engine {
         let ids = self.index.write()?.add(vec![NewFile {
             path,
             stamp: ingest::stamp_of(&metadata),
+            content_hash: Some(ContentHash::of_bytes(bytes)),
             kind: MediaKind::Image,
             items: vec![NewItem {
                 t: None,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::image::ImageError;
 use crate::index::{IndexError, ItemId};
 use crate::model::ModelError;
+use crate::shard::ShardError;
 
 /// Everything that can go wrong in lookalike's library.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,12 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The tar stream of inputs could not be read to its end.
+    #[error("the tar stream could not be read to its end: {0}")]
+    TarStream(std::io::Error),
+    /// A vector shard could not be written or read.
+    #[error(transparent)]
+    Shard(#[from] ShardError),
     /// The index was built with another model than the one asked for.
     #[error(
         "the index was built with {index}, not {asked}: use another --db, or leave --model out"

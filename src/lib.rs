@@ -5,8 +5,9 @@
 //! stores them (a SQLite catalog as the source of truth, an HNSW index derived from it) and
 //! answers nearest-neighbour queries; [`video`] samples videos into frames (with ffmpeg) so a
 //! video is searchable frame by frame; [`eval`] measures retrieval quality; [`verify`]
-//! re-ranks the top results by spatial verification of local features. [`engine::Engine`]
-//! is the handle the CLI and the HTTP server ([`server`]) use.
+//! re-ranks the top results by spatial verification of local features; [`shard`] holds
+//! vectors embedded away from the index (on a Spark cluster) until they are imported.
+//! [`engine::Engine`] is the handle the CLI and the HTTP server ([`server`]) use.
 
 pub mod descriptor;
 pub mod engine;
@@ -18,6 +19,7 @@ pub mod index;
 pub mod ingest;
 pub mod model;
 pub mod server;
+pub mod shard;
 pub mod verify;
 pub mod video;
 

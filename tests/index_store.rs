@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use lookalike::descriptor::whitening::{is_due, parse_whitening};
 use lookalike::descriptor::QueryExpansion;
 use lookalike::index::{
-    FileStamp, HnswParams, Index, IndexConfig, IndexError, ItemId, MediaKind, NewFile, NewItem,
-    SearchMode,
+    ContentHash, FileStamp, HnswParams, Index, IndexConfig, IndexError, ItemId, MediaKind, NewFile,
+    NewItem, SearchMode,
 };
 
 use common::vectors::{normalised, synthetic_image, Rng};
@@ -58,6 +58,7 @@ fn image(path: &str, seed: u64) -> NewFile {
             size: seed * 10,
             mtime_ns: seed as i64 * 1000,
         },
+        content_hash: None,
         kind: MediaKind::Image,
         items: vec![NewItem {
             t: None,
@@ -75,6 +76,7 @@ fn video(path: &str, seeds: &[u64]) -> NewFile {
             size: 999,
             mtime_ns: 42,
         },
+        content_hash: None,
         kind: MediaKind::Video,
         items: seeds
             .iter()
@@ -189,6 +191,42 @@ fn add_replace_and_remove_keep_counts_right() {
         .for_each_vector(|r, v| exported.push((r.id, v.to_vec())))
         .unwrap();
     assert_eq!(exported, vec![(ids[1], vector_for(2))]);
+}
+
+#[test]
+fn a_file_keeps_its_stamp_and_content_hash_and_a_bulk_add_is_searchable_after_a_checkpoint() {
+    let dir = TempDir::new("hash");
+    let mut index = Index::create_or_open(dir.path(), &config()).unwrap();
+    let hash = ContentHash::of_bytes(b"the bytes of a.jpg");
+    let mut a = image("a.jpg", 1);
+    a.content_hash = Some(hash);
+    index.add(vec![a.clone()]).unwrap();
+    assert_eq!(
+        index.stored_file("a.jpg").unwrap(),
+        Some((a.stamp, Some(hash)))
+    );
+    assert_eq!(index.stored_file("b.jpg").unwrap(), None);
+
+    // Replaced by a version without a known hash: none is kept.
+    index.add(vec![image("a.jpg", 2)]).unwrap();
+    let (stamp, stored_hash) = index.stored_file("a.jpg").unwrap().unwrap();
+    assert_eq!((stamp, stored_hash), (image("a.jpg", 2).stamp, None));
+
+    // Added to the catalog only: counted at once, searchable once the ANN has caught up.
+    index.add_to_catalog(images(100, 50)).unwrap();
+    assert_eq!(index.item_count().unwrap(), 51);
+    index.checkpoint().unwrap();
+    let query = vector_for(120);
+    assert_eq!(
+        top_path(&index, &query, SearchMode::Approximate).as_deref(),
+        Some("img120.jpg")
+    );
+    drop(index);
+    let reopened = Index::open(dir.path()).unwrap();
+    assert_eq!(
+        top_path(&reopened, &query, SearchMode::Approximate).as_deref(),
+        Some("img120.jpg")
+    );
 }
 
 #[test]

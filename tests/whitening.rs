@@ -57,6 +57,7 @@ fn files(data: &mut Clustered, base: usize, n: usize) -> Vec<NewFile> {
                 size: i as u64,
                 mtime_ns: i as i64,
             },
+            content_hash: None,
             kind: MediaKind::Image,
             items: vec![NewItem {
                 t: None,

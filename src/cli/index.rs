@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -118,15 +118,8 @@ pub fn run(global: &Global, args: IndexArgs) -> Result<ExitCode> {
     }
     options.commit_every = args.commit_every.max(1);
     options.video.frame_interval = args.frame_interval;
-    let cancel = options.cancel.clone();
-    ctrlc::set_handler(move || {
-        if cancel.swap(true, Ordering::SeqCst) {
-            std::process::exit(130); // second Ctrl-C: leave now; committed work is safe
-        }
-        eprintln!("lookalike: stopping after the batch in flight (Ctrl-C again to quit now)");
-    })
-    .context("installing the Ctrl-C handler")?;
-    let bar = progress_bar(global.quiet);
+    stop_on_ctrl_c(&options.cancel)?;
+    let bar = progress_bar(global.quiet, "files");
     options.progress = Some(bar.callback());
 
     let report = engine.index_paths(&args.paths, &options)?;
@@ -185,21 +178,36 @@ pub fn run(global: &Global, args: IndexArgs) -> Result<ExitCode> {
     })
 }
 
+/// Makes a first Ctrl-C set `cancel` (the run stops after the batch in flight, keeping what
+/// was committed) and a second one quit at once.
+pub(super) fn stop_on_ctrl_c(cancel: &Arc<AtomicBool>) -> Result<()> {
+    let cancel = cancel.clone();
+    ctrlc::set_handler(move || {
+        if cancel.swap(true, Ordering::SeqCst) {
+            std::process::exit(130); // second Ctrl-C: leave now; committed work is safe
+        }
+        eprintln!("lookalike: stopping after the batch in flight (Ctrl-C again to quit now)");
+    })
+    .context("installing the Ctrl-C handler")
+}
+
 /// A progress bar with count, rate and ETA on a terminal; plain log lines every few seconds
 /// otherwise (CI logs, `nohup`).
-enum Bar {
+pub(super) enum Bar {
     Terminal(ProgressBar),
     Log(Arc<Mutex<Instant>>),
 }
 
-fn progress_bar(quiet: bool) -> Bar {
+/// A bar counting `unit`s (files, rows).
+pub(super) fn progress_bar(quiet: bool, unit: &str) -> Bar {
     if !quiet && std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(0);
+        let template = format!(
+            "{{bar:40.cyan/blue}} {{pos}}/{{len}} {unit}  {{per_sec}}  ETA {{eta}}  {{msg}}"
+        );
         bar.set_style(
-            ProgressStyle::with_template(
-                "{bar:40.cyan/blue} {pos}/{len} files  {per_sec}  ETA {eta}  {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(&template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         Bar::Terminal(bar)
     } else {
@@ -208,7 +216,7 @@ fn progress_bar(quiet: bool) -> Bar {
 }
 
 impl Bar {
-    fn callback(&self) -> lookalike::ingest::ProgressFn {
+    pub(super) fn callback(&self) -> lookalike::ingest::ProgressFn {
         const LOG_EVERY: Duration = Duration::from_secs(5);
         match self {
             Bar::Terminal(bar) => {
@@ -237,7 +245,7 @@ impl Bar {
                             total = p.total,
                             skipped = p.failed,
                             frames = p.frames,
-                            "indexing"
+                            "progress"
                         );
                     }
                 })
@@ -245,7 +253,7 @@ impl Bar {
         }
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Bar::Terminal(bar) = self {
             bar.finish_and_clear();
         }

@@ -1,8 +1,10 @@
 //! Command-line definitions and dispatch.
 
 mod classify;
+mod embed;
 mod eval;
 mod export;
+mod import;
 mod index;
 mod model;
 mod search;
@@ -56,6 +58,11 @@ pub struct Global {
 enum Command {
     /// Index images (files or folders, recursively); re-runs only touch what changed
     Index(index::IndexArgs),
+    /// Embed images into a vector shard (Parquet) without an index: one task of a
+    /// distributed run (see spark/), folded in later with `import`
+    Embed(embed::EmbedArgs),
+    /// Fold vector shards written by `embed` into the index
+    Import(import::ImportArgs),
     /// Find the indexed images most similar to each query image
     Search(search::SearchArgs),
     /// Top ImageNet classes of images
@@ -82,6 +89,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let global = cli.global;
     match cli.command {
         Command::Index(args) => index::run(&global, args),
+        Command::Embed(args) => embed::run(&global, args),
+        Command::Import(args) => import::run(&global, args),
         Command::Search(args) => search::run(&global, args),
         Command::Classify(args) => classify::run(&global, args),
         Command::Model(command) => model::run(&global, command),

@@ -107,10 +107,14 @@ pub struct Decoded {
     pub format: Format,
 }
 
-/// Decodes the file at `path`; see [`decode_bytes`]. The byte limit is checked from the file's
-/// metadata before reading, and again while reading (a file may grow, or be a device whose
-/// metadata says 0 bytes).
+/// Decodes the file at `path`; see [`read_file`] and [`decode_bytes`].
 pub fn decode_file(path: &Path, min_side: u32, limits: &Limits) -> Result<Decoded, ImageError> {
+    decode_bytes(&read_file(path, limits)?, min_side, limits)
+}
+
+/// Reads a file to decode. The byte limit is checked from the file's metadata before reading,
+/// and again while reading (a file may grow, or be a device whose metadata says 0 bytes).
+pub fn read_file(path: &Path, limits: &Limits) -> Result<Vec<u8>, ImageError> {
     let file = File::open(path)?;
     let size = file.metadata()?.len();
     if size > limits.max_bytes {
@@ -122,7 +126,7 @@ pub fn decode_file(path: &Path, min_side: u32, limits: &Limits) -> Result<Decode
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     file.take(limits.max_bytes.saturating_add(1))
         .read_to_end(&mut bytes)?;
-    decode_bytes(&bytes, min_side, limits)
+    Ok(bytes)
 }
 
 /// Decodes an image held in memory (a file's content or an upload).

@@ -21,7 +21,7 @@ use crate::descriptor::{DescriptorOptions, Whitening};
 pub(crate) const CATALOG_FILE: &str = "catalog.sqlite";
 
 /// The schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// A writer waiting for another writer's transaction, or a reader for a WAL checkpoint, retries
 /// this long before giving up with SQLITE_BUSY.
@@ -74,6 +74,10 @@ CREATE TABLE whitenings (
     created_ns   INTEGER NOT NULL, -- unix nanoseconds
     data         BLOB NOT NULL     -- Whitening::to_bytes
 );
+"#,
+    r#"
+-- The BLAKE3 hash of each file's bytes (32 bytes); NULL for files indexed before it was kept.
+ALTER TABLE files ADD COLUMN content_hash BLOB;
 "#,
 ];
 

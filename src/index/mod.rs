@@ -29,8 +29,8 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 pub use ann::HnswParams;
 pub use error::IndexError;
 pub use types::{
-    FileStamp, Hit, IndexConfig, ItemId, ItemRecord, MediaKind, NewFile, NewItem, SearchMode,
-    Stats, WhiteningInfo,
+    ContentHash, FileStamp, Hit, IndexConfig, ItemId, ItemRecord, MediaKind, NewFile, NewItem,
+    SearchMode, Stats, WhiteningInfo,
 };
 
 use crate::descriptor::whitening::{Whitening, WhiteningOptions, MAX_TRAINING_VECTORS};
@@ -178,6 +178,11 @@ impl Index {
         Ok(index)
     }
 
+    /// Whether `dir` holds an index.
+    pub fn exists(dir: &Path) -> bool {
+        catalog_path(dir).is_ok()
+    }
+
     pub fn config(&self) -> &IndexConfig {
         &self.config
     }
@@ -215,9 +220,41 @@ impl Index {
         Ok(stamps)
     }
 
+    /// The stamp and content hash an indexed file was stored with, if it is indexed.
+    pub fn stored_file(
+        &self,
+        path: &str,
+    ) -> Result<Option<(FileStamp, Option<ContentHash>)>, IndexError> {
+        let conn = self.readers.get()?;
+        let mut stmt =
+            conn.prepare_cached("SELECT size, mtime_ns, content_hash FROM files WHERE path = ?1")?;
+        let row = stmt
+            .query_row([path], |r| {
+                let stamp = FileStamp {
+                    size: r.get::<_, i64>(0)? as u64,
+                    mtime_ns: r.get(1)?,
+                };
+                let hash: Option<Vec<u8>> = r.get(2)?;
+                Ok((stamp, hash))
+            })
+            .optional()?;
+        Ok(row.map(|(stamp, hash)| (stamp, hash.as_deref().and_then(ContentHash::from_slice))))
+    }
+
     /// Stores `files` in one transaction; a path already present has its items replaced.
     /// Returns the new items' ids, in order (files, then their items).
     pub fn add(&mut self, files: Vec<NewFile>) -> Result<Vec<ItemId>, IndexError> {
+        let ids = self.add_to_catalog(files)?;
+        self.apply_committed()?;
+        Ok(ids)
+    }
+
+    /// [`Index::add`] without bringing the ANN up to date: it catches up at the next
+    /// [`Index::checkpoint`] (or add, removal, refresh), in large parallel batches, or is
+    /// rebuilt at once by a new whitening. For bulk loads (`import`): searches through this
+    /// handle miss the files until then; other processes see them as usual, and a crash loses
+    /// nothing (the ANN is derived from the catalog).
+    pub fn add_to_catalog(&mut self, files: Vec<NewFile>) -> Result<Vec<ItemId>, IndexError> {
         for file in &files {
             for item in &file.items {
                 self.check_vector(&item.vector)?;
@@ -231,9 +268,11 @@ impl Index {
         let mut ids = Vec::new();
         {
             let mut upsert = tx.prepare_cached(
-                "INSERT INTO files (path, size, mtime_ns, kind, added_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO files (path, size, mtime_ns, kind, added_at, content_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (path) DO UPDATE SET size = excluded.size,
-                     mtime_ns = excluded.mtime_ns, kind = excluded.kind, added_at = excluded.added_at
+                     mtime_ns = excluded.mtime_ns, kind = excluded.kind,
+                     added_at = excluded.added_at, content_hash = excluded.content_hash
                  RETURNING id",
             )?;
             let mut clear = tx.prepare_cached("DELETE FROM items WHERE file_id = ?1")?;
@@ -247,7 +286,8 @@ impl Index {
                         file.stamp.size as i64,
                         file.stamp.mtime_ns,
                         file.kind.as_str(),
-                        now
+                        now,
+                        file.content_hash.as_ref().map(|h| h.0.as_slice())
                     ],
                     |r| r.get(0),
                 )?;
@@ -265,7 +305,6 @@ impl Index {
             }
         }
         tx.commit()?;
-        self.apply_committed()?;
         Ok(ids)
     }
 

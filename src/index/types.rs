@@ -40,10 +40,46 @@ impl std::fmt::Display for IndexConfig {
 
 /// Size and modification time of a file when it was indexed: the scanner compares them with the
 /// file system to skip unchanged files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FileStamp {
     pub size: u64,
     pub mtime_ns: i64,
+}
+
+/// The BLAKE3 hash of a file's bytes: what tells an exact copy from a file that only looks the
+/// same, whatever its name or date. Computed from the bytes read for decoding, so it costs
+/// no extra read of an image.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl ContentHash {
+    pub fn of_bytes(bytes: &[u8]) -> ContentHash {
+        ContentHash(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// The hash of everything `reader` yields (a video, streamed rather than held).
+    pub fn of_reader(reader: impl std::io::Read) -> std::io::Result<ContentHash> {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(reader)?;
+        Ok(ContentHash(*hasher.finalize().as_bytes()))
+    }
+
+    /// From 32 stored bytes; None for any other length.
+    pub fn from_slice(bytes: &[u8]) -> Option<ContentHash> {
+        bytes.try_into().ok().map(ContentHash)
+    }
+}
+
+impl std::fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ContentHash({self})")
+    }
 }
 
 /// What a file is: an image gives one item, a video one item per sampled frame.
@@ -76,6 +112,8 @@ impl MediaKind {
 pub struct NewFile {
     pub path: String,
     pub stamp: FileStamp,
+    /// None when unknown (a file indexed before hashes were kept).
+    pub content_hash: Option<ContentHash>,
     pub kind: MediaKind,
     /// May be empty: the file is then remembered (so an unchanged file is not retried) but has
     /// nothing to search.

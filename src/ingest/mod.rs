@@ -12,12 +12,25 @@
 //! frames (see [`crate::video`]), this thread embeds them in batches, and each video is
 //! committed as one file whose items are its kept frames.
 //!
-//! Each commit is a single SQLite transaction, so a crash (even `kill -9`) loses at most the
-//! batch in flight; the next run sees those files as new and picks them up again.
+//! The pipeline has several doors and two destinations ([`Sink`]): files found by a scan, a
+//! manifest or a tar stream ([`Source`]) go to the index (`lookalike index`) or to a vector
+//! shard (`lookalike embed`, see [`crate::shard`]), and shards come back into the index
+//! through [`import`](import()) (`lookalike import`). Whatever the road, a file gets the same
+//! vectors, hash and stamp.
+//!
+//! Each commit to the index is a single SQLite transaction, so a crash (even `kill -9`) loses
+//! at most the batch in flight; the next run sees those files as new and picks them up again.
 
+mod import;
+mod input;
 mod pipeline;
 mod scan;
+mod sink;
 
-pub(crate) use pipeline::run;
-pub use pipeline::{IngestOptions, IngestReport, Progress, ProgressFn};
+pub(crate) use import::import;
+pub use import::{has_shards, shards_identity, ImportReport};
+pub use input::{from_candidates, read_manifest, take_part, Content, Input, Source, Unreadable};
+pub(crate) use pipeline::index;
+pub use pipeline::{run, IngestOptions, IngestReport, Progress, ProgressFn};
 pub use scan::{is_supported_image, plan, stamp_of, Candidate, ScanPlan};
+pub use sink::{Failure, Sink};

@@ -1,5 +1,5 @@
 //! The ingestion pipeline proper: bounded channels between a feeder, decode workers, the
-//! batched network stage and the committing writer (see the module docs of `ingest`).
+//! batched network stage and the sink (see the module docs of `ingest`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,21 +9,24 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use tracing::{debug, info, warn};
 
-use super::scan::{self, Candidate};
+use super::input::{self, Content, Input, Source, Unreadable};
+use super::scan;
+use super::sink::{Failure, IndexSink, Sink};
 use crate::engine::SharedIndex;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::featurizer::{Featurizer, BATCH_SIZE};
-use crate::index::{MediaKind, NewFile, NewItem};
-use crate::video::{self, VideoError, VideoFrames, VideoOptions};
+use crate::image::{self, ImageError};
+use crate::index::{ContentHash, FileStamp, MediaKind, NewFile, NewItem};
+use crate::video::{self, VideoError, VideoOptions};
 
-/// Progress of a run, reported after every batch.
+/// Progress of a run, reported after every file.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Progress {
-    /// Files handled so far (indexed or failed).
+    /// Files handled so far (embedded or failed).
     pub done: usize,
-    /// Files that need work in this run.
+    /// Files that need work in this run (0 while unknown: a stream).
     pub total: usize,
-    /// Files that could not be indexed so far.
+    /// Files that could not be embedded so far.
     pub failed: usize,
     /// Video frames kept so far (videos count as files in `done` and `total`).
     pub frames: usize,
@@ -61,20 +64,20 @@ impl Default for IngestOptions {
 /// What a run did.
 #[derive(Debug, Default)]
 pub struct IngestReport {
-    /// Files indexed (new or modified), videos included.
+    /// Files embedded (new or modified), videos included.
     pub added: usize,
     /// Of those, videos.
     pub videos: usize,
     /// Frames kept from those videos.
     pub frames: usize,
-    /// Videos indexed only in part (damaged or truncated): what decoded is searchable, the
+    /// Videos embedded only in part (damaged or truncated): what decoded is searchable, the
     /// reason says what did not.
     pub partial: Vec<(PathBuf, String)>,
     /// Files skipped because their stamp had not changed.
     pub unchanged: usize,
     /// Vanished files pruned from the index.
     pub removed: usize,
-    /// Files that could not be indexed, with the reason.
+    /// Files that could not be embedded, with the reason.
     pub failed: Vec<(PathBuf, String)>,
     /// True when the run was stopped early; what was committed stays.
     pub cancelled: bool,
@@ -83,16 +86,19 @@ pub struct IngestReport {
 
 /// A decoded, preprocessed image waiting for the network.
 struct Prepared {
-    candidate: Candidate,
+    key: String,
+    stamp: FileStamp,
+    content_hash: ContentHash,
     tensor: Vec<f32>,
     width: u32,
     height: u32,
 }
 
-type Decoded = std::result::Result<Prepared, (PathBuf, String)>;
+type Decoded = std::result::Result<Prepared, Failure>;
 
-/// Indexes `roots` into `index`: the whole pipeline, start to finish.
-pub(crate) fn run(
+/// Indexes `roots` into `index`: scan against the stamps the index holds, prune vanished
+/// files, then run the pipeline into the index.
+pub(crate) fn index(
     featurizer: &Featurizer,
     index: &SharedIndex,
     roots: &[PathBuf],
@@ -107,94 +113,237 @@ pub(crate) fn run(
         vanished = plan.vanished.len(),
         "scanned"
     );
-
-    let mut report = IngestReport {
-        unchanged: plan.unchanged,
-        failed: plan.unreadable,
-        ..IngestReport::default()
+    let removed = if plan.vanished.is_empty() {
+        0
+    } else {
+        index.write()?.remove_paths(&plan.vanished)?
     };
-    for (path, reason) in &report.failed {
-        warn!(path = %path.display(), %reason, "skipped");
-    }
-    if !plan.vanished.is_empty() {
-        report.removed = index.write()?.remove_paths(&plan.vanished)?;
+    let (inputs, mut rejected) = input::from_candidates(plan.to_index);
+    rejected.extend(
+        plan.unreadable
+            .into_iter()
+            .map(|(path, reason)| Unreadable {
+                key: path.to_string_lossy().into_owned(),
+                reason,
+            }),
+    );
+    let mut sink = IndexSink::new(index, options.commit_every);
+    let mut report = run(
+        featurizer,
+        Source::Files(inputs),
+        rejected,
+        options,
+        &mut sink,
+    )?;
+    report.unchanged = plan.unchanged;
+    report.removed = removed;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Embeds every input of `source` into `sink`: images through the decode pool and the
+/// batched network, then videos one at a time. `rejected` inputs are reported as failures
+/// first. An unreadable file fails alone; a failure of the model, the sink or the source
+/// itself (a tar stream cut short) fails the run, after the sink has made durable what it
+/// took.
+pub fn run(
+    featurizer: &Featurizer,
+    source: Source,
+    rejected: Vec<Unreadable>,
+    options: &IngestOptions,
+    sink: &mut dyn Sink,
+) -> Result<IngestReport> {
+    let started = Instant::now();
+    let total = source.known_len().map_or(0, |n| n + rejected.len());
+    let mut tally = Tally::new(sink, options, total);
+    for Unreadable { key, reason } in rejected {
+        let kind = media_kind(&key);
+        tally.fail(Failure {
+            key,
+            stamp: None,
+            content_hash: None,
+            kind,
+            reason,
+        })?;
     }
 
-    let total = plan.to_index.len();
-    let (videos, images): (Vec<Candidate>, Vec<Candidate>) = plan
-        .to_index
-        .into_iter()
-        .partition(|c| video::is_supported_video(&c.path));
-    let mut writer = Writer::new(index, options, total);
-    let (job_tx, job_rx) = bounded::<Candidate>(4 * BATCH_SIZE);
+    let (job_tx, job_rx) = bounded::<Input>(4 * BATCH_SIZE);
     let (done_tx, done_rx) = bounded::<Decoded>(2 * BATCH_SIZE);
-
     let outcome = std::thread::scope(|scope| {
         let cancel = &options.cancel;
-        scope.spawn(move || feed(images, job_tx, cancel));
+        let feeder = scope.spawn(move || feed(source, job_tx, cancel));
         for _ in 0..options.decode_threads.max(1) {
             let (job_rx, done_tx) = (job_rx.clone(), done_tx.clone());
             scope.spawn(move || decode_worker(featurizer, job_rx, done_tx));
         }
         drop((job_rx, done_tx));
-        embed_and_commit(featurizer, done_rx, &mut writer)
+        let embedded = embed_images(featurizer, done_rx, &mut tally);
+        let videos = feeder
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        embedded?;
+        videos.map_err(Error::TarStream)
     });
-    let outcome = outcome.and_then(|()| index_videos(featurizer, videos, &mut writer));
-    let committed = writer.finish();
+    let outcome = outcome.and_then(|videos| embed_videos(featurizer, videos, &mut tally));
+    let finished = tally.sink.finish();
+    tally.report_progress();
     outcome?;
-    committed?;
+    finished?;
 
-    report.added = writer.added;
-    report.videos = writer.videos;
-    report.frames = writer.frames;
-    report.partial = std::mem::take(&mut writer.partial);
-    report.failed.extend(writer.failed);
+    let mut report = tally.report;
     report.cancelled = options.cancel.load(Ordering::Relaxed);
     report.elapsed = started.elapsed();
     Ok(report)
 }
 
-/// Sends the files to decode, stopping early when cancelled.
-fn feed(candidates: Vec<Candidate>, jobs: Sender<Candidate>, cancel: &AtomicBool) {
-    for candidate in candidates {
-        if cancel.load(Ordering::Relaxed) || jobs.send(candidate).is_err() {
-            break;
-        }
+fn media_kind(key: &str) -> MediaKind {
+    if video::is_supported_video(std::path::Path::new(key)) {
+        MediaKind::Video
+    } else {
+        MediaKind::Image
     }
 }
 
-fn decode_worker(featurizer: &Featurizer, jobs: Receiver<Candidate>, done: Sender<Decoded>) {
-    for candidate in jobs {
-        let mut tensor = vec![0.0; featurizer.tensor_len()];
-        let result = match featurizer.prepare_file(&candidate.path, &mut tensor) {
-            Ok((width, height)) => Ok(Prepared {
-                candidate,
-                tensor,
-                width,
-                height,
-            }),
-            Err(e) => Err((candidate.path, e.to_string())),
-        };
-        if done.send(result).is_err() {
+/// Sends the images to decode and keeps the videos for later (a streamed video is written to
+/// a temporary file, which ffmpeg needs), stopping early when cancelled or when the decoders
+/// stopped. Fails when the source itself fails.
+fn feed(source: Source, jobs: Sender<Input>, cancel: &AtomicBool) -> std::io::Result<Vec<Input>> {
+    let mut videos = Vec::new();
+    let mut route = |input: Input| -> std::io::Result<bool> {
+        if cancel.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        if input.is_video() {
+            let spooled = spool(input).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("writing a video to a temporary file: {e}"),
+                )
+            })?;
+            videos.push(spooled);
+            return Ok(true);
+        }
+        Ok(jobs.send(input).is_ok())
+    };
+    match source {
+        Source::Files(inputs) => {
+            for input in inputs {
+                if !route(input)? {
+                    break;
+                }
+            }
+        }
+        Source::Tar(reader) => {
+            let mut failed = None;
+            input::read_tar(reader, |input| match input.map(&mut route) {
+                Ok(Ok(more)) => more,
+                Ok(Err(e)) => {
+                    failed = Some(e);
+                    false
+                }
+                Err(unreadable) => {
+                    warn!(key = %unreadable.key, reason = %unreadable.reason, "skipped");
+                    true
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+        }
+    }
+    Ok(videos)
+}
+
+/// A video carried as bytes, written to a temporary file.
+fn spool(input: Input) -> std::io::Result<Input> {
+    let Content::Bytes(bytes) = &input.content else {
+        return Ok(input);
+    };
+    let suffix = std::path::Path::new(&input.key)
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let mut file = tempfile::Builder::new()
+        .prefix("lookalike-video-")
+        .suffix(&suffix)
+        .tempfile()?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    Ok(Input {
+        content: Content::Spooled(file.into_temp_path()),
+        ..input
+    })
+}
+
+fn decode_worker(featurizer: &Featurizer, jobs: Receiver<Input>, done: Sender<Decoded>) {
+    for input in jobs {
+        if done.send(decode(featurizer, input)).is_err() {
             break; // the embedding stage stopped (cancelled or failed)
         }
     }
 }
 
-/// Gathers decoded images into batches, runs the network and hands the vectors to the writer.
-/// A partial batch goes through as soon as the decoders fall behind, so the network never
-/// waits for a batch to fill while work is available. Takes the receiver by value: returning
-/// (done, cancelled or failed) drops it, which stops the decoders and the feeder in turn.
-fn embed_and_commit(
+/// Reads, hashes, decodes and preprocesses one image.
+fn decode(featurizer: &Featurizer, input: Input) -> Decoded {
+    let Input {
+        key,
+        stamp,
+        content,
+    } = input;
+    let read = match content {
+        Content::Bytes(bytes) => Ok(bytes),
+        Content::File(path) => image::read_file(&path, featurizer.limits()),
+        Content::Spooled(path) => image::read_file(&path, featurizer.limits()),
+    };
+    let (bytes, content_hash) = match read {
+        Ok(bytes) => {
+            let hash = ContentHash::of_bytes(&bytes);
+            (bytes, hash)
+        }
+        Err(e) => return Err(image_failure(key, stamp, None, &e)),
+    };
+    let mut tensor = vec![0.0; featurizer.tensor_len()];
+    match featurizer.prepare_bytes(&bytes, &mut tensor) {
+        Ok((width, height)) => Ok(Prepared {
+            key,
+            stamp,
+            content_hash,
+            tensor,
+            width,
+            height,
+        }),
+        Err(e) => Err(image_failure(key, stamp, Some(content_hash), &e)),
+    }
+}
+
+fn image_failure(
+    key: String,
+    stamp: FileStamp,
+    content_hash: Option<ContentHash>,
+    e: &ImageError,
+) -> Failure {
+    Failure {
+        key,
+        stamp: Some(stamp),
+        content_hash,
+        kind: MediaKind::Image,
+        reason: e.to_string(),
+    }
+}
+
+/// Gathers decoded images into batches, runs the network and hands the vectors on. A partial
+/// batch goes through as soon as the decoders fall behind, so the network never waits for a
+/// batch to fill while work is available. Takes the receiver by value: returning (done,
+/// cancelled or failed) drops it, which stops the decoders and the feeder in turn.
+fn embed_images(
     featurizer: &Featurizer,
     decoded: Receiver<Decoded>,
-    writer: &mut Writer<'_>,
+    tally: &mut Tally<'_>,
 ) -> Result<()> {
     let mut batch: Vec<Prepared> = Vec::with_capacity(BATCH_SIZE);
     let mut inputs: Vec<f32> = Vec::with_capacity(BATCH_SIZE * featurizer.tensor_len());
     let mut open = true;
     while open || !batch.is_empty() {
-        if writer.cancelled() {
+        if tally.cancelled() {
             return Ok(());
         }
         if open && batch.len() < BATCH_SIZE {
@@ -208,8 +357,8 @@ fn embed_and_commit(
                     batch.push(prepared);
                     continue;
                 }
-                Ok(Err((path, reason))) => {
-                    writer.fail(path, reason);
+                Ok(Err(failure)) => {
+                    tally.fail(failure)?;
                     continue;
                 }
                 Err(RecvTimeoutError::Timeout) if batch.is_empty() => continue,
@@ -226,86 +375,107 @@ fn embed_and_commit(
         }
         let out = featurizer.embed(&inputs, batch.len())?;
         for (row, prepared) in batch.drain(..).enumerate() {
-            writer.push(prepared, out.feature(row).to_vec())?;
+            let file = NewFile {
+                path: prepared.key,
+                stamp: prepared.stamp,
+                content_hash: Some(prepared.content_hash),
+                kind: MediaKind::Image,
+                items: vec![NewItem {
+                    t: None,
+                    width: prepared.width,
+                    height: prepared.height,
+                    vector: out.feature(row).to_vec(),
+                }],
+            };
+            tally.put(file, None)?;
         }
     }
     Ok(())
 }
 
-/// Indexes videos one after the other: ffmpeg decodes (on its own threads) while this thread
-/// embeds the frames it sampled, and each video is committed as one file once complete. A
-/// video that cannot be read fails alone; a failure of the model or the index fails the run.
-fn index_videos(
-    featurizer: &Featurizer,
-    videos: Vec<Candidate>,
-    writer: &mut Writer<'_>,
-) -> Result<()> {
-    for candidate in videos {
-        if writer.cancelled() {
+/// Embeds videos one after the other: ffmpeg decodes (on its own threads) while this thread
+/// embeds the frames it sampled, and each video goes to the sink whole. A video that cannot be
+/// read fails alone; a failure of the model or the sink fails the run.
+fn embed_videos(featurizer: &Featurizer, videos: Vec<Input>, tally: &mut Tally<'_>) -> Result<()> {
+    for input in videos {
+        if tally.cancelled() {
             break;
         }
-        let before = writer.progress.frames;
-        let options = writer.options;
-        let result = video::embed_video(
-            featurizer,
-            &candidate.path,
-            &options.video,
-            &options.cancel,
-            |kept| {
-                writer.progress.frames = before + kept;
-                writer.report();
-            },
-        );
-        match result {
-            Ok(frames) => writer.push_video(candidate, frames)?,
-            Err(VideoError::Cancelled) => {
-                // Not committed: the next run sees the video as new and starts it again.
-                writer.progress.frames = before;
-                break;
-            }
-            Err(VideoError::Engine(e)) => return Err(*e),
+        let fail = |input: Input, content_hash, reason: String| Failure {
+            key: input.key,
+            stamp: Some(input.stamp),
+            content_hash,
+            kind: MediaKind::Video,
+            reason,
+        };
+        let Some(path) = input.content.file() else {
+            tally.fail(fail(
+                input,
+                None,
+                "the video was not spooled to a file".into(),
+            ))?;
+            continue;
+        };
+        let content_hash = match std::fs::File::open(path).and_then(ContentHash::of_reader) {
+            Ok(hash) => hash,
             Err(e) => {
-                writer.progress.frames = before;
-                writer.fail(candidate.path, e.to_string());
+                tally.fail(fail(input, None, e.to_string()))?;
+                continue;
             }
+        };
+        let before = tally.progress.frames;
+        let cancel = &tally.options.cancel;
+        let video_options = &tally.options.video;
+        let progress = tally.options.progress.clone();
+        let mut progress_now = tally.progress;
+        let result = video::embed_video(featurizer, path, video_options, cancel, |kept| {
+            if let Some(progress) = &progress {
+                progress_now.frames = before + kept;
+                progress(&progress_now);
+            }
+        });
+        match result {
+            Ok(frames) => {
+                if let Some(problem) = &frames.problem {
+                    warn!(key = %input.key, %problem, kept = frames.items.len(), "video embedded in part");
+                }
+                debug!(key = %input.key, sampled = frames.sampled, kept = frames.items.len(), "video");
+                let file = NewFile {
+                    path: input.key,
+                    stamp: input.stamp,
+                    content_hash: Some(content_hash),
+                    kind: MediaKind::Video,
+                    items: frames.items,
+                };
+                tally.put(file, frames.problem.as_deref())?;
+            }
+            // Not stored: the next run sees the video as new and starts it again.
+            Err(VideoError::Cancelled) => break,
+            Err(VideoError::Engine(e)) => return Err(*e),
+            Err(e) => tally.fail(fail(input, Some(content_hash), e.to_string()))?,
         }
     }
     Ok(())
 }
 
-/// Collects embedded files and commits them to the index in transactions.
-struct Writer<'a> {
-    index: &'a SharedIndex,
+/// Counts what a run did, reports progress, and passes files and failures to the sink.
+struct Tally<'a> {
+    sink: &'a mut dyn Sink,
     options: &'a IngestOptions,
-    pending: Vec<NewFile>,
-    last_commit: Instant,
     progress: Progress,
-    added: usize,
-    videos: usize,
-    frames: usize,
-    partial: Vec<(PathBuf, String)>,
-    failed: Vec<(PathBuf, String)>,
+    report: IngestReport,
 }
 
-impl<'a> Writer<'a> {
-    /// Longest time a finished file waits before it is committed.
-    const MAX_COMMIT_DELAY: Duration = Duration::from_secs(2);
-
-    fn new(index: &'a SharedIndex, options: &'a IngestOptions, total: usize) -> Self {
-        Writer {
-            index,
+impl<'a> Tally<'a> {
+    fn new(sink: &'a mut dyn Sink, options: &'a IngestOptions, total: usize) -> Self {
+        Tally {
+            sink,
             options,
-            pending: Vec::new(),
-            last_commit: Instant::now(),
             progress: Progress {
                 total,
                 ..Progress::default()
             },
-            added: 0,
-            videos: 0,
-            frames: 0,
-            partial: Vec::new(),
-            failed: Vec::new(),
+            report: IngestReport::default(),
         }
     }
 
@@ -313,96 +483,36 @@ impl<'a> Writer<'a> {
         self.options.cancel.load(Ordering::Relaxed)
     }
 
-    fn fail(&mut self, path: PathBuf, reason: String) {
-        warn!(path = %path.display(), %reason, "skipped");
-        self.failed.push((path, reason));
+    fn put(&mut self, file: NewFile, partial: Option<&str>) -> Result<()> {
+        let path = PathBuf::from(&file.path);
+        if file.kind == MediaKind::Video {
+            self.report.videos += 1;
+            self.report.frames += file.items.len();
+            self.progress.frames = self.report.frames;
+        }
+        if let Some(problem) = partial {
+            self.report.partial.push((path, problem.to_owned()));
+        }
+        self.sink.put(file, partial)?;
+        self.report.added += 1;
+        self.progress.done += 1;
+        self.report_progress();
+        Ok(())
+    }
+
+    fn fail(&mut self, failure: Failure) -> Result<()> {
+        warn!(path = %failure.key, reason = %failure.reason, "skipped");
+        self.sink.fail(&failure)?;
+        self.report
+            .failed
+            .push((PathBuf::from(failure.key), failure.reason));
         self.progress.failed += 1;
         self.progress.done += 1;
-        self.report();
-    }
-
-    fn push(&mut self, prepared: Prepared, vector: Vec<f32>) -> Result<()> {
-        let Prepared {
-            candidate,
-            width,
-            height,
-            ..
-        } = prepared;
-        let Some(path) = candidate.path.to_str().map(str::to_owned) else {
-            self.fail(candidate.path, "path is not valid UTF-8".into());
-            return Ok(());
-        };
-        self.pending.push(NewFile {
-            path,
-            stamp: candidate.stamp,
-            kind: MediaKind::Image,
-            items: vec![NewItem {
-                t: None,
-                width,
-                height,
-                vector,
-            }],
-        });
-        self.progress.done += 1;
-        if self.pending.len() >= self.options.commit_every
-            || self.last_commit.elapsed() >= Self::MAX_COMMIT_DELAY
-        {
-            self.commit()?;
-        }
-        self.report();
+        self.report_progress();
         Ok(())
     }
 
-    /// Stores a video's kept frames as the items of one file and commits at once: a video is
-    /// expensive to redo, and its frames already make a sizeable transaction.
-    fn push_video(&mut self, candidate: Candidate, frames: VideoFrames) -> Result<()> {
-        let Some(path) = candidate.path.to_str().map(str::to_owned) else {
-            self.fail(candidate.path, "path is not valid UTF-8".into());
-            return Ok(());
-        };
-        if let Some(problem) = frames.problem {
-            warn!(path = %path, %problem, kept = frames.items.len(), "video indexed in part");
-            self.partial.push((candidate.path, problem));
-        }
-        debug!(path = %path, sampled = frames.sampled, kept = frames.items.len(), "video");
-        let kept = frames.items.len();
-        self.pending.push(NewFile {
-            path,
-            stamp: candidate.stamp,
-            kind: MediaKind::Video,
-            items: frames.items,
-        });
-        self.commit()?;
-        self.videos += 1;
-        self.frames += kept;
-        self.progress.frames = self.frames;
-        self.progress.done += 1;
-        self.report();
-        Ok(())
-    }
-
-    fn commit(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let files = std::mem::take(&mut self.pending);
-        let n = files.len();
-        self.index.write()?.add(files)?;
-        self.added += n;
-        self.last_commit = Instant::now();
-        debug!(files = n, total = self.added, "committed");
-        Ok(())
-    }
-
-    /// Commits what is pending and saves the ANN snapshot.
-    fn finish(&mut self) -> Result<()> {
-        self.commit()?;
-        self.index.write()?.checkpoint()?;
-        self.report();
-        Ok(())
-    }
-
-    fn report(&self) {
+    fn report_progress(&self) {
         if let Some(progress) = &self.options.progress {
             progress(&self.progress);
         }

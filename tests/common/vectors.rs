@@ -46,6 +46,7 @@ pub fn synthetic_image(path: String, vector: Vec<f32>) -> NewFile {
             size: 1,
             mtime_ns: 1,
         },
+        content_hash: None,
         kind: MediaKind::Image,
         items: vec![NewItem {
             t: None,
