@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{copy_photos, lookalike, run_json, run_ok, top_path};
+use common::{copy_photos, item_count, lookalike, run_json, run_ok, top_path};
 use serde_json::Value;
 
 const PHOTOS: &[(&str, &str)] = &[
@@ -271,16 +271,6 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn item_count(db: &Path) -> u64 {
-    let out = lookalike(db).args(["stats", "--json"]).output().unwrap();
-    if !out.status.success() {
-        return 0; // not created yet
-    }
-    serde_json::from_slice::<Value>(&out.stdout).unwrap()["items"]
-        .as_u64()
-        .unwrap()
 }
 
 #[test]

@@ -17,7 +17,7 @@ use lookalike::shard::{self, Identity, ShardSink, ShardWriter};
 use lookalike::video::VideoOptions;
 use serde_json::json;
 
-use super::index::{parse_interval, progress_bar, stop_on_ctrl_c, DescriptorArgs};
+use super::index::{exit_code, parse_interval, progress_bar, stop_on_ctrl_c, DescriptorArgs};
 use super::Global;
 
 #[derive(Args)]
@@ -128,7 +128,7 @@ pub fn run(global: &Global, args: EmbedArgs) -> Result<ExitCode> {
         // The temporary file goes with the writer: no shard is better than a partial one
         // under a whole one's name.
         eprintln!("lookalike: stopped early: no shard written");
-        return Ok(ExitCode::from(130));
+        return Ok(exit_code(true));
     }
     let writer = sink.into_writer();
     let rows = writer.rows();
@@ -180,19 +180,7 @@ fn inputs(args: &EmbedArgs) -> Result<(Source, Vec<Unreadable>)> {
             ingest::read_manifest(BufReader::new(file))
                 .with_context(|| format!("reading the manifest {}", manifest.display()))?
         }
-        None => {
-            let plan = ingest::plan(&args.paths, &HashMap::new());
-            let (inputs, mut rejected) = ingest::from_candidates(plan.to_index);
-            rejected.extend(
-                plan.unreadable
-                    .into_iter()
-                    .map(|(path, reason)| Unreadable {
-                        key: path.to_string_lossy().into_owned(),
-                        reason,
-                    }),
-            );
-            (inputs, rejected)
-        }
+        None => ingest::from_scan(ingest::plan(&args.paths, &HashMap::new())),
     };
     let Some((part, parts)) = args.part else {
         return Ok((Source::Files(inputs), rejected));

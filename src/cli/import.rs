@@ -11,7 +11,7 @@ use lookalike::ingest::{self, IngestOptions};
 use lookalike::model::ModelKind;
 use serde_json::json;
 
-use super::index::{progress_bar, stop_on_ctrl_c};
+use super::index::{exit_code, progress_bar, resume_note, stop_on_ctrl_c, with_reasons};
 use super::Global;
 
 #[derive(Args)]
@@ -65,11 +65,7 @@ pub fn run(global: &Global, args: ImportArgs) -> Result<ExitCode> {
     let seconds = report.elapsed.as_secs_f64();
     let rate = report.rows as f64 / seconds.max(1e-9);
     if args.json {
-        let failed: Vec<_> = report
-            .failed
-            .iter()
-            .map(|(path, reason)| json!({"path": path, "reason": reason}))
-            .collect();
+        let failed = with_reasons(&report.failed);
         println!(
             "{}",
             json!({
@@ -93,16 +89,8 @@ pub fn run(global: &Global, args: ImportArgs) -> Result<ExitCode> {
             report.unchanged,
             report.stale,
             report.failed.len(),
-            if report.cancelled {
-                " (stopped early: run again to resume)"
-            } else {
-                ""
-            }
+            resume_note(report.cancelled)
         );
     }
-    Ok(if report.cancelled {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(exit_code(report.cancelled))
 }

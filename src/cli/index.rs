@@ -127,12 +127,7 @@ pub fn run(global: &Global, args: IndexArgs) -> Result<ExitCode> {
 
     let rate = report.added as f64 / report.elapsed.as_secs_f64().max(1e-9);
     if args.json {
-        let listed = |list: &[(PathBuf, String)]| -> Vec<serde_json::Value> {
-            list.iter()
-                .map(|(path, reason)| serde_json::json!({"path": path, "reason": reason}))
-                .collect()
-        };
-        let (failed, partial) = (listed(&report.failed), listed(&report.partial));
+        let (failed, partial) = (with_reasons(&report.failed), with_reasons(&report.partial));
         println!(
             "{}",
             serde_json::json!({
@@ -164,18 +159,35 @@ pub fn run(global: &Global, args: IndexArgs) -> Result<ExitCode> {
             report.unchanged,
             report.removed,
             report.failed.len(),
-            if report.cancelled {
-                " (stopped early: run again to resume)"
-            } else {
-                ""
-            }
+            resume_note(report.cancelled)
         );
     }
-    Ok(if report.cancelled {
+    Ok(exit_code(report.cancelled))
+}
+
+/// Files with the reason they were not taken, as JSON objects.
+pub(super) fn with_reasons(list: &[(PathBuf, String)]) -> Vec<serde_json::Value> {
+    list.iter()
+        .map(|(path, reason)| serde_json::json!({"path": path, "reason": reason}))
+        .collect()
+}
+
+/// What the summary line of a stopped run adds.
+pub(super) fn resume_note(cancelled: bool) -> &'static str {
+    if cancelled {
+        " (stopped early: run again to resume)"
+    } else {
+        ""
+    }
+}
+
+/// 130 for a run stopped by Ctrl-C (what it committed stays), as shells report a SIGINT.
+pub(super) fn exit_code(cancelled: bool) -> ExitCode {
+    if cancelled {
         ExitCode::from(130)
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 /// Makes a first Ctrl-C set `cancel` (the run stops after the batch in flight, keeping what

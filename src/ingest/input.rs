@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::index::FileStamp;
 use crate::video::is_supported_video;
 
-use super::scan::{self, Candidate};
+use super::scan::{self, ScanPlan};
 
 /// One file to ingest.
 #[derive(Debug)]
@@ -77,11 +77,19 @@ impl Source {
     }
 }
 
-/// Scanned files (see [`scan::plan`]) as inputs; a path that is not UTF-8 cannot be a key.
-pub fn from_candidates(candidates: Vec<Candidate>) -> (Vec<Input>, Vec<Unreadable>) {
-    let mut inputs = Vec::with_capacity(candidates.len());
-    let mut unreadable = Vec::new();
-    for candidate in candidates {
+/// The files a scan found to (re)index as inputs, and those it could not read (a path that
+/// is not UTF-8 cannot be a key).
+pub fn from_scan(plan: ScanPlan) -> (Vec<Input>, Vec<Unreadable>) {
+    let mut inputs = Vec::with_capacity(plan.to_index.len());
+    let mut unreadable: Vec<Unreadable> = plan
+        .unreadable
+        .into_iter()
+        .map(|(path, reason)| Unreadable {
+            key: path.to_string_lossy().into_owned(),
+            reason,
+        })
+        .collect();
+    for candidate in plan.to_index {
         match candidate.path.to_str() {
             Some(key) => inputs.push(Input {
                 key: key.to_owned(),

@@ -29,7 +29,7 @@ mod sink;
 
 pub(crate) use import::import;
 pub use import::{has_shards, shards_identity, ImportReport};
-pub use input::{from_candidates, read_manifest, take_part, Content, Input, Source, Unreadable};
+pub use input::{from_scan, read_manifest, take_part, Content, Input, Source, Unreadable};
 pub(crate) use pipeline::index;
 pub use pipeline::{run, IngestOptions, IngestReport, Progress, ProgressFn};
 pub use scan::{is_supported_image, plan, stamp_of, Candidate, ScanPlan};

@@ -118,15 +118,8 @@ pub(crate) fn index(
     } else {
         index.write()?.remove_paths(&plan.vanished)?
     };
-    let (inputs, mut rejected) = input::from_candidates(plan.to_index);
-    rejected.extend(
-        plan.unreadable
-            .into_iter()
-            .map(|(path, reason)| Unreadable {
-                key: path.to_string_lossy().into_owned(),
-                reason,
-            }),
-    );
+    let unchanged = plan.unchanged;
+    let (inputs, rejected) = input::from_scan(plan);
     let mut sink = IndexSink::new(index, options.commit_every);
     let mut report = run(
         featurizer,
@@ -135,7 +128,7 @@ pub(crate) fn index(
         options,
         &mut sink,
     )?;
-    report.unchanged = plan.unchanged;
+    report.unchanged = unchanged;
     report.removed = removed;
     report.elapsed = started.elapsed();
     Ok(report)

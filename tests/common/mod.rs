@@ -70,6 +70,21 @@ pub fn run_json(db: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("one JSON object")
 }
 
+/// How many items the index at `db` holds; 0 while it does not exist yet (a run in another
+/// process is creating it).
+pub fn item_count(db: &Path) -> u64 {
+    let out = lookalike(db)
+        .args(["stats", "--json"])
+        .output()
+        .expect("run lookalike");
+    if !out.status.success() {
+        return 0;
+    }
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("stats JSON")["items"]
+        .as_u64()
+        .expect("an item count")
+}
+
 /// Copies real photos into `dir` under new names (`dir/NAME`), returning the new paths.
 pub fn copy_photos(dir: &Path, photos: &[(&str, &str)]) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).expect("mkdir");
