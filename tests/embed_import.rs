@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -14,7 +13,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::vectors::{normalised, Rng};
-use common::{copy_photos, item_count, lookalike, run_json, run_ok};
+use common::{
+    assert_same_index, copy_photos, cosine, item_count, lookalike, run_json, run_ok, stored_vectors,
+};
 use lookalike::descriptor::DescriptorOptions;
 use lookalike::index::{ContentHash, FileStamp, MediaKind};
 use lookalike::shard::{Identity, ShardError, ShardReader, ShardRow, ShardWriter};
@@ -44,46 +45,6 @@ fn library(dir: &Path) -> Vec<PathBuf> {
     files.push(video);
     std::fs::copy(common::fixture("text.jpg"), dir.join("notes.jpg")).unwrap();
     files
-}
-
-/// Every stored vector by (path, frame time), from `export --format jsonl`.
-fn vectors(db: &Path) -> HashMap<(String, String), (i64, Vec<f32>)> {
-    let out = run_ok(db, &["export", "--format", "jsonl"]);
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
-            let key = (v["path"].as_str().unwrap().to_owned(), v["t"].to_string());
-            let vector = v["vector"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect();
-            (key, (v["id"].as_i64().unwrap(), vector))
-        })
-        .collect()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (norm(a) * norm(b))
-}
-
-/// The result paths of `search --json -k 5` for `query`.
-fn results(db: &Path, query: &Path) -> Vec<String> {
-    let out = run_json(
-        db,
-        &["search", "--json", "-k", "5", query.to_str().unwrap()],
-    );
-    out["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["path"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 fn failed_paths(report: &Value) -> Vec<String> {
@@ -147,41 +108,23 @@ fn an_imported_shard_equals_indexing_the_same_files_and_a_reimport_changes_nothi
     assert_eq!(import["added"], 9, "{import}");
     assert_eq!(failed_paths(&import), failed_paths(&index));
 
-    // The same files, frames and vectors as indexing them.
-    let (a, b) = (vectors(&indexed), vectors(&imported));
-    let keys = |m: &HashMap<(String, String), (i64, Vec<f32>)>| {
-        let mut k: Vec<_> = m.keys().cloned().collect();
-        k.sort();
-        k
-    };
-    assert_eq!(keys(&a), keys(&b));
-    for (key, (_, v)) in &a {
-        let similarity = cosine(v, &b[key].1);
-        assert!(similarity >= 0.9999, "{key:?}: cosine {similarity}");
-    }
-    // The same answers.
-    for query in [
+    // The same files, frames, vectors and answers as indexing them.
+    let queries = [
         "skimage/chelsea.png",
         "opencv/box_in_scene.png",
         "sklearn/china.jpg",
-    ] {
-        let query = common::photo(query);
-        assert_eq!(results(&indexed, &query), results(&imported, &query));
-    }
-    let stats = |db| run_json(db, &["stats", "--json"]);
-    let (sa, sb) = (stats(&indexed), stats(&imported));
-    for field in ["files", "images", "videos", "items", "descriptor"] {
-        assert_eq!(sa[field], sb[field], "{field}");
-    }
+    ];
+    assert_same_index(&indexed, &imported, &queries.map(common::photo));
 
     // Importing again changes nothing: not even an item id.
+    let before = stored_vectors(&imported);
     let again = run_json(&imported, &["import", "--json", shards.to_str().unwrap()]);
     assert_eq!(
         (again["added"].as_u64(), again["unchanged"].as_u64()),
         (Some(0), Some(9)),
         "{again}"
     );
-    assert_eq!(vectors(&imported), b);
+    assert_eq!(stored_vectors(&imported), before);
 }
 
 #[test]

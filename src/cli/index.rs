@@ -51,7 +51,8 @@ pub struct IndexArgs {
 #[derive(Args)]
 pub(super) struct DescriptorArgs {
     /// Pooling of the network's last activations: average, max, gem[:P] or the regional
-    /// rmac, rgem[:P], P in [1, 100] [default: the index's own, or the default descriptor's]
+    /// rmac, rgem[:P], P in [1, 100] [default: the default descriptor's, or for an existing
+    /// index its own]
     #[arg(long, value_name = "POOLING")]
     pooling: Option<Pooling>,
     /// Image scales whose descriptors are summed, e.g. 1,0.7071

@@ -58,8 +58,8 @@ pub struct Global {
 enum Command {
     /// Index images (files or folders, recursively); re-runs only touch what changed
     Index(index::IndexArgs),
-    /// Embed images into a vector shard (Parquet) without an index: one task of a
-    /// distributed run (see spark/), folded in later with `import`
+    /// Embed images and videos into a vector shard (Parquet) without an index: one task of
+    /// a distributed run (see spark/), folded in later with `import`
     Embed(embed::EmbedArgs),
     /// Fold vector shards written by `embed` into the index
     Import(import::ImportArgs),

@@ -460,10 +460,11 @@ mod tests {
 
     fn read_all(reader: &ShardReader, expected: &Identity) -> Result<Vec<ShardRow>, ShardError> {
         let mut read = Vec::new();
-        reader.for_each(expected, |row| {
+        let flow = reader.for_each(expected, |row| {
             read.push(row);
             Ok::<_, ShardError>(ControlFlow::Continue(()))
         })?;
+        assert!(flow.is_continue(), "nothing asked to stop");
         Ok(read)
     }
 

@@ -4,6 +4,7 @@
 
 pub mod vectors;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -117,4 +118,78 @@ pub fn embed(f: &Featurizer, paths: &[PathBuf]) -> Vec<Embedded> {
         .into_iter()
         .map(|r| r.expect("photo decodes"))
         .collect()
+}
+
+/// An index's items by (path, frame time as JSON): their id and stored vector, from
+/// `export --format jsonl`.
+pub type StoredVectors = HashMap<(String, String), (i64, Vec<f32>)>;
+
+pub fn stored_vectors(db: &Path) -> StoredVectors {
+    let out = run_ok(db, &["export", "--format", "jsonl"]);
+    String::from_utf8(out.stdout)
+        .expect("UTF-8 export")
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let key = (
+                v["path"].as_str().expect("a path").to_owned(),
+                v["t"].to_string(),
+            );
+            let vector = v["vector"]
+                .as_array()
+                .expect("a vector")
+                .iter()
+                .map(|x| x.as_f64().expect("a number") as f32)
+                .collect();
+            (key, (v["id"].as_i64().expect("an id"), vector))
+        })
+        .collect()
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+/// `imported` holds what `indexed` holds: the same counts and descriptor, the same (path, t)
+/// items, vectors within cosine 0.9999, and the same top-5 answers to `queries`.
+pub fn assert_same_index(indexed: &Path, imported: &Path, queries: &[PathBuf]) {
+    let stats = |db| run_json(db, &["stats", "--json"]);
+    let (sa, sb) = (stats(indexed), stats(imported));
+    for field in ["files", "images", "videos", "items", "descriptor"] {
+        assert_eq!(sa[field], sb[field], "{field}");
+    }
+    let (a, b) = (stored_vectors(indexed), stored_vectors(imported));
+    let sorted_keys = |m: &StoredVectors| {
+        let mut k: Vec<_> = m.keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(
+        sorted_keys(&a),
+        sorted_keys(&b),
+        "the same files and frames"
+    );
+    for (key, (_, v)) in &a {
+        let similarity = cosine(v, &b[key].1);
+        assert!(similarity >= 0.9999, "{key:?}: cosine {similarity}");
+    }
+    for query in queries {
+        let results = |db: &Path| -> Vec<String> {
+            let out = run_json(
+                db,
+                &["search", "--json", "-k", "5", query.to_str().unwrap()],
+            );
+            out["results"]
+                .as_array()
+                .expect("results")
+                .iter()
+                .map(|r| r["path"].as_str().expect("a path").to_owned())
+                .collect()
+        };
+        let expected = results(indexed);
+        assert_eq!(expected.len(), 5, "{query:?}");
+        assert_eq!(results(imported), expected, "search {query:?}");
+    }
 }
