@@ -109,6 +109,7 @@ fn copy_detection_finds_the_original_of_nearly_every_copy() {
     );
     originals.extend(["china.jpg", "flower.jpg"].map(|n| photos.join("sklearn").join(n)));
     let spec = CopyDetectSpec {
+        protocol: "copydetect",
         photos: originals.clone(),
         distractors: vec![photos.join("skimage")],
         work_dir: None,

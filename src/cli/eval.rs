@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use lookalike::eval::{self, CopyDetectSpec, CopyOptions, EvalOptions, Report};
+use lookalike::eval::{self, CopyDetectSpec, CopyOptions, EvalOptions, Report, Transform};
 use lookalike::index::SearchMode;
 use lookalike::model::ModelKind;
 
@@ -33,24 +33,56 @@ pub enum EvalCommand {
     },
     /// Transformed copies of each photo must find their original
     Copydetect {
-        /// Original photos: folders (recursively) or files
-        #[arg(required = true, value_name = "PHOTOS_DIR")]
-        photos: Vec<PathBuf>,
-        /// More photos to index (never queried), to make the search harder; repeatable
-        #[arg(long, value_name = "DIR")]
-        distractors: Vec<PathBuf>,
-        /// Seed of the random transforms (crop place, angle, ...)
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-        /// Longest side of the copies, before transforming (0: full size)
-        #[arg(long, default_value_t = 1024, value_name = "PIXELS")]
-        max_side: u32,
-        /// Write the copies here and keep them [default: a temporary folder]
-        #[arg(long, value_name = "DIR")]
-        work_dir: Option<PathBuf>,
+        #[command(flatten)]
+        copies: CopyArgs,
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Details cut out of each photo (2, 5, 10, 20 and 30% of its area, rescaled and
+    /// recompressed) must find the photo they were cut from
+    Crops {
+        #[command(flatten)]
+        copies: CopyArgs,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+/// The photos of a copy-detection run and how their copies are made.
+#[derive(Args)]
+pub struct CopyArgs {
+    /// Original photos: folders (recursively) or files
+    #[arg(required = true, value_name = "PHOTOS_DIR")]
+    photos: Vec<PathBuf>,
+    /// More photos to index (never queried), to make the search harder; repeatable
+    #[arg(long, value_name = "DIR")]
+    distractors: Vec<PathBuf>,
+    /// Seed of the random transforms (crop place, angle, ...)
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Longest side of the copies, before transforming (0: full size)
+    #[arg(long, default_value_t = 1024, value_name = "PIXELS")]
+    max_side: u32,
+    /// Write the copies here and keep them [default: a temporary folder]
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+}
+
+impl CopyArgs {
+    fn spec(self, protocol: &'static str, transforms: &[Transform]) -> CopyDetectSpec {
+        CopyDetectSpec {
+            protocol,
+            photos: self.photos,
+            distractors: self.distractors,
+            work_dir: self.work_dir,
+            copies: CopyOptions {
+                transforms: transforms.to_vec(),
+                seed: self.seed,
+                max_side: self.max_side,
+                ..CopyOptions::default()
+            },
+        }
+    }
 }
 
 #[derive(Args)]
@@ -92,29 +124,20 @@ pub fn run(global: &Global, command: EvalCommand) -> Result<ExitCode> {
             eval::run_labelled(&dir, limit_per_label, &distractors, &options(&common)?)?,
             common.json,
         ),
-        EvalCommand::Copydetect {
-            photos,
-            distractors,
-            seed,
-            max_side,
-            work_dir,
-            common,
-        } => {
-            let spec = CopyDetectSpec {
-                photos,
-                distractors,
-                work_dir,
-                copies: CopyOptions {
-                    seed,
-                    max_side,
-                    ..CopyOptions::default()
-                },
-            };
-            (
-                eval::run_copy_detection(&spec, &options(&common)?)?,
-                common.json,
-            )
-        }
+        EvalCommand::Copydetect { copies, common } => (
+            eval::run_copy_detection(
+                &copies.spec("copydetect", &Transform::ALL),
+                &options(&common)?,
+            )?,
+            common.json,
+        ),
+        EvalCommand::Crops { copies, common } => (
+            eval::run_copy_detection(
+                &copies.spec("crops", &Transform::DETAILS),
+                &options(&common)?,
+            )?,
+            common.json,
+        ),
     };
     if json {
         println!("{}", serde_json::to_string(&report)?);

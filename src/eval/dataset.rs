@@ -11,6 +11,7 @@ use image::RgbImage;
 use super::transforms::{Rng, Transform};
 use super::EvalError;
 use crate::image::{decode_file, thumbnail_jpeg, ImageError, Limits};
+use crate::index::Region;
 use crate::ingest::is_supported_image;
 
 /// One image of a labelled folder.
@@ -77,6 +78,8 @@ pub struct CopyImage {
     /// Index into [`CopySet::originals`].
     pub original: usize,
     pub transform: Transform,
+    /// Where in the original a detail was cut from.
+    pub region: Option<Region>,
 }
 
 /// Originals and their copies.
@@ -215,8 +218,8 @@ fn copies_of(
     let mut copies = Vec::with_capacity(options.transforms.len());
     for &transform in &options.transforms {
         let copy = transform.apply(&image, &mut Rng::for_copy(options.seed, i, transform))?;
-        let (w, h) = copy.dimensions();
-        let bytes = thumbnail_jpeg(&copy, w.max(h), 95)?;
+        let (w, h) = copy.image.dimensions();
+        let bytes = thumbnail_jpeg(&copy.image, w.max(h), 95)?;
         let copy_path = out_dir.join(format!("{i:05}_{}.jpg", transform.name()));
         std::fs::write(&copy_path, bytes)
             .map_err(|e| CopyError::Write(EvalError::io(&copy_path, e)))?;
@@ -224,6 +227,7 @@ fn copies_of(
             path: copy_path,
             original: i,
             transform,
+            region: copy.region,
         });
     }
     Ok(copies)

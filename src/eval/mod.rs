@@ -7,7 +7,9 @@
 //!   others, and the images of its label are the relevant ones (mAP, precision@k).
 //! - [`run_copy_detection`]: originals, and copies made by the [`Transform`]s (the Copydays /
 //!   DISC21 idea); each copy queries the index of originals (plus distractors), and its own
-//!   original must come back (recall@1, recall@10 per transform).
+//!   original must come back (recall@1, recall@10 per transform). With the detail
+//!   transforms ([`Transform::DETAILS`]) this is the crop benchmark: a piece of 2 to 30% of a
+//!   photo must find the photo.
 //!
 //! Each run builds a throw-away index in a temporary folder, so it never touches the user's.
 //! Metric conventions are in [`metrics`].
@@ -26,7 +28,7 @@ pub use dataset::{
 };
 pub use metrics::{Judged, Summary};
 pub use runner::{run_copy_detection, run_labelled, CopyDetectSpec, EvalOptions};
-pub use transforms::{Rng, Transform};
+pub use transforms::{Copied, Rng, Transform};
 
 /// What can stop an evaluation.
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +60,7 @@ impl EvalError {
 /// The outcome of one evaluation run (also the `--json` output of `lookalike eval`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// "labelled" or "copydetect".
+    /// "labelled", "copydetect" or "crops".
     pub protocol: &'static str,
     pub model: String,
     /// The index's descriptor options, as recorded in its catalog (JSON).

@@ -49,6 +49,8 @@ impl EvalOptions {
 /// A copy-detection benchmark.
 #[derive(Debug, Clone)]
 pub struct CopyDetectSpec {
+    /// The report's name for it: "copydetect" (whole-photo copies) or "crops" (details).
+    pub protocol: &'static str,
     /// Originals: files, or folders searched recursively.
     pub photos: Vec<PathBuf>,
     /// Indexed too, never queried: they make finding the original harder.
@@ -294,7 +296,7 @@ pub fn run_copy_detection(
         }
         judged.entry(copy.transform).or_default().push(one);
     }
-    let mut report = session.report("copydetect", options, TOP, latencies)?;
+    let mut report = session.report(spec.protocol, options, TOP, latencies)?;
     report.index_seconds = index_time.as_secs_f64();
     report.embed_seconds = embed_time.as_secs_f64();
     report.overall = Summary::of(judged.values().flatten());

@@ -8,6 +8,7 @@ use fast_image_resize as fir;
 use image::{Rgb, RgbImage};
 
 use crate::image::{decode_bytes, thumbnail_jpeg, ImageError, Limits};
+use crate::index::Region;
 
 /// One way of copying an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -32,6 +33,19 @@ pub enum Transform {
     /// A line of white text (with a black shadow), about a tenth of the height, at a random
     /// place.
     TextOverlay,
+    /// A detail cut out of the photo (see [`Transform::DETAILS`]): 2% of its area.
+    Detail2,
+    Detail5,
+    Detail10,
+    Detail20,
+    Detail30,
+}
+
+/// What a transform made: the copy, and for a detail where in the original it was cut from.
+#[derive(Debug, Clone)]
+pub struct Copied {
+    pub image: RgbImage,
+    pub region: Option<Region>,
 }
 
 impl Transform {
@@ -48,6 +62,18 @@ impl Transform {
         Transform::TextOverlay,
     ];
 
+    /// The details (the crop benchmark, `lookalike eval crops`): a piece of 2, 5, 10, 20 or
+    /// 30% of the photo's area, of a random aspect ratio (0.5 to 2) at a random place,
+    /// rescaled by 0.5x to 2x (the longer side at most 1024) and re-encoded as a JPEG of
+    /// quality 50 to 90: a detail cut out of a photo and passed on.
+    pub const DETAILS: [Transform; 5] = [
+        Transform::Detail2,
+        Transform::Detail5,
+        Transform::Detail10,
+        Transform::Detail20,
+        Transform::Detail30,
+    ];
+
     /// Short name, used in file names and reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -60,13 +86,18 @@ impl Transform {
             Transform::Grayscale => "gray",
             Transform::BrightnessContrast => "brightcontrast",
             Transform::TextOverlay => "text",
+            Transform::Detail2 => "detail2",
+            Transform::Detail5 => "detail5",
+            Transform::Detail10 => "detail10",
+            Transform::Detail20 => "detail20",
+            Transform::Detail30 => "detail30",
         }
     }
 
     /// The copy of `image`; random choices (angle, crop, text place...) come from `rng`.
-    pub fn apply(self, image: &RgbImage, rng: &mut Rng) -> Result<RgbImage, ImageError> {
+    pub fn apply(self, image: &RgbImage, rng: &mut Rng) -> Result<Copied, ImageError> {
         let (w, h) = image.dimensions();
-        match self {
+        let copy = match self {
             Transform::Downscale50 => resize(image, (w / 2).max(1), (h / 2).max(1)),
             Transform::Jpeg30 => {
                 let bytes = thumbnail_jpeg(image, w.max(h), 30)?;
@@ -98,8 +129,53 @@ impl Transform {
                 let text = format!("lookalike copy #{:04}", rng.below(10_000));
                 Ok(overlay_text(image, &text, rng))
             }
-        }
+            Transform::Detail2 => return detail(image, 0.02, rng),
+            Transform::Detail5 => return detail(image, 0.05, rng),
+            Transform::Detail10 => return detail(image, 0.10, rng),
+            Transform::Detail20 => return detail(image, 0.20, rng),
+            Transform::Detail30 => return detail(image, 0.30, rng),
+        }?;
+        Ok(Copied {
+            image: copy,
+            region: None,
+        })
     }
+}
+
+/// A detail of `area` of `image` (see [`Transform::DETAILS`]), and where it was.
+fn detail(image: &RgbImage, area: f64, rng: &mut Rng) -> Result<Copied, ImageError> {
+    let (w, h) = image.dimensions();
+    let (fw, fh) = (f64::from(w), f64::from(h));
+    // Aspect ratio log-uniform in [0.5, 2], then clamped to what fits in the photo.
+    let aspect = (rng.uniform(0.5f64.ln(), 2f64.ln())).exp();
+    let pixels = area * fw * fh;
+    let cw = (pixels * aspect).sqrt().min(fw);
+    let ch = (pixels / cw).min(fh);
+    let (cw, ch) = (
+        (cw.round() as u32).clamp(1, w),
+        (ch.round() as u32).clamp(1, h),
+    );
+    let x = rng.below(w - cw + 1);
+    let y = rng.below(h - ch + 1);
+    let piece = crop(image, x, y, cw, ch);
+    let factor = rng.uniform(0.5, 2.0).min(1024.0 / f64::from(cw.max(ch)));
+    let piece = resize(
+        &piece,
+        ((f64::from(cw) * factor).round() as u32).max(1),
+        ((f64::from(ch) * factor).round() as u32).max(1),
+    )?;
+    let quality = 50 + rng.below(41) as u8;
+    let (pw, ph) = piece.dimensions();
+    let bytes = thumbnail_jpeg(&piece, pw.max(ph), quality)?;
+    Ok(Copied {
+        image: decode_bytes(&bytes, 0, &Limits::default())?.image,
+        region: Some(Region {
+            x: x as f32 / w as f32,
+            y: y as f32 / h as f32,
+            w: cw as f32 / w as f32,
+            h: ch as f32 / h as f32,
+        }),
+    })
 }
 
 impl fmt::Display for Transform {
@@ -286,7 +362,7 @@ mod tests {
     }
 
     fn apply(t: Transform, image: &RgbImage) -> RgbImage {
-        t.apply(image, &mut Rng::for_copy(7, 0, t)).unwrap()
+        t.apply(image, &mut Rng::for_copy(7, 0, t)).unwrap().image
     }
 
     #[test]
@@ -410,16 +486,60 @@ mod tests {
     #[test]
     fn the_same_seed_gives_the_same_copy_and_another_seed_another() {
         let image = gradient();
-        for t in Transform::ALL {
+        for t in Transform::ALL.into_iter().chain(Transform::DETAILS) {
             let a = t.apply(&image, &mut Rng::for_copy(7, 3, t)).unwrap();
             let b = t.apply(&image, &mut Rng::for_copy(7, 3, t)).unwrap();
-            assert_eq!(a, b, "{t} is not deterministic");
+            assert_eq!(
+                (a.image, a.region),
+                (b.image, b.region),
+                "{t} is not deterministic"
+            );
         }
         let a = apply(Transform::RandomCrop, &image);
         let b = Transform::RandomCrop
             .apply(&image, &mut Rng::for_copy(8, 0, Transform::RandomCrop))
-            .unwrap();
+            .unwrap()
+            .image;
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_detail_is_its_share_of_the_area_cut_from_where_its_region_says() {
+        // A photo whose every pixel says where it is: the detail's pixels give its place away.
+        let image = RgbImage::from_fn(400, 300, |x, y| {
+            Rgb([(x / 2) as u8, (y * 255 / 299) as u8, 0])
+        });
+        for (t, area) in Transform::DETAILS
+            .into_iter()
+            .zip([0.02, 0.05, 0.10, 0.20, 0.30])
+        {
+            for seed in 0..5 {
+                let copy = t.apply(&image, &mut Rng::for_copy(seed, 1, t)).unwrap();
+                let region = copy.region.expect("a detail has a region");
+                assert!(
+                    (f64::from(region.area()) - area).abs() < area * 0.05 + 0.002,
+                    "{t}: area {}",
+                    region.area()
+                );
+                assert!(region.x >= 0.0 && region.x + region.w <= 1.0001);
+                assert!(region.y >= 0.0 && region.y + region.h <= 1.0001);
+                let aspect = (region.w * 400.0) / (region.h * 300.0);
+                assert!((0.49..=2.05).contains(&aspect), "{t}: aspect {aspect}");
+                // The detail's centre pixel comes from the region's centre (JPEG-blurred).
+                let (w, h) = copy.image.dimensions();
+                let centre = copy.image.get_pixel(w / 2, h / 2).0;
+                let expected_x = (region.x + region.w / 2.0) * 400.0 / 2.0;
+                let expected_y = (region.y + region.h / 2.0) * 255.0;
+                assert!(
+                    (f32::from(centre[0]) - expected_x).abs() < 12.0,
+                    "{t}: {centre:?}"
+                );
+                assert!(
+                    (f32::from(centre[1]) - expected_y).abs() < 12.0,
+                    "{t}: {centre:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub use ann::HnswParams;
 pub use error::IndexError;
 pub use types::{
     ContentHash, FileStamp, Hit, IndexConfig, ItemId, ItemRecord, MediaKind, NewFile, NewItem,
-    SearchMode, Stats, WhiteningInfo,
+    Region, SearchMode, Stats, WhiteningInfo,
 };
 
 use crate::descriptor::whitening::{Whitening, WhiteningOptions, MAX_TRAINING_VECTORS};

@@ -130,6 +130,44 @@ pub struct NewItem {
     pub vector: Vec<f32>,
 }
 
+/// A rectangle of an image, as fractions of its width and height (so it holds whatever size
+/// the image is shown at): `x`, `y` the top-left corner, `w`, `h` the size, all in [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Region {
+    pub x: f32,
+    pub y: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+impl Region {
+    /// The whole image.
+    pub const WHOLE: Region = Region {
+        x: 0.0,
+        y: 0.0,
+        w: 1.0,
+        h: 1.0,
+    };
+
+    /// Intersection over union: 1 for the same rectangle, 0 for disjoint ones.
+    pub fn iou(&self, other: &Region) -> f32 {
+        let w = (self.x + self.w).min(other.x + other.w) - self.x.max(other.x);
+        let h = (self.y + self.h).min(other.y + other.h) - self.y.max(other.y);
+        let inter = w.max(0.0) * h.max(0.0);
+        let union = self.w * self.h + other.w * other.h - inter;
+        if union > 0.0 {
+            inter / union
+        } else {
+            0.0
+        }
+    }
+
+    /// Its share of the image's area.
+    pub fn area(&self) -> f32 {
+        self.w * self.h
+    }
+}
+
 /// How to search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchMode {
