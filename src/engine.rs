@@ -8,7 +8,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::descriptor::{DescriptorOptions, WhiteningOptions};
 use crate::error::{Error, Result};
-use crate::featurizer::{Embedded, Featurizer};
+use crate::featurizer::{Embedded, Featurizer, ImageQuery};
 use crate::image::Limits;
 use crate::index::{
     ContentHash, Hit, Index, IndexConfig, IndexError, ItemId, ItemRecord, MediaKind, NewFile,
@@ -276,6 +276,7 @@ impl Engine {
                 width: embedded.width,
                 height: embedded.height,
                 vector: embedded.vector,
+                regions: embedded.regions,
             }],
         }])?;
         ids.first().copied().ok_or(Error::NotIndexed(canonical))
@@ -337,10 +338,7 @@ impl Engine {
     /// then goes on unverified).
     pub fn item_local_features(&self, id: ItemId) -> Result<Option<LocalFeatures>> {
         let item = self.item(id)?.ok_or(Error::UnknownItem(id))?;
-        if item.kind != MediaKind::Image {
-            return Ok(None);
-        }
-        Ok(match self.local_features_of_file(Path::new(&item.path)) {
+        Ok(match self.features_of_item(&item.path, item.kind, item.t) {
             Ok(features) => Some(features),
             Err(e) => {
                 tracing::warn!(path = %item.path, error = %e, "searching unverified");
@@ -349,10 +347,31 @@ impl Engine {
         })
     }
 
+    /// The local features of an indexed image, or of a video frame decoded at its time.
+    fn features_of_item(
+        &self,
+        path: &str,
+        kind: MediaKind,
+        t: Option<f64>,
+    ) -> std::result::Result<LocalFeatures, String> {
+        let path = Path::new(path);
+        match kind {
+            MediaKind::Image => self.local_features_of_file(path).map_err(|e| e.to_string()),
+            MediaKind::Video => {
+                let t = t.unwrap_or(0.0);
+                let options = VideoOptions::default();
+                let side = verify::orb::WORKING_SIDE;
+                let frame = video::frame_at(path, t, side, &options, video::STILL_TIMEOUT)
+                    .map_err(|e| e.to_string())?;
+                LocalFeatures::of(&frame).map_err(|e| e.to_string())
+            }
+        }
+    }
+
     /// Re-ranks the top `options.depth` hits by spatial verification against the query's
-    /// local features (see [`verify::rerank`]), the candidates' features computed from their
-    /// files on all cores. A video frame, or a file that can no longer be read, keeps its
-    /// place unverified.
+    /// local features (see [`verify::rerank`]), the candidates' features computed on all
+    /// cores from their files (a video frame's decoded at its time). A file that can no
+    /// longer be read keeps its place unverified.
     pub fn verify(
         &self,
         query: &LocalFeatures,
@@ -362,29 +381,30 @@ impl Engine {
         let depth = options.depth.min(hits.len());
         // A panicked verification left nothing behind that needs repair.
         let _turn = self.verifying.lock().unwrap_or_else(|p| p.into_inner());
-        let counts = crate::parallel_map(&hits[..depth], crate::available_cores(), |hit| {
-            if hit.kind != MediaKind::Image {
-                return None;
-            }
-            match self.local_features_of_file(Path::new(&hit.path)) {
-                Ok(features) => Some(verify::inliers(query, &features)),
-                Err(e) => {
-                    tracing::debug!(path = %hit.path, error = %e, "not verified");
-                    None
-                }
+        let found = crate::parallel_map(&hits[..depth], crate::available_cores(), |hit| match self
+            .features_of_item(&hit.path, hit.kind, hit.t)
+        {
+            Ok(features) => Some(verify::verified(query, &features)),
+            Err(e) => {
+                tracing::debug!(path = %hit.path, error = %e, "not verified");
+                None
             }
         });
-        let counts: Vec<Option<usize>> = counts.into_iter().map(Option::flatten).collect();
-        verify::rerank(hits, &counts, options.min_inliers)
+        let found: Vec<_> = found.into_iter().map(Option::flatten).collect();
+        verify::rerank(hits, &found, options.min_inliers)
     }
 
     /// The `k` nearest hits to an image query's vector (one per file unless `frames`), the
     /// top `verify.depth` of them re-ranked by spatial verification against the query's local
     /// features when given (from [`Engine::local_features_of_file`], `_of_bytes` or
     /// [`Engine::item_local_features`]).
+    ///
+    /// When the index keeps regions, the hits are merged with the items whose regions match
+    /// the query (at its own and its smaller scales): a file found by a region better than by
+    /// its whole takes the region's score and says where (`region`).
     pub fn search_image(
         &self,
-        vector: &[f32],
+        image: &ImageQuery,
         k: usize,
         mode: SearchMode,
         frames: bool,
@@ -397,17 +417,61 @@ impl Engine {
         } else {
             k
         };
-        let hits = if frames {
-            self.search_vector(vector, fetch, mode)?
-        } else {
-            self.search_vector_grouped(vector, fetch, mode)?
-        };
+        let vector = image.vector.as_slice();
         let Some(query) = query else {
-            return Ok(hits);
+            let hits = if frames {
+                self.search_vector(vector, fetch, mode)?
+            } else {
+                self.search_vector_grouped(vector, fetch, mode)?
+            };
+            return self.with_regions(image, hits, fetch, frames);
         };
-        let mut hits = self.verify(query, hits, verify);
+        // Verified frame by frame, then grouped: of a video's frames that look alike (a static
+        // camera), the one verification confirms best answers, not the first one found.
+        let items = match frames {
+            true => fetch,
+            false => fetch.saturating_mul(4),
+        };
+        let hits = self.search_vector(vector, items, mode)?;
+        let hits = self.with_regions(image, hits, items, true)?;
+        let hits = self.verify(query, hits, verify);
+        let mut hits = match frames {
+            true => hits,
+            false => video::best_per_file(hits, k),
+        };
         hits.truncate(k);
         Ok(hits)
+    }
+
+    /// `hits` merged with the region matches of `image` (see [`Engine::search_image`]).
+    fn with_regions(
+        &self,
+        image: &ImageQuery,
+        hits: Vec<Hit>,
+        k: usize,
+        frames: bool,
+    ) -> Result<Vec<Hit>> {
+        let index = self.index.read()?;
+        if !index.has_regions() {
+            return Ok(hits);
+        }
+        let queries: Vec<&[f32]> = std::iter::once(image.vector.as_slice())
+            .chain(image.smaller.iter().map(Vec::as_slice))
+            .collect();
+        // A video's frames may take several places before grouping.
+        let wanted = if frames { k } else { k.saturating_mul(4) };
+        let found = index.search_regions(&queries, wanted)?;
+        drop(index);
+        Ok(merge_region_hits(hits, found, k, !frames))
+    }
+
+    /// What an image file searches with: its stored vector when it is indexed and unchanged
+    /// (no inference: it is in the index whole), else its features now, at every query scale.
+    pub fn image_query_of_file(&self, path: &Path) -> Result<ImageQuery> {
+        if let Some((_, vector)) = self.indexed_vector(path)? {
+            return Ok(ImageQuery::from(vector));
+        }
+        Ok(self.featurizer.query_file(path)?.1)
     }
 
     /// Samples and embeds a video's frames exactly as indexing does (nothing is stored).
@@ -561,5 +625,77 @@ fn lock_poisoned() -> Error {
     Error::Io {
         path: PathBuf::from("<index>"),
         source: std::io::Error::other("index lock poisoned by a panicked thread"),
+    }
+}
+
+/// Merges region matches into whole-image hits, both best first: an item (with `by_file`, a
+/// file) found both ways keeps the better score, and the region's box only when the region
+/// scored better. Scores of both kinds are cosines in the same PCA's space (the regions' in its
+/// first components), so they rank together; a near-identical whole image scores ~1 and no
+/// region of another image outranks it.
+fn merge_region_hits(hits: Vec<Hit>, found: Vec<Hit>, k: usize, by_file: bool) -> Vec<Hit> {
+    let same = |a: &Hit, b: &Hit| match by_file {
+        true => a.path == b.path,
+        false => a.id == b.id,
+    };
+    let mut merged = hits;
+    for region_hit in found {
+        match merged.iter_mut().find(|hit| same(hit, &region_hit)) {
+            Some(hit) if region_hit.score > hit.score => *hit = region_hit,
+            Some(_) => {}
+            None => merged.push(region_hit),
+        }
+    }
+    merged.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
+    merged.truncate(k);
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::Region;
+
+    fn hit(id: ItemId, path: &str, score: f32, region: Option<Region>) -> Hit {
+        Hit {
+            id,
+            score,
+            path: path.into(),
+            t: None,
+            kind: MediaKind::Image,
+            inliers: None,
+            region,
+        }
+    }
+
+    #[test]
+    fn region_hits_merge_by_best_score_and_keep_their_box() {
+        let quarter = Some(Region {
+            x: 0.5,
+            y: 0.5,
+            w: 0.5,
+            h: 0.5,
+        });
+        let whole = vec![hit(1, "a", 0.99, None), hit(2, "b", 0.4, None)];
+        let regions = vec![
+            hit(3, "c", 0.8, quarter),
+            hit(2, "b", 0.7, quarter),
+            hit(1, "a", 0.6, quarter),
+        ];
+        let merged = merge_region_hits(whole.clone(), regions.clone(), 3, true);
+        let got: Vec<_> = merged.iter().map(|h| (h.id, h.score, h.region)).collect();
+        // The near-identical whole image stays first and whole; b is lifted by its region;
+        // c comes in by its region alone.
+        assert_eq!(
+            got,
+            vec![(1, 0.99, None), (3, 0.8, quarter), (2, 0.7, quarter)]
+        );
+        // k bounds the list; by file, another frame (id) of the same file merges too.
+        let frame = vec![hit(9, "a", 0.995, quarter)];
+        let merged = merge_region_hits(whole, frame, 1, true);
+        assert_eq!(
+            (merged.len(), merged[0].id, merged[0].region),
+            (1, 9, quarter)
+        );
     }
 }

@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use ::image::RgbImage;
 
 use crate::descriptor::pooling::l2_normalise;
-use crate::descriptor::DescriptorOptions;
+use crate::descriptor::{regions, DescriptorOptions};
 use crate::error::Result;
 use crate::image::{self, Decoded, ImageError, Limits, Preprocessor};
+use crate::index::Regions;
 use crate::model::{Embedder, Embeddings, ModelError, ModelKind, ModelStore};
 
 /// How many images go through the network at once. ONNX Runtime's throughput on 2 cores
@@ -31,6 +32,25 @@ pub struct Embedded {
     /// Size of the original image (after EXIF orientation).
     pub width: u32,
     pub height: u32,
+    /// Region descriptors, when the descriptor keeps them.
+    pub regions: Regions,
+}
+
+/// What an image query searches with: its vector, and for matching indexed regions, its
+/// vectors at the smaller [`regions::QUERY_SCALES`] (empty: matched at its own scale only).
+#[derive(Debug, Clone, Default)]
+pub struct ImageQuery {
+    pub vector: Vec<f32>,
+    pub smaller: Vec<Vec<f32>>,
+}
+
+impl From<Vec<f32>> for ImageQuery {
+    fn from(vector: Vec<f32>) -> Self {
+        ImageQuery {
+            vector,
+            smaller: Vec::new(),
+        }
+    }
 }
 
 /// A preprocessed image and its original size.
@@ -55,6 +75,8 @@ impl Scale {
 pub struct Featurizer {
     /// The model's own input size first: the logits (classification) come from it.
     scales: Vec<Scale>,
+    /// With regions: the networks a query also runs at [`regions::QUERY_SCALES`].
+    query_scales: Vec<Scale>,
     limits: Limits,
 }
 
@@ -64,6 +86,7 @@ impl Featurizer {
     pub fn new(embedder: Embedder, limits: Limits) -> Self {
         Featurizer {
             scales: vec![Scale::new(embedder)],
+            query_scales: Vec::new(),
             limits,
         }
     }
@@ -88,16 +111,29 @@ impl Featurizer {
                 sizes.push(size);
             }
         }
+        let with_regions = descriptor.regions.is_some();
+        let load = |size: usize, regions: bool| -> Result<Scale, ModelError> {
+            let onnx = store.ensure_graph_at(&files, size)?;
+            let embedder =
+                Embedder::load_graph(&files, &onnx, size, descriptor.pooling, regions, threads)?;
+            Ok(Scale::new(embedder))
+        };
         let scales = sizes
             .into_iter()
-            .map(|size| {
-                let onnx = store.ensure_graph_at(&files, size)?;
-                let embedder =
-                    Embedder::load_graph(&files, &onnx, size, descriptor.pooling, threads)?;
-                Ok(Scale::new(embedder))
-            })
+            .map(|size| load(size, with_regions && size == native))
             .collect::<Result<Vec<_>, ModelError>>()?;
-        Ok(Featurizer { scales, limits })
+        let query_scales = match with_regions {
+            true => regions::QUERY_SCALES
+                .iter()
+                .map(|&scale| load((native as f64 * f64::from(scale)).round() as usize, false))
+                .collect::<Result<Vec<_>, ModelError>>()?,
+            false => Vec::new(),
+        };
+        Ok(Featurizer {
+            scales,
+            query_scales,
+            limits,
+        })
     }
 
     pub fn kind(&self) -> ModelKind {
@@ -212,15 +248,73 @@ impl Featurizer {
 
     /// Features of one encoded image (an upload).
     pub fn embed_bytes(&self, bytes: &[u8]) -> Result<Embedded> {
+        let decoded = image::decode_bytes(bytes, self.decode_side(), &self.limits)?;
+        self.embed_decoded(&decoded)
+    }
+
+    fn embed_decoded(&self, decoded: &Decoded) -> Result<Embedded> {
         let mut tensor = vec![0.0; self.tensor_len()];
-        let (width, height) = self.prepare_bytes(bytes, &mut tensor)?;
+        let (width, height) = self.prepare(decoded, &mut tensor)?;
         let out = self.embed(&tensor, 1)?;
-        Ok(Embedded {
-            vector: out.feature(0).to_vec(),
-            logits: out.logits_of(0).to_vec(),
+        Ok(self.embedded(&out, 0, width, height))
+    }
+
+    /// Row `row` of a batch's output, for an image of `width` x `height`.
+    fn embedded(&self, out: &Embeddings, row: usize, width: u32, height: u32) -> Embedded {
+        Embedded {
+            vector: out.feature(row).to_vec(),
+            logits: out.logits_of(row).to_vec(),
             width,
             height,
-        })
+            regions: self.regions_of(out, row, width, height),
+        }
+    }
+
+    /// The region descriptors of row `row` of a batch's output (an image or video frame of
+    /// `width` x `height`), with where each region lies in it.
+    pub fn regions_of(&self, out: &Embeddings, row: usize, width: u32, height: u32) -> Regions {
+        let vectors = out.regions_of(row);
+        if vectors.is_empty() {
+            return Regions::default();
+        }
+        let native = &self.scales[0].preprocessor;
+        // EfficientNet's map has one cell per 32 pixels of input (padding "same").
+        let map_side = (native.size() as usize).div_ceil(32);
+        Regions {
+            boxes: regions::boxes(map_side, native.crop_region(width, height)),
+            vectors: vectors.to_vec(),
+        }
+    }
+
+    /// An image query from encoded bytes: its features, plus its vectors at the smaller query
+    /// scales when the index keeps regions.
+    pub fn query_bytes(&self, bytes: &[u8]) -> Result<(Embedded, ImageQuery)> {
+        let decoded = image::decode_bytes(bytes, self.decode_side(), &self.limits)?;
+        self.query_decoded(&decoded)
+    }
+
+    /// [`Featurizer::query_bytes`] for a file.
+    pub fn query_file(&self, path: &Path) -> Result<(Embedded, ImageQuery)> {
+        let decoded = image::decode_file(path, self.decode_side(), &self.limits)?;
+        self.query_decoded(&decoded)
+    }
+
+    fn query_decoded(&self, decoded: &Decoded) -> Result<(Embedded, ImageQuery)> {
+        let embedded = self.embed_decoded(decoded)?;
+        let smaller = self
+            .query_scales
+            .iter()
+            .map(|scale| {
+                let mut tensor = vec![0.0; scale.preprocessor.tensor_len()];
+                scale.preprocessor.preprocess(&decoded.image, &mut tensor)?;
+                Ok(scale.embedder.embed(&tensor, 1)?.feature(0).to_vec())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let query = ImageQuery {
+            vector: embedded.vector.clone(),
+            smaller,
+        };
+        Ok((embedded, query))
     }
 
     /// Features of many files: decoded on `threads` threads, embedded in batches. One result
@@ -250,12 +344,7 @@ impl Featurizer {
                     let out = out
                         .as_ref()
                         .expect("a readable image makes the batch non-empty");
-                    let embedded = Embedded {
-                        vector: out.feature(row).to_vec(),
-                        logits: out.logits_of(row).to_vec(),
-                        width,
-                        height,
-                    };
+                    let embedded = self.embedded(out, row, width, height);
                     row += 1;
                     embedded
                 }));

@@ -6,9 +6,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{copy_photos, item_count, lookalike, run_json, run_ok, top_path};
+use common::{copy_photos, item_count, lookalike, run_json, run_ok, top_path, wait_for};
 use serde_json::Value;
 
 const PHOTOS: &[(&str, &str)] = &[
@@ -263,14 +263,6 @@ fn corpus(dir: &Path, n: usize) -> Vec<PathBuf> {
             dst
         })
         .collect()
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -392,6 +392,7 @@ fn kill_9_mid_import_loses_nothing_committed_and_the_next_import_completes() {
                             .collect(),
                     )),
                     error: None,
+                    regions: Default::default(),
                     partial: None,
                 })
                 .unwrap();

@@ -65,6 +65,7 @@ fn image(path: &str, seed: u64) -> NewFile {
             width: 640,
             height: 480,
             vector: vector_for(seed),
+            regions: Default::default(),
         }],
     }
 }
@@ -86,6 +87,7 @@ fn video(path: &str, seeds: &[u64]) -> NewFile {
                 width: 320,
                 height: 240,
                 vector: vector_for(*s),
+                regions: Default::default(),
             })
             .collect(),
     }

@@ -64,6 +64,7 @@ fn files(data: &mut Clustered, base: usize, n: usize) -> Vec<NewFile> {
                 width: 64,
                 height: 64,
                 vector: data.next(),
+                regions: Default::default(),
             }],
         })
         .collect()

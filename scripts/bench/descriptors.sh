@@ -5,6 +5,8 @@
 #   fashion     Fashion-MNIST test split, N per class (default 300) as a labelled set
 #   instance    the same-scene pairs of opencv-doc / scikit-image, every other cached photo
 #               indexed as a distractor
+#   crops       details of 2 to 30% of each cached photo's area must find the photo, with the
+#               Fashion-MNIST set as distractors (not run unless named in BENCHMARKS)
 # Prints one markdown table per benchmark (mAP, recall@1, search bytes per image, median
 # top-10 search latency). Release build; test data from scripts/fetch-test-data.sh.
 #
@@ -58,8 +60,8 @@ if [[ ! -d "$WORK/originals" ]]; then
     cp "$PHOTOS"/sklearn/*.jpg "$WORK/originals/"
 fi
 
-# name | pooling scales whiten query-expansion [verify-depth] ("-": the default; "default"
-# gives no flags at all)
+# name | pooling scales whiten query-expansion [verify-depth [regions]] ("-": the default;
+# "default" gives no flags at all)
 CONFIGS=(
     "baseline (classic pipeline)|average 1 off off"
     "GeM p=3|gem 1 off off"
@@ -79,10 +81,11 @@ CONFIGS=(
     "R-GeM + PCA 512|rgem 1 512:0 off"
     "spatial verification of the top 10|average 1 off off 10"
     "default|"
+    "default without regions|- - - - - off"
     "default + spatial verification of the top 10|- - - - 10"
 )
-flags() { # pooling scales whiten query-expansion [verify-depth]
-    local names=(--pooling --scales --whiten --query-expansion --verify) out=() i=0
+flags() { # pooling scales whiten query-expansion [verify-depth [regions]]
+    local names=(--pooling --scales --whiten --query-expansion --verify --regions) out=() i=0
     for value in "$@"; do
         [[ "$value" == - ]] || out+=("${names[i]}" "$value")
         i=$((i + 1))
@@ -96,6 +99,10 @@ run() { # benchmark flags...
     copydetect) "$BIN" -q eval copydetect "$WORK/originals" --distractors "$PHOTOS/skimage" --json "$@" ;;
     fashion) "$BIN" -q eval labelled "$WORK/fashion" --json "$@" ;;
     instance) "$BIN" -q eval labelled "$WORK/pairs" --distractors "$WORK/pair-distractors" --json "$@" ;;
+    crops)
+        "$BIN" -q eval crops "$PHOTOS"/wallpapers "$PHOTOS"/opencv "$PHOTOS"/skimage \
+            "$PHOTOS"/sklearn --distractors "$WORK/fashion" --work-dir "$WORK/crops" --json "$@"
+        ;;
     esac
 }
 for bench in ${BENCHMARKS:-copydetect fashion instance}; do
@@ -115,6 +122,10 @@ r = json.load(sys.stdin)
 o = r["overall"]
 print("| %s | %.4f | %.4f | %.4f | %.0f | %.3f |" % (name, o["map"], o["recall_at_1"],
       o["recall_at_10"], r["search_bytes_per_item"], r["search_ms_median"]))
-print(name, r["descriptor"], file=sys.stderr)' "$name"
+for group in r.get("groups", []) if r["protocol"] == "crops" else []:
+    print("|   %s | | %.4f | %.4f | | |" % (group["name"], group["recall_at_1"],
+          group["recall_at_10"]))
+print(name, r["descriptor"], "index s %.1f, embed s %.1f, bytes/item %d" % (r["index_seconds"],
+      r["embed_seconds"], r["bytes_per_item"]), file=sys.stderr)' "$name"
     done
 done

@@ -66,6 +66,10 @@ pub(super) struct DescriptorArgs {
     /// Query expansion searches use by default: off, N or N:ALPHA (alpha-QE over the N best hits)
     #[arg(long, value_name = "N[:ALPHA]|off")]
     query_expansion: Option<QueryExpansion>,
+    /// Region descriptors, so that a detail cut out of a photo finds the photo: on (256
+    /// dimensions), the dimensions to keep, or off [default: on]
+    #[arg(long, value_name = "on|DIMS|off", value_parser = descriptor::parse_regions)]
+    regions: Option<Regions>,
 }
 
 impl DescriptorArgs {
@@ -75,6 +79,7 @@ impl DescriptorArgs {
             && self.scales.is_none()
             && self.whiten.is_none()
             && self.query_expansion.is_none()
+            && self.regions.is_none()
         {
             return None;
         }
@@ -91,6 +96,9 @@ impl DescriptorArgs {
         if let Some(qe) = self.query_expansion {
             options.query_expansion = qe;
         }
+        if let Some(regions) = self.regions {
+            options.regions = regions;
+        }
         Some(options)
     }
 }
@@ -99,6 +107,9 @@ impl DescriptorArgs {
 /// read `Option<Option<usize>>` as "a flag with an optional value" (which panics at run time
 /// with this value parser).
 type Whiten = Option<whitening::WhiteningOptions>;
+
+/// `--regions`' value, None for off (an alias for the same reason as [`Whiten`]).
+type Regions = Option<descriptor::RegionOptions>;
 
 /// A frame interval: a finite number of seconds, at least one frame's worth.
 pub(super) fn parse_interval(s: &str) -> Result<f64, String> {

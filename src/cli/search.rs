@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use lookalike::engine::Engine;
-use lookalike::index::{Hit, MediaKind, SearchMode};
+use lookalike::featurizer::ImageQuery;
+use lookalike::index::{Hit, MediaKind, Region, SearchMode};
 use lookalike::verify::{LocalFeatures, VerifyOptions};
 use lookalike::video::{is_supported_video, FileMatch, VideoOptions};
 use serde::Serialize;
@@ -27,7 +27,7 @@ pub struct SearchArgs {
     #[arg(short, default_value_t = 10)]
     k: usize,
     /// One JSON object per query per line: {"query", "results": [{"path", "score", "id",
-    /// "video", "t"?, "query_t"?}], "error"?}
+    /// "video", "t"?, "query_t"?, "inliers"?, "box"?}], "error"?}
     #[arg(long)]
     json: bool,
     /// List every matching video frame instead of each video once (by its best frame); for a
@@ -95,6 +95,10 @@ struct ResultRow {
     /// With --verify: the feature matches with the query that one transform explains.
     #[serde(skip_serializing_if = "Option::is_none")]
     inliers: Option<usize>,
+    /// Where in the result the query was found ({"x", "y", "w", "h"}, fractions of its width
+    /// and height), when a region of it matched better than the whole.
+    #[serde(rename = "box", skip_serializing_if = "Option::is_none")]
+    region: Option<Region>,
 }
 
 impl From<Hit> for ResultRow {
@@ -107,6 +111,7 @@ impl From<Hit> for ResultRow {
             t: hit.t,
             query_t: None,
             inliers: hit.inliers,
+            region: hit.region,
         }
     }
 }
@@ -121,6 +126,7 @@ impl From<FileMatch> for ResultRow {
             t: m.t,
             query_t: Some(m.query_t),
             inliers: None,
+            region: None,
         }
     }
 }
@@ -139,8 +145,8 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
 
     let verify = args.verify.options();
     // A query's results, verified against the query image's features when given.
-    let search_image = |v: &[f32], features: lookalike::Result<Option<LocalFeatures>>| {
-        engine.search_image(v, args.k, mode, args.frames, verify, features?.as_ref())
+    let search_image = |image: &ImageQuery, features: lookalike::Result<Option<LocalFeatures>>| {
+        engine.search_image(image, args.k, mode, args.frames, verify, features?.as_ref())
     };
     let video_options = VideoOptions {
         frame_interval: args.frame_interval,
@@ -155,32 +161,29 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
         };
         let result = engine
             .item_vector(id)
-            .and_then(|v| search_image(&v, features()));
+            .and_then(|v| search_image(&ImageQuery::from(v), features()));
         outputs.push(output(id.to_string(), rows(result)));
     }
-    let images: Vec<PathBuf> = args
-        .images
-        .iter()
-        .filter(|p| !is_supported_video(p))
-        .cloned()
-        .collect();
-    let mut image_vectors = query_vectors(&engine, &images)?.into_iter();
     for query in &args.images {
         let name = query.display().to_string();
         if !is_supported_video(query) {
-            let vector = image_vectors.next().expect("one vector per image query");
+            let image = engine.image_query_of_file(query);
             let features = || match verify.depth {
                 0 => Ok(None),
                 _ => Ok(Some(engine.local_features_of_file(query)?)),
             };
             outputs.push(output(
                 name,
-                rows(vector.and_then(|v| search_image(&v, features()))),
+                rows(image.and_then(|image| search_image(&image, features()))),
             ));
         } else if args.frames {
             match engine.video_query_frames(query, &video_options) {
-                Ok(frames) => outputs.extend(frames.iter().map(|(t, v)| {
-                    output(format!("{name} @ {t:.2}s"), rows(search_image(v, Ok(None))))
+                Ok(frames) => outputs.extend(frames.into_iter().map(|(t, v)| {
+                    let image = ImageQuery::from(v);
+                    output(
+                        format!("{name} @ {t:.2}s"),
+                        rows(search_image(&image, Ok(None))),
+                    )
                 })),
                 Err(e) => outputs.push(output(name, Err(e.to_string()))),
             }
@@ -207,34 +210,6 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// The feature vector of each query file: its stored vector when it is indexed and unchanged,
-/// otherwise decoded and embedded (all such files in batches, with the model loaded once).
-fn query_vectors(engine: &Engine, images: &[PathBuf]) -> Result<Vec<lookalike::Result<Vec<f32>>>> {
-    let mut vectors: Vec<Option<lookalike::Result<Vec<f32>>>> = Vec::with_capacity(images.len());
-    let mut to_embed = Vec::new();
-    for path in images {
-        match engine.indexed_vector(path)? {
-            Some((_, vector)) => vectors.push(Some(Ok(vector))),
-            None => {
-                to_embed.push(path.clone());
-                vectors.push(None);
-            }
-        }
-    }
-    let mut embedded = engine.embed_files(&to_embed)?.into_iter();
-    Ok(vectors
-        .into_iter()
-        .map(|v| match v {
-            Some(v) => v,
-            None => embedded
-                .next()
-                .expect("one embedding per file to embed")
-                .map(|e| e.vector)
-                .map_err(lookalike::Error::from),
-        })
-        .collect())
 }
 
 fn rows(result: lookalike::Result<Vec<Hit>>) -> Result<Vec<ResultRow>, String> {
@@ -273,8 +248,12 @@ fn print_text(out: &QueryOutput) {
             .inliers
             .map(|n| format!(", {n} inliers"))
             .unwrap_or_default();
+        let region = row
+            .region
+            .map(|r| format!(", box {:.2},{:.2} {:.2}x{:.2}", r.x, r.y, r.w, r.h))
+            .unwrap_or_default();
         println!(
-            "  {:>3}. {:.4}  {}{at}  (id {}{query_at}{inliers})",
+            "  {:>3}. {:.4}  {}{at}  (id {}{query_at}{inliers}{region})",
             rank + 1,
             row.score,
             row.path,

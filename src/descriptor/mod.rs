@@ -9,6 +9,7 @@
 //! made another.
 
 pub mod pooling;
+pub mod regions;
 pub mod whitening;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use regions::RegionOptions;
 pub use whitening::{Whitening, WhiteningError, WhiteningOptions};
 
 /// How the network's last activation map (C x h x w) is pooled into one C-vector.
@@ -100,6 +102,10 @@ pub struct DescriptorOptions {
     pub whitening: Option<WhiteningOptions>,
     /// The query expansion searches use unless told otherwise.
     pub query_expansion: QueryExpansion,
+    /// Region descriptors per image (see [`regions`]); None: whole images only, as every
+    /// index made before regions existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regions: Option<RegionOptions>,
 }
 
 impl DescriptorOptions {
@@ -111,6 +117,7 @@ impl DescriptorOptions {
             scales: vec![1.0],
             whitening: None,
             query_expansion: QueryExpansion::OFF,
+            regions: None,
         }
     }
 
@@ -129,7 +136,8 @@ impl DescriptorOptions {
 /// collection is big enough to learn it. It beats the classic descriptor on class-level
 /// retrieval and matches it on copy detection and same-scene pairs, and its search index
 /// holds 512 f32 values per image once the PCA is learned (2 KB, less than the classic 1280
-/// f16 values).
+/// f16 values). Regions (see [`regions`]) are on: a detail cut out of a photo finds it, for
+/// ~9.6 KB more per image in memory and 0.88x the indexing speed (BENCHMARKS.md, "Regions").
 ///
 /// Left out although they help somewhere:
 /// - regional pooling (R-MAC, R-GeM): with the PCA, +0.5 mAP on class-level retrieval over
@@ -152,6 +160,7 @@ impl Default for DescriptorOptions {
                 power: WhiteningOptions::DEFAULT_POWER,
             }),
             query_expansion: QueryExpansion::OFF,
+            regions: Some(RegionOptions::default()),
         }
     }
 }
@@ -165,8 +174,12 @@ impl fmt::Display for DescriptorOptions {
             None => f.write_str("whitening off, ")?,
         }
         match self.query_expansion {
-            qe if qe.is_on() => write!(f, "query expansion {}:{}", qe.neighbours, qe.alpha),
-            _ => f.write_str("query expansion off"),
+            qe if qe.is_on() => write!(f, "query expansion {}:{}, ", qe.neighbours, qe.alpha)?,
+            _ => f.write_str("query expansion off, ")?,
+        }
+        match self.regions {
+            Some(r) => write!(f, "regions {}", r.dims),
+            None => f.write_str("regions off"),
         }
     }
 }
@@ -239,6 +252,20 @@ impl FromStr for QueryExpansion {
     }
 }
 
+/// `off`, `on` (256 dimensions) or the dimensions to keep.
+pub fn parse_regions(s: &str) -> Result<Option<RegionOptions>, String> {
+    match s {
+        "off" => Ok(None),
+        "on" => Ok(Some(RegionOptions::default())),
+        _ => match s.parse::<usize>() {
+            Ok(dims) if (8..=4096).contains(&dims) => Ok(Some(RegionOptions { dims })),
+            _ => Err(format!(
+                "{s:?}: expected off, on or dimensions in [8, 4096]"
+            )),
+        },
+    }
+}
+
 /// A comma-separated list of scales in (0, 2], e.g. `1,0.75`; 1 is put first if missing.
 pub fn parse_scales(s: &str) -> Result<Vec<f32>, String> {
     let mut scales = Vec::new();
@@ -271,14 +298,23 @@ mod tests {
                 neighbours: 2,
                 alpha: 3.0,
             },
+            regions: Some(RegionOptions { dims: 128 }),
         };
         let json = options.to_json();
         assert_eq!(DescriptorOptions::from_json(&json).unwrap(), options);
         assert_eq!(
             options.to_string(),
-            "pooling gem:3, scales 1,0.75, whitening 512:0.25, query expansion 2:3"
+            "pooling gem:3, scales 1,0.75, whitening 512:0.25, query expansion 2:3, regions 128"
         );
         assert!(DescriptorOptions::from_json(r#"{"pooling":{"kind":"median"}}"#).is_err());
+        // Options stored before regions existed read as regions off, and spell the same.
+        let old = DescriptorOptions {
+            regions: None,
+            ..options
+        };
+        let json = old.to_json();
+        assert!(!json.contains("regions"));
+        assert_eq!(DescriptorOptions::from_json(&json).unwrap(), old);
     }
 
     #[test]

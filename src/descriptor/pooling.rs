@@ -31,7 +31,7 @@ pub fn pool(pooling: Pooling, map: &[f32], out: &mut [f32]) {
             row.iter().copied().fold(f32::NEG_INFINITY, f32::max)
         }),
         Pooling::Gem { p } => global(map, out, |row| gem(row, f64::from(p))),
-        Pooling::Rmac => regional(map, out, Region::max),
+        Pooling::Rmac => regional(map, out, Window::max),
         Pooling::Rgem { p } => {
             // Raised once per activation rather than once per region that covers it; kept
             // in f64, where a large p cannot overflow (f32 would at 6^50).
@@ -56,19 +56,19 @@ const RMAC_LEVELS: usize = 3;
 
 /// A square of `side` positions whose top left corner is `(y, x)`, on a map `map_side` wide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Region {
-    y: usize,
-    x: usize,
-    side: usize,
-    map_side: usize,
+pub(crate) struct Window {
+    pub y: usize,
+    pub x: usize,
+    pub side: usize,
+    pub map_side: usize,
 }
 
-impl Region {
+impl Window {
     /// R-MAC's regions on a square map `map_side` wide: the whole map, then for each level
     /// l = 1..=3 an l x l grid of squares `floor(2 map_side / (l + 1))` wide, spread evenly from
     /// edge to edge (neighbours overlap by about 40%). 15 regions on Lite0's 7 x 7 map.
-    fn rmac(map_side: usize) -> Vec<Region> {
-        let mut regions = vec![Region {
+    fn rmac(map_side: usize) -> Vec<Window> {
+        let mut regions = vec![Window {
             y: 0,
             x: 0,
             side: map_side,
@@ -85,7 +85,7 @@ impl Region {
             };
             for i in 0..level {
                 for j in 0..level {
-                    regions.push(Region {
+                    regions.push(Window {
                         y: start(i),
                         x: start(j),
                         side,
@@ -99,7 +99,7 @@ impl Region {
 
     /// The values of one channel's row (`map_side`^2 positions, row-major) in this region.
     fn values<'a, T: Copy>(&self, row: &'a [T]) -> impl Iterator<Item = T> + 'a {
-        let Region {
+        let Window {
             y,
             x,
             side,
@@ -117,7 +117,7 @@ impl Region {
     }
 
     /// GeM over the region of a row already raised to the power `p` ([`gem_power`]).
-    fn gem_of_powered(&self, powered: &[f64], p: f64) -> f32 {
+    pub(crate) fn gem_of_powered(&self, powered: &[f64], p: f64) -> f32 {
         let n = self.side * self.side;
         mean_of(self.values(powered), n).powf(1.0 / p) as f32
     }
@@ -125,7 +125,7 @@ impl Region {
 
 /// Pools each R-MAC region of `map` with `pool_region` (given the region and one channel's
 /// row), normalises each region's vector and sums them into `out`.
-fn regional<T>(map: &[T], out: &mut [f32], pool_region: impl Fn(&Region, &[T]) -> f32) {
+fn regional<T>(map: &[T], out: &mut [f32], pool_region: impl Fn(&Window, &[T]) -> f32) {
     let positions = map.len() / out.len();
     let map_side = (positions as f64).sqrt().round() as usize;
     assert_eq!(
@@ -135,7 +135,7 @@ fn regional<T>(map: &[T], out: &mut [f32], pool_region: impl Fn(&Region, &[T]) -
     );
     out.fill(0.0);
     let mut region_vector = vec![0.0; out.len()];
-    for region in Region::rmac(map_side) {
+    for region in Window::rmac(map_side) {
         for (value, row) in region_vector.iter_mut().zip(map.chunks_exact(positions)) {
             *value = pool_region(&region, row);
         }
@@ -191,7 +191,7 @@ fn mean_of(values: impl Iterator<Item = f64>, n: usize) -> f64 {
 /// `max(x, eps)^p`, GeM's power of one activation. An integer p (the default 3) multiplies:
 /// `powf` on each of the map's 62,720 values cost about 1.2 ms of CPU per image (indexing at
 /// 239 images/s instead of average pooling's 281 on 2 cores; 266 by multiplication).
-fn gem_power(x: f32, p: f64) -> f64 {
+pub(crate) fn gem_power(x: f32, p: f64) -> f64 {
     let x = f64::from(x).max(f64::from(GEM_EPS));
     if p.fract() == 0.0 && (1.0..=MAX_INTEGER_POWER).contains(&p) {
         x.powi(p as i32)
@@ -285,7 +285,7 @@ mod tests {
         let mut expected = vec![(0, 0, 7), (0, 0, 7)];
         expected.extend(squares(4, &[0, 3]));
         expected.extend(squares(3, &[0, 2, 4]));
-        let got: Vec<_> = Region::rmac(7).iter().map(|r| (r.y, r.x, r.side)).collect();
+        let got: Vec<_> = Window::rmac(7).iter().map(|r| (r.y, r.x, r.side)).collect();
         assert_eq!(got, expected);
     }
 

@@ -9,6 +9,7 @@ use super::metrics::{Judged, Summary};
 use super::{EvalError, Failure, Group, Miss, Report};
 use crate::descriptor::DescriptorOptions;
 use crate::engine::{Engine, EngineOptions};
+use crate::featurizer::ImageQuery;
 use crate::index::{Hit, ItemId, SearchMode};
 use crate::ingest::{IngestOptions, IngestReport};
 use crate::model::ModelKind;
@@ -102,7 +103,7 @@ impl Session {
     /// timed.
     fn timed_top(
         &self,
-        vector: &[f32],
+        image: &ImageQuery,
         query: &Path,
         mode: SearchMode,
         verify: VerifyOptions,
@@ -114,7 +115,7 @@ impl Session {
         };
         let hits = self
             .engine
-            .search_image(vector, TOP, mode, true, verify, features.as_ref())?;
+            .search_image(image, TOP, mode, true, verify, features.as_ref())?;
         Ok((hits, start.elapsed()))
     }
 
@@ -205,19 +206,23 @@ pub fn run_labelled(
     let depth = session.engine.stats()?.items as usize;
     let mut judged: BTreeMap<&str, Vec<Judged>> = BTreeMap::new();
     let mut latencies = Vec::with_capacity(queries.len());
-    for (id, label, path, vector) in &queries {
-        let hits = session.engine.search_vector(vector, depth, options.mode)?;
+    let unverified = VerifyOptions::top(0);
+    for (id, label, path, vector) in queries {
+        // As the server's "similar" by item: the stored vector, matched against regions too.
+        let image = ImageQuery::from(vector);
+        let hits =
+            session
+                .engine
+                .search_image(&image, depth, options.mode, true, unverified, None)?;
         // The query's own hit is not verified: it would match itself perfectly and go first.
-        let hits = hits.into_iter().filter(|hit| hit.id != *id).collect();
+        let hits = hits.into_iter().filter(|hit| hit.id != id).collect();
         let (hits, verify_time) = session.verified(hits, path, options.verify)?;
         let ranking: Vec<ItemId> = hits.into_iter().map(|hit| hit.id).collect();
         judged
             .entry(label)
             .or_default()
-            .push(Judged::new(&ranking, &members[label], Some(id)));
-        let search_time = session
-            .timed_top(vector, path, options.mode, VerifyOptions::top(0))?
-            .1;
+            .push(Judged::new(&ranking, &members[label], Some(&id)));
+        let search_time = session.timed_top(&image, path, options.mode, unverified)?.1;
         latencies.push(search_time + verify_time);
     }
     let mut report = session.report("labelled", options, depth, latencies)?;
@@ -265,22 +270,25 @@ pub fn run_copy_detection(
 
     let embed_start = Instant::now();
     let copy_paths: Vec<PathBuf> = set.copies.iter().map(|c| c.path.clone()).collect();
-    let vectors = session.engine.embed_files(&copy_paths)?;
+    let vectors: Vec<_> = copy_paths
+        .iter()
+        .map(|path| session.engine.image_query_of_file(path))
+        .collect();
     let embed_time = embed_start.elapsed();
 
     let mut judged: BTreeMap<_, Vec<Judged>> = BTreeMap::new();
     let mut latencies = Vec::with_capacity(vectors.len());
     let mut misses = Vec::new();
     for (copy, vector) in set.copies.iter().zip(vectors) {
-        let vector = match vector {
-            Ok(embedded) => embedded.vector,
+        let image = match vector {
+            Ok(image) => image,
             Err(e) => {
                 failed.push(failure((copy.path.clone(), e.to_string())));
                 continue;
             }
         };
         let (hits, latency) =
-            session.timed_top(&vector, &copy.path, options.mode, options.verify)?;
+            session.timed_top(&image, &copy.path, options.mode, options.verify)?;
         latencies.push(latency);
         let ranking: Vec<&str> = hits.iter().map(|h| h.path.as_str()).collect();
         let original = originals[copy.original].as_str();

@@ -6,6 +6,7 @@ use fast_image_resize as fir;
 use image::RgbImage;
 
 use super::ImageError;
+use crate::index::Region;
 
 /// Turns an RGB image into the model's CHW float32 input of side `size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,19 @@ impl Preprocessor {
     pub fn short_side(&self) -> u32 {
         // Python's round() rounds ties to even; so must we to pick the same size.
         (f64::from(self.size) * 256.0 / 224.0).round_ties_even() as u32
+    }
+
+    /// The part of a `width` x `height` image that the centre crop keeps, as fractions of its
+    /// width and height: what the network sees of it.
+    pub fn crop_region(&self, width: u32, height: u32) -> Region {
+        let g = self.geometry(width.max(1), height.max(1));
+        let (rw, rh) = (g.resized_width as f32, g.resized_height as f32);
+        Region {
+            x: g.left as f32 / rw,
+            y: g.top as f32 / rh,
+            w: self.size as f32 / rw,
+            h: self.size as f32 / rh,
+        }
     }
 
     /// Number of floats in one tensor: 3 * S * S.
@@ -155,6 +169,15 @@ mod tests {
                                                               // 7 * 256 / 224 = 8 exactly; 21 * 256 / 224 = 24 exactly.
         assert_eq!(Preprocessor::new(7).short_side(), 8);
         assert_eq!(Preprocessor::new(21).short_side(), 24);
+    }
+
+    #[test]
+    fn crop_region_is_the_centre_square_of_the_shorter_side() {
+        let p = Preprocessor::new(224);
+        // 640x427 -> 384x256, crop 224 at (80, 16).
+        let r = p.crop_region(640, 427);
+        assert!((r.x - 80.0 / 384.0).abs() < 1e-6 && (r.w - 224.0 / 384.0).abs() < 1e-6);
+        assert!((r.y - 16.0 / 256.0).abs() < 1e-6 && (r.h - 224.0 / 256.0).abs() < 1e-6);
     }
 
     #[test]

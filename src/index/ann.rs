@@ -12,6 +12,9 @@
 //! - *viewed*: a memory-mapped, immutable snapshot (opens in milliseconds even at millions of
 //!   vectors), plus a brute-force [`Flat`] delta of the items added since and a set of the ids
 //!   removed since, which searches filter out.
+//!
+//! An index has one such state per [`Layer`]: the whole images' vectors (`ann-*` files) and,
+//! when it keeps regions, their region vectors (`regions-*` files, int8, one key per region).
 
 use std::collections::HashSet;
 use std::fs;
@@ -21,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use rusqlite::Connection;
 use usearch::{IndexOptions, MetricKind, ScalarKind};
 
-use super::catalog::{self, StoredWhitening, Watermark};
+use super::catalog::{self, region_key, region_of_key, StoredWhitening, Watermark, MAX_REGIONS};
 use super::error::{ann_err, IndexError};
 use super::flat::{Flat, Scored};
 use super::types::ItemId;
@@ -64,6 +67,46 @@ const REPLAY_BATCH: usize = 4096;
 /// Batches smaller than this are inserted on the calling thread.
 const PARALLEL_ADD_MIN: usize = 256;
 
+/// Which vectors an [`Ann`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layer {
+    /// One vector per item, keyed by its id.
+    Items,
+    /// The regions of each item (see [`crate::descriptor::regions`]), keyed by
+    /// [`region_key`], projected onto the whitening's first `dims` components when one is
+    /// active.
+    Regions { dims: usize },
+}
+
+impl Layer {
+    /// The start of its snapshot files' names.
+    fn prefix(self) -> &'static str {
+        match self {
+            Layer::Items => "ann-",
+            Layer::Regions { .. } => "regions-",
+        }
+    }
+
+    /// The item a key belongs to.
+    pub fn item_of(self, key: u64) -> ItemId {
+        match self {
+            Layer::Items => key as ItemId,
+            Layer::Regions { .. } => region_of_key(key).0,
+        }
+    }
+
+    /// Every key item `id` may have.
+    fn keys_of(self, id: ItemId) -> impl Iterator<Item = u64> {
+        let regions = match self {
+            Layer::Items => 0,
+            Layer::Regions { .. } => MAX_REGIONS,
+        };
+        let own = (regions == 0).then_some(id as u64);
+        own.into_iter()
+            .chain((0..regions).map(move |r| region_key(id, r)))
+    }
+}
+
 /// What the HNSW holds: vectors of `dim` values, stored as `quantization`.
 ///
 /// Raw descriptors (1280-d) are stored as f16, half the memory, and a search re-scores its
@@ -79,7 +122,15 @@ struct Storage {
 }
 
 impl Storage {
-    fn new(raw_dim: usize, whitening: Option<&StoredWhitening>) -> Storage {
+    /// Regions are many per image: int8 (a quarter of f32's memory; cosines move by ~1e-2,
+    /// far below what tells a detail's photo from the others), in at most `dims` dimensions.
+    fn new(layer: Layer, raw_dim: usize, whitening: Option<&StoredWhitening>) -> Storage {
+        if let Layer::Regions { dims } = layer {
+            return Storage {
+                dim: whitening.map_or(raw_dim, |w| w.info.out_dim.min(dims)),
+                quantization: ScalarKind::I8,
+            };
+        }
         match whitening.map(|w| w.info.out_dim) {
             Some(dim) if 2 * dim <= raw_dim => Storage {
                 dim,
@@ -97,7 +148,6 @@ impl Storage {
     }
 }
 
-const SNAPSHOT_PREFIX: &str = "ann-";
 const SNAPSHOT_SUFFIX: &str = ".usearch";
 const TEMP_SUFFIX: &str = ".tmp";
 
@@ -132,6 +182,7 @@ impl Changes {
 }
 
 pub(crate) struct Ann {
+    layer: Layer,
     role: Role,
     /// The dimension of the catalog's vectors.
     raw_dim: usize,
@@ -144,7 +195,7 @@ pub(crate) struct Ann {
     /// `hnsw` is a memory-mapped snapshot: immutable; additions go to `delta`.
     viewed: bool,
     delta: Flat,
-    /// Ids removed after the viewed snapshot (empty when loaded: removals go into `hnsw`).
+    /// Items removed after the viewed snapshot (empty when loaded: removals go into `hnsw`).
     removed: HashSet<ItemId>,
     /// Everything up to here is reflected in this state.
     applied: Watermark,
@@ -166,6 +217,7 @@ impl Ann {
     pub fn open(
         dir: &Path,
         conn: &mut Connection,
+        layer: Layer,
         raw_dim: usize,
         whitening: Option<Arc<StoredWhitening>>,
         params: HnswParams,
@@ -173,17 +225,20 @@ impl Ann {
     ) -> Result<(Ann, OpenReport), IndexError> {
         let version = whitening.as_ref().map(|w| w.info.version);
         if role == Role::Writer {
-            remove_temp_files(dir);
-            remove_other_versions(dir, version)?;
+            remove_temp_files(dir, layer);
+            remove_other_versions(dir, layer, version)?;
         }
-        let storage = Storage::new(raw_dim, whitening.as_deref());
+        let storage = Storage::new(layer, raw_dim, whitening.as_deref());
         let threads = crate::available_cores();
         let catalog_wm = catalog::watermark(conn)?;
-        let snapshots = list_snapshots(dir, version)?;
+        let snapshots = list_snapshots(dir, layer, version)?;
         let mut report = OpenReport::default();
         let mut opened = None;
         for (wm, path) in &snapshots {
-            match open_snapshot(path, *wm, catalog_wm, conn, storage, params, role, threads) {
+            let found = open_snapshot(
+                path, *wm, catalog_wm, conn, layer, storage, params, role, threads,
+            );
+            match found {
                 Ok(found) => {
                     opened = Some((*wm, found));
                     break;
@@ -197,7 +252,7 @@ impl Ann {
                 }
             }
         }
-        let mut ann = Ann::empty(role, raw_dim, whitening, params)?;
+        let mut ann = Ann::empty(layer, role, raw_dim, whitening, params)?;
         if let Some((wm, (hnsw, viewed))) = opened {
             report.snapshot = Some(wm);
             ann.hnsw = hnsw;
@@ -213,6 +268,7 @@ impl Ann {
                 rejected = report.rejected,
                 replayed_added = report.replayed.added,
                 replayed_removed = report.replayed.removed,
+                ?layer,
                 "ANN index replayed from the catalog"
             );
         }
@@ -223,25 +279,28 @@ impl Ann {
     /// without touching any other state (the index stays searchable meanwhile).
     pub fn build(
         conn: &mut Connection,
+        layer: Layer,
         raw_dim: usize,
         whitening: Arc<StoredWhitening>,
         params: HnswParams,
     ) -> Result<Ann, IndexError> {
-        let mut ann = Ann::empty(Role::Writer, raw_dim, Some(whitening), params)?;
+        let mut ann = Ann::empty(layer, Role::Writer, raw_dim, Some(whitening), params)?;
         ann.catch_up(conn)?;
         Ok(ann)
     }
 
     /// A state holding nothing, as of before the first catalog change.
     fn empty(
+        layer: Layer,
         role: Role,
         raw_dim: usize,
         whitening: Option<Arc<StoredWhitening>>,
         params: HnswParams,
     ) -> Result<Ann, IndexError> {
         let threads = crate::available_cores();
-        let storage = Storage::new(raw_dim, whitening.as_deref());
+        let storage = Storage::new(layer, raw_dim, whitening.as_deref());
         Ok(Ann {
+            layer,
             role,
             raw_dim,
             storage,
@@ -270,6 +329,10 @@ impl Ann {
         self
     }
 
+    pub fn layer(&self) -> Layer {
+        self.layer
+    }
+
     /// The whitening the held vectors were projected with.
     pub fn whitening(&self) -> Option<&Arc<StoredWhitening>> {
         self.whitening.as_ref()
@@ -288,26 +351,58 @@ impl Ann {
         let removed = catalog::removed_between(&tx, from, target)?;
         self.apply_removed(&removed)?;
         let mut added = 0;
-        let whitening = self.whitening.clone();
-        catalog::for_each_added_between(
-            &tx,
-            from,
-            target,
-            self.raw_dim,
-            REPLAY_BATCH,
-            |ids, v| {
-                added += ids.len();
-                match &whitening {
-                    Some(w) => self.apply_added(ids, &w.whitening.apply_batch(v)),
-                    None => self.apply_added(ids, v),
-                }
-            },
-        )?;
+        let (layer, raw_dim) = (self.layer, self.raw_dim);
+        let mut apply = |keys: &[u64], v: &[f32]| {
+            added += keys.len();
+            match self.project(v) {
+                Some(projected) => self.apply_added(keys, &projected),
+                None => self.apply_added(keys, v),
+            }
+        };
+        match layer {
+            Layer::Items => catalog::for_each_added_between(
+                &tx,
+                from,
+                target,
+                raw_dim,
+                REPLAY_BATCH,
+                |ids, v| apply(&ids.iter().map(|&id| id as u64).collect::<Vec<_>>(), v),
+            )?,
+            Layer::Regions { .. } => catalog::for_each_region_added_between(
+                &tx,
+                from,
+                target,
+                raw_dim,
+                REPLAY_BATCH,
+                apply,
+            )?,
+        }
         self.applied = target;
         Ok(Changes {
             added,
             removed: removed.len(),
         })
+    }
+
+    /// A raw query in the space held here.
+    pub fn project_query(&self, raw: &[f32]) -> Vec<f32> {
+        self.project(raw).unwrap_or_else(|| raw.to_vec())
+    }
+
+    /// Raw vectors (rows of `raw_dim`) in the space held here; None when that is the raw one.
+    fn project(&self, raw: &[f32]) -> Option<Vec<f32>> {
+        let whitening = &self.whitening.as_ref()?.whitening;
+        let projected = whitening.apply_batch(raw);
+        let out_dim = whitening.out_dim;
+        if self.storage.dim == out_dim {
+            return Some(projected);
+        }
+        Some(
+            projected
+                .chunks_exact(out_dim)
+                .flat_map(|row| crate::descriptor::regions::truncate(row, self.storage.dim))
+                .collect(),
+        )
     }
 
     /// Whether a reader should rebuild its state with [`Ann::open`]: a writer saved a newer
@@ -316,7 +411,7 @@ impl Ann {
         if self.role == Role::Writer {
             return Ok(false);
         }
-        let newest = list_snapshots(dir, self.version())?
+        let newest = list_snapshots(dir, self.layer, self.version())?
             .first()
             .map(|(wm, _)| *wm);
         Ok(newest > self.newest_seen || (self.viewed && self.delta.len() > MAX_FLAT_DELTA))
@@ -326,28 +421,32 @@ impl Ann {
         if ids.is_empty() {
             return Ok(());
         }
-        self.delta.remove(&ids.iter().copied().collect());
+        let layer = self.layer;
+        let keys: Vec<u64> = ids.iter().flat_map(|&id| layer.keys_of(id)).collect();
+        self.delta
+            .remove(&keys.iter().map(|&key| key as ItemId).collect());
         if self.viewed {
             self.removed.extend(ids);
         } else {
-            for id in ids {
-                self.hnsw.remove(key(*id)).map_err(ann_err)?;
+            for key in keys {
+                self.hnsw.remove(key).map_err(ann_err)?;
             }
         }
         Ok(())
     }
 
-    fn apply_added(&mut self, ids: &[ItemId], vectors: &[f32]) -> Result<(), IndexError> {
+    fn apply_added(&mut self, keys: &[u64], vectors: &[f32]) -> Result<(), IndexError> {
         if self.viewed {
-            self.delta.extend(ids, vectors);
+            let ids: Vec<ItemId> = keys.iter().map(|&key| key as ItemId).collect();
+            self.delta.extend(&ids, vectors);
             return Ok(());
         }
         // Skipping present keys makes a replay after a failed one harmless.
-        let todo: Vec<(ItemId, &[f32])> = ids
+        let todo: Vec<(u64, &[f32])> = keys
             .iter()
             .copied()
             .zip(vectors.chunks_exact(self.storage.dim))
-            .filter(|(id, _)| !self.hnsw.contains(key(*id)))
+            .filter(|(key, _)| !self.hnsw.contains(*key))
             .collect();
         let needed = self.hnsw.size() + todo.len();
         if needed > self.hnsw.capacity() {
@@ -357,9 +456,9 @@ impl Ann {
                 .map_err(ann_err)?;
         }
         let hnsw = &self.hnsw;
-        let insert = |part: &[(ItemId, &[f32])]| -> Result<(), IndexError> {
-            for (id, v) in part {
-                hnsw.add(key(*id), v).map_err(ann_err)?;
+        let insert = |part: &[(u64, &[f32])]| -> Result<(), IndexError> {
+            for (key, v) in part {
+                hnsw.add(*key, v).map_err(ann_err)?;
             }
             Ok(())
         };
@@ -397,14 +496,18 @@ impl Ann {
         }
         let start = out.len();
         out.resize(start + self.storage.dim, 0.0);
-        let found = self.hnsw.get(key(id), &mut out[start..]).map_err(ann_err)?;
+        let found = self
+            .hnsw
+            .get(id as u64, &mut out[start..])
+            .map_err(ann_err)?;
         if found == 0 {
             out.truncate(start);
         }
         Ok(found > 0)
     }
 
-    /// The `k` nearest stored vectors by cosine similarity (as stored), best first.
+    /// The `k` nearest stored vectors by cosine similarity (as stored), best first, each
+    /// with its key as `id` (for [`Layer::Items`], the item's id).
     pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Scored>, IndexError> {
         // No more than are held: usearch allocates the `k` it is asked for.
         let k = k.min(self.hnsw.size() + self.delta.len());
@@ -415,9 +518,9 @@ impl Ann {
                 if self.removed.is_empty() {
                     self.hnsw.search(query, k)
                 } else {
-                    let removed = &self.removed;
+                    let (removed, layer) = (&self.removed, self.layer);
                     self.hnsw
-                        .filtered_search(query, k, |key| !removed.contains(&(key as ItemId)))
+                        .filtered_search(query, k, |key| !removed.contains(&layer.item_of(key)))
                 }
                 .map_err(ann_err)?
             };
@@ -447,7 +550,7 @@ impl Ann {
         if self.snapshot == Some(self.applied) {
             return Ok(false);
         }
-        let name = snapshot_name(self.applied, self.version());
+        let name = snapshot_name(self.layer, self.applied, self.version());
         let path = dir.join(&name);
         let temp = dir.join(format!("{name}{TEMP_SUFFIX}"));
         let started = std::time::Instant::now();
@@ -456,14 +559,14 @@ impl Ann {
         synced.map_err(|e| IndexError::io(&temp, e))?;
         fs::rename(&temp, &path).map_err(|e| IndexError::io(&path, e))?;
         sync_dir(dir)?;
-        for (wm, old) in list_snapshots(dir, self.version())? {
+        for (wm, old) in list_snapshots(dir, self.layer, self.version())? {
             if wm != self.applied && wm.within(self.applied) {
                 remove_file_logged(&old);
             }
         }
         tracing::info!(
             path = %path.display(),
-            items = self.hnsw.size(),
+            vectors = self.hnsw.size(),
             ms = started.elapsed().as_millis() as u64,
             "saved ANN snapshot"
         );
@@ -502,6 +605,7 @@ fn open_snapshot(
     wm: Watermark,
     catalog_wm: Watermark,
     conn: &Connection,
+    layer: Layer,
     storage: Storage,
     params: HnswParams,
     role: Role,
@@ -538,8 +642,9 @@ fn open_snapshot(
     hnsw.change_expansion_search(params.expansion_search);
     // Counting the covered rows costs a scan of the catalog (about 1 s at 1M items): worth it
     // for the writer, whose snapshot becomes the next one, too slow for a reader's fast open.
-    // A reader relies on the name check above and usearch's own structural checks.
-    if role == Role::Reader {
+    // A reader relies on the name check above and usearch's own structural checks. So do
+    // regions: how many a removed item had is not kept, so their count cannot be checked.
+    if role == Role::Reader || layer != Layer::Items {
         return Ok((hnsw, view));
     }
     let expected = catalog::count_covered(conn, wm).map_err(|e| e.to_string())?;
@@ -573,23 +678,22 @@ fn new_hnsw(
     Ok(hnsw)
 }
 
-fn key(id: ItemId) -> u64 {
-    id as u64
-}
-
-/// The file name of the snapshot covering `wm`, built with whitening `version` (None: raw).
-fn snapshot_name(wm: Watermark, version: Option<i64>) -> String {
+/// The file name of `layer`'s snapshot covering `wm`, built with whitening `version` (None:
+/// raw).
+fn snapshot_name(layer: Layer, wm: Watermark, version: Option<i64>) -> String {
     let whitening = version.map(|v| format!("-w{v}")).unwrap_or_default();
     format!(
-        "{SNAPSHOT_PREFIX}{}-{}{whitening}{SNAPSHOT_SUFFIX}",
-        wm.items, wm.tombstones
+        "{}{}-{}{whitening}{SNAPSHOT_SUFFIX}",
+        layer.prefix(),
+        wm.items,
+        wm.tombstones
     )
 }
 
-/// The watermark and whitening version a snapshot file name says it holds.
-fn parse_snapshot_name(name: &str) -> Option<(Watermark, Option<i64>)> {
+/// The watermark and whitening version a snapshot file name of `layer` says it holds.
+fn parse_snapshot_name(layer: Layer, name: &str) -> Option<(Watermark, Option<i64>)> {
     let middle = name
-        .strip_prefix(SNAPSHOT_PREFIX)?
+        .strip_prefix(layer.prefix())?
         .strip_suffix(SNAPSHOT_SUFFIX)?;
     let (items, rest) = middle.split_once('-')?;
     let (tombstones, version) = match rest.split_once("-w") {
@@ -603,24 +707,29 @@ fn parse_snapshot_name(name: &str) -> Option<(Watermark, Option<i64>)> {
     Some((wm, version))
 }
 
-/// Every snapshot file in `dir` with its watermark and whitening version.
-fn all_snapshots(dir: &Path) -> Result<Vec<(Watermark, Option<i64>, PathBuf)>, IndexError> {
+/// Every snapshot file of `layer` in `dir` with its watermark and whitening version.
+fn all_snapshots(
+    dir: &Path,
+    layer: Layer,
+) -> Result<Vec<(Watermark, Option<i64>, PathBuf)>, IndexError> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir).map_err(|e| IndexError::io(dir, e))? {
         let entry = entry.map_err(|e| IndexError::io(dir, e))?;
-        if let Some((wm, version)) = entry.file_name().to_str().and_then(parse_snapshot_name) {
+        let name = entry.file_name();
+        if let Some((wm, version)) = name.to_str().and_then(|n| parse_snapshot_name(layer, n)) {
             found.push((wm, version, entry.path()));
         }
     }
     Ok(found)
 }
 
-/// The snapshot files in `dir` built with whitening `version`, newest first.
+/// The snapshot files of `layer` in `dir` built with whitening `version`, newest first.
 fn list_snapshots(
     dir: &Path,
+    layer: Layer,
     version: Option<i64>,
 ) -> Result<Vec<(Watermark, PathBuf)>, IndexError> {
-    let mut found: Vec<_> = all_snapshots(dir)?
+    let mut found: Vec<_> = all_snapshots(dir, layer)?
         .into_iter()
         .filter(|(_, v, _)| *v == version)
         .map(|(wm, _, path)| (wm, path))
@@ -631,8 +740,12 @@ fn list_snapshots(
 
 /// Deletes the snapshots of any other whitening than `keep` (a writer's cleanup after a
 /// switch, or of a switch that crashed before it was committed).
-pub(crate) fn remove_other_versions(dir: &Path, keep: Option<i64>) -> Result<(), IndexError> {
-    for (_, version, path) in all_snapshots(dir)? {
+pub(crate) fn remove_other_versions(
+    dir: &Path,
+    layer: Layer,
+    keep: Option<i64>,
+) -> Result<(), IndexError> {
+    for (_, version, path) in all_snapshots(dir, layer)? {
         if version != keep {
             remove_file_logged(&path);
         }
@@ -640,10 +753,10 @@ pub(crate) fn remove_other_versions(dir: &Path, keep: Option<i64>) -> Result<(),
     Ok(())
 }
 
-/// Total size of the snapshot files in `dir`.
-pub(crate) fn snapshot_bytes(dir: &Path) -> Result<u64, IndexError> {
+/// Total size of `layer`'s snapshot files in `dir`.
+pub(crate) fn snapshot_bytes(dir: &Path, layer: Layer) -> Result<u64, IndexError> {
     let mut total = 0;
-    for (_, _, path) in all_snapshots(dir)? {
+    for (_, _, path) in all_snapshots(dir, layer)? {
         total += fs::metadata(&path)
             .map_err(|e| IndexError::io(&path, e))?
             .len();
@@ -651,15 +764,15 @@ pub(crate) fn snapshot_bytes(dir: &Path) -> Result<u64, IndexError> {
     Ok(total)
 }
 
-/// Removes temp files left by a writer killed while saving.
-fn remove_temp_files(dir: &Path) {
+/// Removes `layer`'s temp files left by a writer killed while saving.
+fn remove_temp_files(dir: &Path, layer: Layer) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(SNAPSHOT_PREFIX) && name.ends_with(TEMP_SUFFIX) {
+        if name.starts_with(layer.prefix()) && name.ends_with(TEMP_SUFFIX) {
             remove_file_logged(&entry.path());
         }
     }
@@ -733,16 +846,38 @@ mod tests {
             items: 1234,
             tombstones: 7,
         };
-        assert_eq!(snapshot_name(wm, None), "ann-1234-7.usearch");
-        assert_eq!(snapshot_name(wm, Some(3)), "ann-1234-7-w3.usearch");
-        assert_eq!(parse_snapshot_name("ann-1234-7.usearch"), Some((wm, None)));
+        let items = Layer::Items;
+        let regions = Layer::Regions { dims: 256 };
+        assert_eq!(snapshot_name(items, wm, None), "ann-1234-7.usearch");
+        assert_eq!(snapshot_name(items, wm, Some(3)), "ann-1234-7-w3.usearch");
         assert_eq!(
-            parse_snapshot_name(&snapshot_name(wm, Some(12))),
+            snapshot_name(regions, wm, Some(3)),
+            "regions-1234-7-w3.usearch"
+        );
+        assert_eq!(
+            parse_snapshot_name(items, "ann-1234-7.usearch"),
+            Some((wm, None))
+        );
+        assert_eq!(
+            parse_snapshot_name(regions, &snapshot_name(regions, wm, Some(12))),
             Some((wm, Some(12)))
         );
-        assert_eq!(parse_snapshot_name("ann-1234-7-wx.usearch"), None);
-        assert_eq!(parse_snapshot_name("ann-1234-7.usearch.tmp"), None);
-        assert_eq!(parse_snapshot_name("ann-x-7.usearch"), None);
-        assert_eq!(parse_snapshot_name("catalog.sqlite"), None);
+        // One layer never takes the other's files.
+        assert_eq!(parse_snapshot_name(items, "regions-1234-7.usearch"), None);
+        assert_eq!(parse_snapshot_name(regions, "ann-1234-7.usearch"), None);
+        assert_eq!(parse_snapshot_name(items, "ann-1234-7-wx.usearch"), None);
+        assert_eq!(parse_snapshot_name(items, "ann-1234-7.usearch.tmp"), None);
+        assert_eq!(parse_snapshot_name(items, "ann-x-7.usearch"), None);
+        assert_eq!(parse_snapshot_name(items, "catalog.sqlite"), None);
+    }
+
+    #[test]
+    fn region_keys_belong_to_their_item() {
+        let regions = Layer::Regions { dims: 256 };
+        let keys: Vec<u64> = regions.keys_of(5).collect();
+        assert_eq!(keys.len(), MAX_REGIONS);
+        assert!(keys.iter().all(|&k| regions.item_of(k) == 5));
+        assert_eq!(Layer::Items.keys_of(5).collect::<Vec<_>>(), vec![5]);
+        assert_eq!(Layer::Items.item_of(5), 5);
     }
 }

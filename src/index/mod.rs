@@ -17,6 +17,8 @@ mod ann;
 mod catalog;
 mod error;
 mod flat;
+mod layers;
+mod region_search;
 mod types;
 
 use std::borrow::Cow;
@@ -30,13 +32,15 @@ pub use ann::HnswParams;
 pub use error::IndexError;
 pub use types::{
     ContentHash, FileStamp, Hit, IndexConfig, ItemId, ItemRecord, MediaKind, NewFile, NewItem,
-    Region, SearchMode, Stats, WhiteningInfo,
+    Region, Regions, SearchMode, Stats, WhiteningInfo,
 };
 
 use crate::descriptor::whitening::{Whitening, WhiteningOptions, MAX_TRAINING_VECTORS};
-use ann::{Ann, Role};
+use ann::Role;
+pub(crate) use catalog::{decode_regions, encode_regions};
 use catalog::{ReadPool, StoredWhitening, CATALOG_FILE, RECORD_COLUMNS};
 use flat::{dot, Scored, TopK};
+use layers::Layers;
 
 /// Extra ANN candidates fetched beyond `k`: the ones near the k-th are re-scored with the
 /// exact f32 vectors, and the rest make up for hits that another process removed since our
@@ -64,7 +68,7 @@ const EXACT_BATCH: usize = 1024;
 pub struct PreparedWhitening {
     whitening: Whitening,
     learned_from: u64,
-    ann: Ann,
+    ann: Layers,
 }
 
 impl PreparedWhitening {
@@ -81,7 +85,7 @@ pub struct Index {
     /// The write connection; None for a read-only handle.
     writer: Option<Mutex<Connection>>,
     readers: ReadPool,
-    ann: Ann,
+    ann: Layers,
 }
 
 impl Index {
@@ -131,7 +135,7 @@ impl Index {
         catalog::check_schema_for_reading(&conn, dir)?;
         let config = catalog::read_config(&conn)?.ok_or_else(|| not_found(dir))?;
         let whitening = catalog::active_whitening(&conn)?.map(Arc::new);
-        let (ann, _) = Ann::open(dir, &mut conn, config.dim, whitening, params, Role::Reader)?;
+        let (ann, _) = Layers::open(dir, &mut conn, &config, whitening, params, Role::Reader)?;
         Ok(Index {
             dir: dir.to_path_buf(),
             config,
@@ -162,7 +166,7 @@ impl Index {
             }
         }
         let whitening = catalog::active_whitening(&conn)?.map(Arc::new);
-        let (ann, report) = Ann::open(dir, &mut conn, config.dim, whitening, params, Role::Writer)?;
+        let (ann, report) = Layers::open(dir, &mut conn, &config, whitening, params, Role::Writer)?;
         let mut index = Index {
             dir: dir.to_path_buf(),
             config,
@@ -193,15 +197,15 @@ impl Index {
 
     /// The HNSW beam width used by searches: higher = better recall, slower queries.
     pub fn expansion_search(&self) -> usize {
-        self.ann.expansion_search()
+        self.ann.items.expansion_search()
     }
 
     pub fn set_expansion_search(&mut self, n: usize) {
-        self.ann.set_expansion_search(n.max(1));
+        self.ann.items.set_expansion_search(n.max(1));
     }
 
     pub fn hnsw_params(&self) -> HnswParams {
-        self.ann.params()
+        self.ann.items.params()
     }
 
     /// Size and mtime of every indexed file, by path.
@@ -258,8 +262,10 @@ impl Index {
         for file in &files {
             for item in &file.items {
                 self.check_vector(&item.vector)?;
+                self.check_regions(item)?;
             }
         }
+        let (dim, keep_regions) = (self.config.dim, self.has_regions());
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -279,6 +285,8 @@ impl Index {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO items (file_id, t, width, height, vector) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            let mut insert_regions =
+                tx.prepare_cached("INSERT INTO regions (item_id, data) VALUES (?1, ?2)")?;
             for file in &files {
                 let file_id: i64 = upsert.query_row(
                     params![
@@ -300,7 +308,12 @@ impl Index {
                         item.height,
                         catalog::encode_vector(&item.vector)
                     ])?;
-                    ids.push(tx.last_insert_rowid());
+                    let id = tx.last_insert_rowid();
+                    if keep_regions && !item.regions.is_empty() {
+                        let data = catalog::encode_regions(&item.regions, dim);
+                        insert_regions.execute(params![id, data])?;
+                    }
+                    ids.push(id);
                 }
             }
         }
@@ -374,7 +387,7 @@ impl Index {
         if k == 0 {
             return Ok(Vec::new());
         }
-        let mut query: Cow<[f32]> = match self.ann.whitening() {
+        let mut query: Cow<[f32]> = match self.ann.items.whitening() {
             Some(w) => Cow::Owned(w.whitening.apply(query)),
             None => Cow::Borrowed(query),
         };
@@ -404,11 +417,11 @@ impl Index {
         mode: SearchMode,
     ) -> Result<Vec<Ranked>, IndexError> {
         let candidates = match mode {
-            SearchMode::Approximate => self.ann.search(query, candidates_for(k))?,
+            SearchMode::Approximate => self.ann.items.search(query, candidates_for(k))?,
             SearchMode::Exact => self.exact_candidates(conn, query, candidates_for(k))?,
         };
         // The row's vector is read only when the ANN does not hold the candidate exactly.
-        let exact_in_ann = self.ann.holds_exact_vectors();
+        let exact_in_ann = self.ann.items.holds_exact_vectors();
         let mut stmt = conn.prepare_cached(if exact_in_ann {
             "SELECT f.path, i.t, f.kind FROM items i JOIN files f ON f.id = i.file_id
              WHERE i.id = ?1"
@@ -457,8 +470,9 @@ impl Index {
                 t,
                 kind,
                 inliers: None,
+                region: None,
             };
-            if self.ann.exact_vector_into(c.id, &mut ready_vectors)? {
+            if self.ann.items.exact_vector_into(c.id, &mut ready_vectors)? {
                 ready.push(hit);
             } else {
                 let blob = match blob {
@@ -475,7 +489,7 @@ impl Index {
         }
         // Into the search space, all at once (each vector exactly as it would be alone, and as
         // the ANN holds it).
-        let (raw_vectors, dim) = match self.ann.whitening() {
+        let (raw_vectors, dim) = match self.ann.items.whitening() {
             Some(w) => (w.whitening.apply_batch(&raw_vectors), w.whitening.out_dim),
             None => (raw_vectors, self.config.dim),
         };
@@ -506,7 +520,7 @@ impl Index {
         k: usize,
     ) -> Result<Vec<Scored>, IndexError> {
         let mut top = TopK::new(k);
-        if self.ann.holds_exact_vectors() {
+        if self.ann.items.holds_exact_vectors() {
             self.score_all_with_held_vectors(conn, query, &mut top)?;
         } else {
             self.score_all_from_catalog(conn, query, &mut top)?;
@@ -530,11 +544,11 @@ impl Index {
         while let Some(row) = rows.next()? {
             let id: ItemId = row.get(0)?;
             held.clear();
-            if !self.ann.exact_vector_into(id, &mut held)? {
+            if !self.ann.items.exact_vector_into(id, &mut held)? {
                 let blob = vector_of.query_row([id], |r| r.get::<_, Vec<u8>>(0))?;
                 raw.clear();
                 catalog::decode_vector_into(&blob, self.config.dim, id, &mut raw)?;
-                let w = self.ann.whitening().ok_or_else(|| {
+                let w = self.ann.items.whitening().ok_or_else(|| {
                     IndexError::Corrupt("exact vectors held without a whitening".into())
                 })?;
                 held = w.whitening.apply_batch(&raw);
@@ -555,7 +569,7 @@ impl Index {
         query: &[f32],
         top: &mut TopK,
     ) -> Result<(), IndexError> {
-        let whitening = self.ann.whitening().map(|w| &w.whitening);
+        let whitening = self.ann.items.whitening().map(|w| &w.whitening);
         let batch = if whitening.is_some() { EXACT_BATCH } else { 1 };
         let mut score_batch = |ids: &[ItemId], vectors: &[f32]| {
             let projected = match whitening {
@@ -592,13 +606,13 @@ impl Index {
 
     /// The active whitening, if any.
     pub fn whitening_info(&self) -> Option<WhiteningInfo> {
-        self.ann.whitening().map(|w| w.info)
+        self.ann.items.whitening().map(|w| w.info)
     }
 
     /// What maps a stored vector into the space searches score in, if a whitening is active
     /// (e.g. to compute a ground truth outside the index).
     pub fn whitening(&self) -> Option<&Whitening> {
-        self.ann.whitening().map(|w| &w.whitening)
+        self.ann.items.whitening().map(|w| &w.whitening)
     }
 
     /// Learns a whitening from the stored vectors and builds the ANN of the whitened vectors,
@@ -624,7 +638,12 @@ impl Index {
             },
             whitening: whitening.clone(),
         });
-        let ann = Ann::build(&mut conn, self.config.dim, provisional, self.ann.params())?;
+        let ann = Layers::build(
+            &mut conn,
+            &self.config,
+            provisional,
+            self.ann.items.params(),
+        )?;
         Ok(PreparedWhitening {
             whitening,
             learned_from,
@@ -653,7 +672,7 @@ impl Index {
         ann.catch_up(conn)?;
         ann.save(&dir)?;
         catalog::activate_whitening(conn, info.version)?;
-        ann::remove_other_versions(&dir, Some(info.version))?;
+        ann.remove_other_versions(&dir, Some(info.version))?;
         self.ann = ann;
         tracing::info!(
             version = info.version,
@@ -742,7 +761,7 @@ impl Index {
             dim: self.config.dim,
             model: self.config.model.clone(),
             catalog_bytes,
-            ann_bytes: ann::snapshot_bytes(&self.dir)?,
+            ann_bytes: self.ann.snapshot_bytes(&self.dir)?,
             descriptor: self.config.descriptor.clone(),
             whitening: self.whitening_info(),
         })
@@ -769,15 +788,9 @@ impl Index {
             } else {
                 Role::Reader
             };
-            let params = self.ann.params();
-            let (ann, report) = Ann::open(
-                &self.dir,
-                &mut conn,
-                self.config.dim,
-                whitening,
-                params,
-                role,
-            )?;
+            let params = self.ann.items.params();
+            let (ann, report) =
+                Layers::open(&self.dir, &mut conn, &self.config, whitening, params, role)?;
             self.ann = ann;
             return Ok(report.replayed.total());
         }
@@ -790,12 +803,12 @@ impl Index {
         };
         if self.ann.wants_reopen(&self.dir)? {
             let mut conn = self.readers.get()?;
-            let params = self.ann.params();
-            let whitening = self.ann.whitening().cloned();
-            let (ann, _) = Ann::open(
+            let params = self.ann.items.params();
+            let whitening = self.ann.items.whitening().cloned();
+            let (ann, _) = Layers::open(
                 &self.dir,
                 &mut conn,
-                self.config.dim,
+                &self.config,
                 whitening,
                 params,
                 Role::Reader,
@@ -815,7 +828,7 @@ impl Index {
 
     /// Whether searches run on a memory-mapped snapshot (a reader close to the writer).
     pub fn is_memory_mapped(&self) -> bool {
-        self.ann.is_viewed()
+        self.ann.items.is_viewed()
     }
 
     fn check_vector(&self, v: &[f32]) -> Result<(), IndexError> {

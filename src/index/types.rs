@@ -128,11 +128,33 @@ pub struct NewItem {
     pub width: u32,
     pub height: u32,
     pub vector: Vec<f32>,
+    /// Region descriptors (see [`crate::descriptor::regions`]); empty when the index keeps
+    /// none.
+    pub regions: Regions,
+}
+
+/// An item's region descriptors: where each region lies in the image, and its raw
+/// (unprojected, L2-normalised) vector.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Regions {
+    pub boxes: Vec<Region>,
+    /// `boxes.len()` vectors of the index's dimension, one after the other.
+    pub vectors: Vec<f32>,
+}
+
+impl Regions {
+    pub fn is_empty(&self) -> bool {
+        self.boxes.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.boxes.len()
+    }
 }
 
 /// A rectangle of an image, as fractions of its width and height (so it holds whatever size
 /// the image is shown at): `x`, `y` the top-left corner, `w`, `h` the size, all in [0, 1].
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Region {
     pub x: f32,
     pub y: f32,
@@ -190,6 +212,9 @@ pub struct Hit {
     /// Feature matches with the query that one transform explains, when the search verified
     /// this hit (see [`crate::verify`]).
     pub inliers: Option<usize>,
+    /// Where in the result the query was found, when a region of it matched better than the
+    /// whole (or verification located the query in it).
+    pub region: Option<Region>,
 }
 
 /// Everything the catalog knows about an item, except its vector.

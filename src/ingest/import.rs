@@ -169,6 +169,7 @@ impl Importer<'_> {
             width: row.width.unwrap_or(0),
             height: row.height.unwrap_or(0),
             vector,
+            regions: row.regions,
         });
         Ok(())
     }

@@ -378,6 +378,7 @@ fn embed_images(
                     width: prepared.width,
                     height: prepared.height,
                     vector: out.feature(row).to_vec(),
+                    regions: featurizer.regions_of(&out, row, prepared.width, prepared.height),
                 }],
             };
             tally.put(file, None)?;

@@ -40,7 +40,8 @@ pub struct Identity {
 impl Identity {
     /// True when vectors of `self` and `other` can be stored and searched together: same
     /// model, pooling and scales. Whitening and query expansion are the index's business
-    /// (shards hold raw vectors), so they may differ.
+    /// (shards hold raw vectors), so they may differ; so may regions: a shard's are kept by an
+    /// index that keeps regions, and an index without them ignores them.
     pub fn same_vectors(&self, other: &Identity) -> bool {
         self.model == other.model
             && self.descriptor.pooling == other.descriptor.pooling

@@ -16,7 +16,7 @@ use parquet::schema::types::{SchemaDescriptor, Type};
 
 use super::{Identity, ShardError};
 use crate::descriptor::DescriptorOptions;
-use crate::index::{ContentHash, FileStamp, MediaKind};
+use crate::index::{decode_regions, ContentHash, FileStamp, MediaKind, Regions};
 
 /// One row of a shard: an image, a video frame, or a file that could not be embedded.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +31,8 @@ pub struct ShardRow {
     pub height: Option<u32>,
     /// The raw (pre-PCA) descriptor; None for a failed file or a video with no frame kept.
     pub vector: Option<Vec<f32>>,
+    /// Its region descriptors (empty when the shard's descriptor keeps none).
+    pub regions: Regions,
     /// Why the file could not be embedded.
     pub error: Option<String>,
     /// Why a video was embedded only in part.
@@ -167,8 +169,12 @@ impl ShardReader {
                     }
                     accepted = Some((model.to_owned(), descriptor.to_owned()));
                 }
-                let mut shard_row = self.row(&row)?;
+                let (mut shard_row, regions) = self.row(&row)?;
                 shard_row.vector = vectors.next().map_err(|reason| self.bad(reason))?;
+                if let (Some(blob), Some(vector)) = (regions, &shard_row.vector) {
+                    shard_row.regions = decode_regions(&blob, vector.len(), 0)
+                        .map_err(|e| self.bad(format!("unreadable regions: {e}")))?;
+                }
                 if each(shard_row)?.is_break() {
                     return Ok(ControlFlow::Break(()));
                 }
@@ -201,7 +207,10 @@ impl ShardReader {
         })
     }
 
-    fn row(&self, row: &Row) -> Result<ShardRow, ShardError> {
+    /// The row's fields but the vector, and its encoded regions if any (decoded once the
+    /// vector gives their dimension).
+    fn row(&self, row: &Row) -> Result<(ShardRow, Option<Vec<u8>>), ShardError> {
+        let mut regions = None;
         let mut out = ShardRow {
             path: String::new(),
             stamp: FileStamp::default(),
@@ -211,6 +220,7 @@ impl ShardReader {
             width: None,
             height: None,
             vector: None,
+            regions: Regions::default(),
             error: None,
             partial: None,
         };
@@ -265,11 +275,18 @@ impl ShardReader {
                 }
                 "error" => out.error = string(field),
                 "partial" => out.partial = string(field),
+                "regions" => {
+                    regions = match field {
+                        Field::Null => None,
+                        Field::Bytes(b) => Some(b.data().to_vec()),
+                        _ => return Err(bad("no region bytes")),
+                    };
+                }
                 _ => {}
             }
         }
         out.path = path.ok_or_else(|| self.bad("a row without a path"))?;
-        Ok(out)
+        Ok((out, regions))
     }
 
     fn bad(&self, reason: impl Into<String>) -> ShardError {
@@ -426,6 +443,7 @@ mod tests {
             width: Some(640),
             height: Some(480),
             vector: Some(vec![0.6, 0.8, 0.0]),
+            regions: Regions::default(),
             error: None,
             partial: None,
         };
@@ -443,6 +461,12 @@ mod tests {
                 kind: MediaKind::Video,
                 t: Some(2.5),
                 vector: Some(vec![0.0, 1.0, 0.0]),
+                // Values the encoding keeps exactly (int8 multiples of 1/127 of the largest,
+                // u16 fractions of 65535).
+                regions: Regions {
+                    boxes: vec![crate::index::Region::WHOLE],
+                    vectors: vec![0.0, 1.0, -1.0],
+                },
                 partial: Some("stopped at 3.2 s".into()),
                 ..base.clone()
             },

@@ -18,11 +18,13 @@ use parquet::schema::types::ColumnPath;
 
 use super::{Identity, ShardError, ShardRow};
 use crate::error::Result;
-use crate::index::NewFile;
+use crate::index::{encode_regions, NewFile, Regions};
 use crate::ingest::{Failure, Sink};
 
 /// The Parquet schema of a shard. The vector is a standard three-level LIST (what Spark and
-/// pyarrow write and read as `array<float>` / `list<float>`); the hash is 32 bytes of BLAKE3.
+/// pyarrow write and read as `array<float>` / `list<float>`); the hash is 32 bytes of BLAKE3;
+/// `regions` holds an item's region descriptors as the catalog stores them (int8, see
+/// `crate::descriptor::regions`): opaque to Spark, which only carries them.
 const SCHEMA: &str = "
 message lookalike_shard {
     REQUIRED BYTE_ARRAY path (STRING);
@@ -42,6 +44,7 @@ message lookalike_shard {
     }
     OPTIONAL BYTE_ARRAY error (STRING);
     OPTIONAL BYTE_ARRAY partial (STRING);
+    OPTIONAL BYTE_ARRAY regions;
 }
 ";
 
@@ -190,6 +193,7 @@ struct Columns {
     vector_rep: Vec<i16>,
     error: Optional<ByteArray>,
     partial: Optional<ByteArray>,
+    regions: Optional<ByteArray>,
 }
 
 /// The values present and a definition level per row (1: present, 0: null).
@@ -232,6 +236,13 @@ impl Columns {
         self.height.push(row.height.map(int));
         self.model.push(model.clone());
         self.descriptor.push(descriptor.clone());
+        let regions = match &row.vector {
+            Some(vector) if !row.regions.is_empty() => {
+                Some(ByteArray::from(encode_regions(&row.regions, vector.len())))
+            }
+            _ => None,
+        };
+        self.regions.push(regions);
         // Levels of vector.list.element: def 0 = no vector, 2 = an element; rep 1 = the
         // same list goes on. A vector is never empty.
         match row.vector.filter(|v| !v.is_empty()) {
@@ -311,7 +322,12 @@ impl Columns {
                     Some(&self.partial.def),
                     None,
                 )?,
-                _ => unreachable!("the shard schema has 13 leaf columns"),
+                13 => column.typed::<ByteArrayType>().write_batch(
+                    &self.regions.values,
+                    Some(&self.regions.def),
+                    None,
+                )?,
+                _ => unreachable!("the shard schema has 14 leaf columns"),
             };
             column.close()?;
             index += 1;
@@ -348,7 +364,7 @@ impl Sink for ShardSink {
             kind,
             items,
         } = file;
-        let row = |t, width, height, vector| ShardRow {
+        let row = |t, width, height, vector, regions| ShardRow {
             path: path.clone(),
             stamp,
             content_hash,
@@ -357,11 +373,13 @@ impl Sink for ShardSink {
             width,
             height,
             vector,
+            regions,
             error: None,
             partial: partial.map(str::to_owned),
         };
         if items.is_empty() {
-            self.writer.push(row(None, None, None, None))?;
+            self.writer
+                .push(row(None, None, None, None, Regions::default()))?;
         }
         for item in items {
             self.writer.push(row(
@@ -369,6 +387,7 @@ impl Sink for ShardSink {
                 Some(item.width),
                 Some(item.height),
                 Some(item.vector),
+                item.regions,
             ))?;
         }
         Ok(())
@@ -384,6 +403,7 @@ impl Sink for ShardSink {
             width: None,
             height: None,
             vector: None,
+            regions: Regions::default(),
             error: Some(failure.reason.clone()),
             partial: None,
         })?;

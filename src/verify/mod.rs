@@ -17,7 +17,7 @@ pub mod ransac;
 
 pub use orb::LocalFeatures;
 
-use crate::index::Hit;
+use crate::index::{Hit, Region};
 
 /// The shorter side images are decoded to at least for verification: a 4:3 photo then has
 /// [`orb::WORKING_SIDE`] pixels on its longer side (JPEGs shrink in the DCT domain down to it).
@@ -56,9 +56,19 @@ const MAX_HAMMING: u32 = 64;
 /// the transform puts them.
 const TOLERANCE: f32 = 5.0;
 
-/// How many of the features shared by two images one affine transform explains: mutual
-/// nearest neighbours among the descriptors, then RANSAC.
-pub fn inliers(a: &LocalFeatures, b: &LocalFeatures) -> usize {
+/// What spatial verification found between a query and a candidate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verified {
+    /// Matches one affine transform explains.
+    pub inliers: usize,
+    /// Where the query lies in the candidate: the query's outline through that transform,
+    /// clipped to the candidate (None without a transform, or when it falls outside).
+    pub region: Option<Region>,
+}
+
+/// How many of the features shared by two images one affine transform explains (mutual
+/// nearest neighbours among the descriptors, then RANSAC), and where `a` lies in `b`.
+pub fn verified(a: &LocalFeatures, b: &LocalFeatures) -> Verified {
     let matches: Vec<ransac::Correspondence> = mutual_matches(a, b)
         .into_iter()
         .map(|(i, j)| {
@@ -66,7 +76,45 @@ pub fn inliers(a: &LocalFeatures, b: &LocalFeatures) -> usize {
             ([p.x, p.y], [q.x, q.y])
         })
         .collect();
-    ransac::best_affine(&matches, TOLERANCE).map_or(0, |(_, n)| n)
+    match ransac::best_affine(&matches, TOLERANCE) {
+        Some((affine, inliers)) => Verified {
+            inliers,
+            region: outline(&affine, a, b),
+        },
+        None => Verified {
+            inliers: 0,
+            region: None,
+        },
+    }
+}
+
+/// [`verified`]'s count alone.
+pub fn inliers(a: &LocalFeatures, b: &LocalFeatures) -> usize {
+    verified(a, b).inliers
+}
+
+/// The bounding box of `a`'s corners mapped into `b` by `affine`, clipped to `b`, as
+/// fractions of `b`'s size.
+fn outline(affine: &ransac::Affine, a: &LocalFeatures, b: &LocalFeatures) -> Option<Region> {
+    let (aw, ah) = (a.width as f32, a.height as f32);
+    let (bw, bh) = (b.width as f32, b.height as f32);
+    if bw <= 0.0 || bh <= 0.0 {
+        return None;
+    }
+    let corners = [[0.0, 0.0], [aw, 0.0], [0.0, ah], [aw, ah]].map(|p| affine.apply(p));
+    let (mut x0, mut y0) = (f32::INFINITY, f32::INFINITY);
+    let (mut x1, mut y1) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for [x, y] in corners {
+        (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+    }
+    let (x0, y0) = ((x0 / bw).clamp(0.0, 1.0), (y0 / bh).clamp(0.0, 1.0));
+    let (x1, y1) = ((x1 / bw).clamp(0.0, 1.0), (y1 / bh).clamp(0.0, 1.0));
+    (x1 > x0 && y1 > y0 && x0.is_finite() && y0.is_finite()).then_some(Region {
+        x: x0,
+        y: y0,
+        w: x1 - x0,
+        h: y1 - y0,
+    })
 }
 
 /// Pairs (i, j) where `b`'s descriptor j is the closest to `a`'s i and the other way round,
@@ -98,16 +146,26 @@ fn hamming(a: &orb::Descriptor, b: &orb::Descriptor) -> u32 {
     a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
 }
 
-/// Re-ranks `hits` given the inlier counts of the first `inliers.len()` of them (None: not
-/// verified, e.g. a video frame or a file that could not be read): those with at least
-/// `min_inliers` come first, most inliers first; every other hit keeps its place in the
-/// order of the global descriptor. Each hit records its count.
-pub fn rerank(hits: Vec<Hit>, inliers: &[Option<usize>], min_inliers: usize) -> Vec<Hit> {
+/// A verified outline covering at least this share of a hit's area is the whole hit.
+const WHOLE_AREA: f32 = 0.9;
+
+/// Re-ranks `hits` given what verification found for the first `found.len()` of them (None:
+/// not verified, e.g. a file that could not be read): those with at least `min_inliers` come
+/// first, most inliers first, each with the region verification located the query in; every
+/// other hit keeps its place in the order of the global descriptor. Each hit records its
+/// count.
+pub fn rerank(hits: Vec<Hit>, found: &[Option<Verified>], min_inliers: usize) -> Vec<Hit> {
     let (mut verified, mut rest): (Vec<Hit>, Vec<Hit>) = (Vec::new(), Vec::new());
     for (i, mut hit) in hits.into_iter().enumerate() {
-        hit.inliers = inliers.get(i).copied().flatten();
-        match hit.inliers {
-            Some(n) if n >= min_inliers => verified.push(hit),
+        let found = found.get(i).copied().flatten();
+        hit.inliers = found.map(|v| v.inliers);
+        match found {
+            Some(v) if v.inliers >= min_inliers => {
+                // The query's outline covering (nearly) all of the hit says nothing.
+                let part = v.region.filter(|r| r.area() < WHOLE_AREA);
+                hit.region = part.or(hit.region);
+                verified.push(hit);
+            }
             _ => rest.push(hit),
         }
     }
@@ -130,6 +188,7 @@ mod tests {
             t: None,
             kind: MediaKind::Image,
             inliers: None,
+            region: None,
         }
     }
 
@@ -137,7 +196,18 @@ mod tests {
     fn verified_hits_move_up_by_inliers_and_the_rest_keep_their_order() {
         let hits = (1..=6).map(hit).collect();
         // Hit 6 is beyond the verified depth; hit 4 could not be read.
-        let counts = [Some(3), Some(40), Some(18), None, Some(90)];
+        let quarter = Region {
+            x: 0.5,
+            y: 0.0,
+            w: 0.5,
+            h: 0.5,
+        };
+        let counts = [Some(3), Some(40), Some(18), None, Some(90)].map(|n| {
+            n.map(|inliers| Verified {
+                inliers,
+                region: Some(quarter),
+            })
+        });
         let ranked = rerank(hits, &counts, 18);
         let ids: Vec<i64> = ranked.iter().map(|h| h.id).collect();
         assert_eq!(ids, [5, 2, 3, 1, 4, 6]);
@@ -146,6 +216,28 @@ mod tests {
             recorded,
             [Some(90), Some(40), Some(18), Some(3), None, None]
         );
+        // Only verified hits are located.
+        let located: Vec<bool> = ranked.iter().map(|h| h.region.is_some()).collect();
+        assert_eq!(located, [true, true, true, false, false, false]);
+    }
+
+    #[test]
+    fn outline_maps_the_query_into_the_candidate() {
+        let sized = |width, height| LocalFeatures {
+            width,
+            height,
+            ..LocalFeatures::default()
+        };
+        // The query (100 x 50) was cut from (200, 100) of a 400 x 400 candidate, at half size.
+        let affine = ransac::Affine([2.0, 0.0, 200.0, 0.0, 2.0, 100.0]);
+        let r = outline(&affine, &sized(100, 50), &sized(400, 400)).unwrap();
+        assert_eq!((r.x, r.y, r.w, r.h), (0.5, 0.25, 0.5, 0.25));
+        // Clipped to the candidate; nothing when it falls outside.
+        let off = ransac::Affine([1.0, 0.0, 350.0, 0.0, 1.0, 0.0]);
+        let r = outline(&off, &sized(100, 50), &sized(400, 400)).unwrap();
+        assert!((r.x - 0.875).abs() < 1e-6 && (r.w - 0.125).abs() < 1e-6);
+        let gone = ransac::Affine([1.0, 0.0, 500.0, 0.0, 1.0, 0.0]);
+        assert_eq!(outline(&gone, &sized(100, 50), &sized(400, 400)), None);
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub struct Keypoint {
 pub struct LocalFeatures {
     pub keypoints: Vec<Keypoint>,
     pub descriptors: Vec<Descriptor>,
+    /// The size of the image the keypoints' coordinates are in (scaled to [`WORKING_SIDE`]).
+    pub width: u32,
+    pub height: u32,
 }
 
 impl LocalFeatures {
@@ -69,7 +72,11 @@ impl LocalFeatures {
 
         let weights: Vec<f32> = (0..LEVELS).map(|l| SCALE.powi(-2 * l as i32)).collect();
         let total: f32 = weights.iter().sum();
-        let mut features = LocalFeatures::default();
+        let mut features = LocalFeatures {
+            width: small.width(),
+            height: small.height(),
+            ..LocalFeatures::default()
+        };
         for (l, weight) in weights.iter().enumerate() {
             let scale = SCALE.powi(l as i32);
             let level = resize(

@@ -101,6 +101,7 @@ pub fn embed_video(
                         width,
                         height,
                         vector: vector.to_vec(),
+                        regions: featurizer.regions_of(&embedded, row, width, height),
                     });
                 }
             }

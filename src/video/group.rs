@@ -103,6 +103,7 @@ mod tests {
                 MediaKind::Image
             },
             inliers: None,
+            region: None,
         }
     }
 

@@ -36,7 +36,7 @@ pub use error::VideoError;
 pub use ffmpeg::{Frame, FrameReader};
 pub use frames::{embed_video, VideoFrames};
 pub use group::{best_per_file, vote, FileMatch, QueryFrameHits};
-pub use still::frame_at;
+pub use still::{frame_at, STILL_TIMEOUT};
 
 /// File extensions lookalike indexes as videos (lower case). ffmpeg probes the content
 /// itself, so a misnamed file is reported, not indexed.

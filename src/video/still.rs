@@ -16,6 +16,11 @@ use tracing::debug;
 
 use super::{ppm, VideoError, VideoOptions};
 
+/// How long ffmpeg gets to seek to a video's frame and decode it, for a thumbnail or a frame to
+/// verify against (well under a second for ordinary files); past it the decoder is presumed
+/// hung and killed.
+pub const STILL_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// ffmpeg's complaints kept for the error message.
 const STDERR_KEPT: u64 = 4 << 10;
 

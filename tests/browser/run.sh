@@ -38,6 +38,9 @@ trap cleanup EXIT
 "$BIN" --db "$WORK/db" --quiet index "$TESTDATA/photos/skimage" "$TESTDATA/photos/opencv" \
     "$TESTDATA/photos/sklearn" "$VIDEO"
 ffmpeg -v error -ss 6 -i "$VIDEO" -frames:v 1 "$WORK/video-frame.png"
+# A detail of 16% of china.jpg's area, away from its centre, as a JPEG.
+ffmpeg -v error -i "$TESTDATA/photos/sklearn/china.jpg" \
+    -vf "crop=iw*0.4:ih*0.4:iw*0.08:ih*0.52" -q:v 4 "$WORK/detail.jpg"
 "$BIN" --db "$WORK/db" serve --bind "127.0.0.1:$PORT" >"$WORK/serve.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 600); do
@@ -54,4 +57,5 @@ fi
 BASE_URL="http://127.0.0.1:$PORT" QUERY_IMAGE="$TESTDATA/photos/skimage/chelsea.png" \
     QUERY_VIDEO_FRAME="$WORK/video-frame.png" VIDEO_NAME="$(basename "$VIDEO")" \
     OBJECT_SCENE="$TESTDATA/photos/opencv/box_in_scene.png" OBJECT_NAME=box.png \
+    DETAIL_IMAGE="$WORK/detail.jpg" DETAIL_NAME=china.jpg \
     node "$HERE/search.test.mjs" || die "failed; server log: $(tail -20 "$WORK/serve.log")"

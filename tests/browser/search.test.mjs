@@ -4,7 +4,8 @@
 // env: BASE_URL (http://127.0.0.1:PORT), QUERY_IMAGE (a photo that is in the index),
 //      QUERY_VIDEO_FRAME (a picture of a moment of the indexed video VIDEO_NAME),
 //      OBJECT_SCENE (an indexed photo of a scene that holds the object of the indexed photo
-//      OBJECT_NAME),
+//      OBJECT_NAME), DETAIL_IMAGE (a detail cut from the lower left of the indexed photo
+//      DETAIL_NAME),
 //      SCREENSHOT (optional: where to save a screenshot of the results, for the README),
 //      CHROMIUM (default /usr/bin/chromium).
 import assert from "node:assert/strict";
@@ -20,6 +21,8 @@ const videoFrame = required("QUERY_VIDEO_FRAME");
 const videoName = required("VIDEO_NAME");
 const objectScene = required("OBJECT_SCENE");
 const objectName = required("OBJECT_NAME");
+const detailImage = required("DETAIL_IMAGE");
+const detailName = required("DETAIL_NAME");
 const timeout = 30_000;
 
 function required(name) {
@@ -150,6 +153,40 @@ try {
   assert.match(await page.textContent("#results .card:nth-child(2) .score"), /· \d+ matches$/);
   assert.ok(await page.$eval("#results .card:nth-child(2)", (card) => card.classList.contains("verified")));
   await page.uncheck("#verify");
+
+  step(`a detail of ${detailName} finds it first, outlined on the thumbnail and in the viewer`);
+  await page.setInputFiles("#file", detailImage);
+  await page.waitForFunction(
+    (name) => document.querySelector("#results .card:first-child .name")?.textContent === name,
+    detailName,
+    { timeout },
+  );
+  await thumbnailsLoaded(page);
+  // The outline lies in the lower left of the thumbnail: where the detail was cut from.
+  const outline = await page.$eval(firstCard, (card) => {
+    const region = card.querySelector(".region");
+    const thumb = card.querySelector(".thumb").getBoundingClientRect();
+    const box = region.getBoundingClientRect();
+    return {
+      located: card.classList.contains("located"),
+      hidden: region.hidden,
+      cx: (box.left + box.width / 2 - thumb.left) / thumb.width,
+      cy: (box.top + box.height / 2 - thumb.top) / thumb.height,
+      width: box.width,
+    };
+  });
+  assert.ok(outline.located && !outline.hidden && outline.width > 4, JSON.stringify(outline));
+  assert.ok(outline.cx < 0.55 && outline.cy > 0.45, `outline away from the lower left: ${JSON.stringify(outline)}`);
+  await page.click(`${firstCard} .open`);
+  await page.waitForSelector("#player[open]", { timeout });
+  await page.waitForFunction(
+    () => document.querySelector("#player-image").complete
+      && !document.querySelector("#player-region").hidden,
+    null,
+    { timeout },
+  );
+  await page.click("#player-close");
+  await page.waitForFunction(() => !document.querySelector("#player").open, null, { timeout });
 
   step(`upload a frame of ${videoName}: the video comes back at that moment, and plays from it`);
   await page.setInputFiles("#file", videoFrame);

@@ -86,6 +86,18 @@ pub fn item_count(db: &Path) -> u64 {
         .expect("an item count")
 }
 
+/// Polls `ready` every 100 ms until it holds, failing the test after two minutes.
+pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Copies real photos into `dir` under new names (`dir/NAME`), returning the new paths.
 pub fn copy_photos(dir: &Path, photos: &[(&str, &str)]) -> Vec<PathBuf> {
     std::fs::create_dir_all(dir).expect("mkdir");
@@ -153,7 +165,8 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `imported` holds what `indexed` holds: the same counts and descriptor, the same (path, t)
-/// items, vectors within cosine 0.9999, and the same top-5 answers to `queries`.
+/// items, vectors within cosine 0.9999, and the same top-5 answers to `queries` (found by
+/// the same means: whole or region).
 pub fn assert_same_index(indexed: &Path, imported: &Path, queries: &[PathBuf]) {
     let stats = |db| run_json(db, &["stats", "--json"]);
     let (sa, sb) = (stats(indexed), stats(imported));
@@ -176,7 +189,8 @@ pub fn assert_same_index(indexed: &Path, imported: &Path, queries: &[PathBuf]) {
         assert!(similarity >= 0.9999, "{key:?}: cosine {similarity}");
     }
     for query in queries {
-        let results = |db: &Path| -> Vec<String> {
+        // Paths and whether a region matched: regions travel through shards too.
+        let results = |db: &Path| -> Vec<(String, bool)> {
             let out = run_json(
                 db,
                 &["search", "--json", "-k", "5", query.to_str().unwrap()],
@@ -185,7 +199,10 @@ pub fn assert_same_index(indexed: &Path, imported: &Path, queries: &[PathBuf]) {
                 .as_array()
                 .expect("results")
                 .iter()
-                .map(|r| r["path"].as_str().expect("a path").to_owned())
+                .map(|r| {
+                    let path = r["path"].as_str().expect("a path").to_owned();
+                    (path, r.get("box").is_some())
+                })
                 .collect()
         };
         let expected = results(indexed);

@@ -53,6 +53,7 @@ pub fn synthetic_image(path: String, vector: Vec<f32>) -> NewFile {
             width: 1,
             height: 1,
             vector,
+            regions: Default::default(),
         }],
     }
 }

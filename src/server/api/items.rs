@@ -2,7 +2,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
@@ -22,16 +22,12 @@ use crate::server::auth::WriteAccess;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::state::AppState;
 use crate::server::upload::{stored_extension, ImageForm, ImageUpload};
-use crate::video::{frame_at, VideoOptions};
+use crate::video::{frame_at, VideoOptions, STILL_TIMEOUT};
 
 /// Longest side of a thumbnail: sharp in a ~200 px grid cell on a 2x screen... almost; small
 /// enough to stay ~15 KB.
 const THUMB_SIDE: u32 = 320;
 const THUMB_QUALITY: u8 = 80;
-/// ffmpeg gets this long to seek to a video's frame and decode it (well under a second for
-/// ordinary files); past it the decoder is presumed hung and killed.
-const STILL_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// The item's record, or 404 naming the id.
 async fn lookup(state: &AppState, id: i64) -> Result<ItemRecord, ApiError> {
     state

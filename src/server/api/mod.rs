@@ -25,7 +25,8 @@ use super::error::{json_errors, ApiError, ErrorBody};
 use super::state::AppState;
 use super::{body, metrics, ui};
 use crate::engine::Engine;
-use crate::index::{Hit, ItemRecord, MediaKind, SearchMode};
+use crate::featurizer::ImageQuery;
+use crate::index::{Hit, ItemRecord, MediaKind, Region, SearchMode};
 use crate::verify::{LocalFeatures, VerifyOptions};
 
 /// Most results one request may ask for; the page offers up to 96.
@@ -147,18 +148,18 @@ impl SearchQuery {
         }
     }
 
-    /// Searches with `vector` as asked: grouped by file unless `frames=true`, the top
+    /// Searches with `image` as asked: grouped by file unless `frames=true`, the top
     /// `verify` re-ranked against the query image's local features when given.
     fn run(
         &self,
         engine: &Engine,
-        vector: &[f32],
+        image: &ImageQuery,
         k: usize,
         verify: VerifyOptions,
         query: Option<&LocalFeatures>,
     ) -> crate::Result<Vec<Hit>> {
         let frames = self.frames.unwrap_or(false);
-        engine.search_image(vector, k, SearchMode::Approximate, frames, verify, query)
+        engine.search_image(image, k, SearchMode::Approximate, frames, verify, query)
     }
 }
 
@@ -203,6 +204,10 @@ pub struct SearchResult {
     /// result counts as verified from 18).
     #[serde(skip_serializing_if = "Option::is_none")]
     inliers: Option<usize>,
+    /// Where in the result the query was found (fractions of its width and height), when a
+    /// region of it matched better than the whole.
+    #[serde(rename = "box", skip_serializing_if = "Option::is_none")]
+    region: Option<Region>,
 }
 
 impl From<Hit> for SearchResult {
@@ -218,6 +223,7 @@ impl From<Hit> for SearchResult {
             kind: hit.kind.as_str().to_string(),
             video: hit.kind == MediaKind::Video,
             inliers: hit.inliers,
+            region: hit.region,
         }
     }
 }

@@ -7,6 +7,7 @@ use axum::Json;
 
 use super::{parse_id, ApiQuery, SearchQuery, SearchResponse};
 use crate::engine::Engine;
+use crate::featurizer::ImageQuery;
 use crate::server::error::{ApiError, ErrorBody};
 use crate::server::state::AppState;
 use crate::server::upload::{ImageForm, ImageUpload};
@@ -45,12 +46,12 @@ pub async fn search_upload(
     let started = Instant::now();
     let hits = state
         .inference("search", move |engine| {
-            let embedded = engine.featurizer().embed_bytes(&bytes)?;
+            let (_, image) = engine.featurizer().query_bytes(&bytes)?;
             let features = match verify.depth {
                 0 => None,
                 _ => Some(engine.local_features_of_bytes(&bytes)?),
             };
-            query.run(engine, &embedded.vector, k, verify, features.as_ref())
+            query.run(engine, &image, k, verify, features.as_ref())
         })
         .await?;
     Ok(Json(SearchResponse::new(hits, started)))
@@ -89,7 +90,13 @@ pub async fn similar(
             0 => None,
             _ => engine.item_local_features(id)?,
         };
-        query.run(engine, &vector, k, verify, features.as_ref())
+        query.run(
+            engine,
+            &ImageQuery::from(vector),
+            k,
+            verify,
+            features.as_ref(),
+        )
     };
     // Verification decodes files: it waits for an inference slot like an upload does.
     let hits = if verify.depth > 0 {

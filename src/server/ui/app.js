@@ -22,6 +22,8 @@ const els = {
   template: $("#card-template"),
   player: $("#player"),
   playerVideo: $("#player-video"),
+  playerImage: $("#player-image"),
+  playerRegion: $("#player-region"),
   playerTitle: $("#player-title"),
   playerClose: $("#player-close"),
 };
@@ -140,6 +142,63 @@ function clock(seconds) {
   return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${s}` : `${m}:${s}`;
 }
 
+// Outlines `box` (fractions of the picture's width and height) on `outline`, a sibling of
+// `media` (an img or video shown with object-fit: contain, filling their positioned parent).
+function placeRegion(outline, media, box, naturalWidth, naturalHeight) {
+  if (!box || !naturalWidth || !naturalHeight) {
+    outline.hidden = true;
+    return;
+  }
+  const width = media.clientWidth;
+  const height = media.clientHeight;
+  const scale = Math.min(width / naturalWidth, height / naturalHeight);
+  const shownWidth = naturalWidth * scale;
+  const shownHeight = naturalHeight * scale;
+  const left = (width - shownWidth) / 2;
+  const top = (height - shownHeight) / 2;
+  // In percent of the media's box, which fills the parent: a thumbnail's square stays right
+  // at any width.
+  const pct = (value, of) => `${(100 * value) / of}%`;
+  outline.style.left = pct(left + box.x * shownWidth, width);
+  outline.style.top = pct(top + box.y * shownHeight, height);
+  outline.style.width = pct(box.w * shownWidth, width);
+  outline.style.height = pct(box.h * shownHeight, height);
+  outline.hidden = false;
+}
+
+// The result shown in the viewer, to outline its box again when the window resizes.
+let viewing = null;
+
+function placeViewerRegion() {
+  if (!viewing || !els.player.open) return;
+  const { result, media } = viewing;
+  const [w, h] = media === els.playerVideo
+    ? [media.videoWidth, media.videoHeight]
+    : [media.naturalWidth, media.naturalHeight];
+  placeRegion(els.playerRegion, media, result.box, w, h);
+}
+
+window.addEventListener("resize", placeViewerRegion);
+
+function openViewer(result, media) {
+  viewing = { result, media };
+  els.playerRegion.hidden = true;
+  els.playerVideo.hidden = media !== els.playerVideo;
+  els.playerImage.hidden = media !== els.playerImage;
+  els.playerTitle.href = result.original;
+  if (!els.player.open) els.player.showModal();
+}
+
+// Shows an image result whole, with the region the query was found in outlined.
+function view(result) {
+  els.playerTitle.textContent = result.name;
+  els.playerTitle.title = result.path;
+  openViewer(result, els.playerImage);
+  els.playerImage.addEventListener("load", placeViewerRegion, { once: true });
+  els.playerImage.src = result.original;
+  els.playerImage.alt = result.name;
+}
+
 // Plays a video result from its moment. The media fragment (#t=) starts the download there;
 // setting currentTime once the metadata is in covers browsers that ignore fragments.
 function play(result) {
@@ -147,15 +206,16 @@ function play(result) {
   const t = result.t || 0;
   els.playerTitle.textContent = `${result.name} · ${clock(t)}`;
   els.playerTitle.title = result.path;
+  openViewer(result, video);
   video.addEventListener(
     "loadedmetadata",
     () => {
       if (Math.abs(video.currentTime - t) > 0.25) video.currentTime = t;
+      placeViewerRegion();
     },
     { once: true },
   );
   video.src = `${result.original}#t=${t.toFixed(3)}`;
-  if (!els.player.open) els.player.showModal();
   video.play().catch(() => {
     // Autoplay refused or the format is not playable here: the controls are still there.
   });
@@ -167,9 +227,11 @@ function closePlayer() {
 
 // Closing stops the video and its download.
 els.player.addEventListener("close", () => {
+  viewing = null;
   els.playerVideo.pause();
   els.playerVideo.removeAttribute("src");
   els.playerVideo.load();
+  els.playerImage.removeAttribute("src");
 });
 els.playerClose.addEventListener("click", closePlayer);
 els.player.addEventListener("click", (event) => {
@@ -192,6 +254,15 @@ function card(result) {
   img.src = result.thumbnail;
   img.alt = result.name;
   img.addEventListener("error", () => img.classList.add("broken"), { once: true });
+  if (result.box) {
+    node.classList.add("located");
+    const outline = node.querySelector(".region");
+    img.addEventListener(
+      "load",
+      () => placeRegion(outline, img, result.box, img.naturalWidth, img.naturalHeight),
+      { once: true },
+    );
+  }
   const score = node.querySelector(".score");
   score.textContent = result.score.toFixed(3);
   if (result.inliers >= MIN_INLIERS) {
@@ -215,6 +286,12 @@ function card(result) {
     open.addEventListener("click", (event) => {
       event.preventDefault();
       play(result);
+    });
+  } else if (result.box) {
+    open.title = "Show where the query was found";
+    open.addEventListener("click", (event) => {
+      event.preventDefault();
+      view(result);
     });
   }
   node.querySelector(".thumb").addEventListener("click", () => {
