@@ -3,6 +3,9 @@
 //!
 //!   cargo bench --bench throughput -- embed lite0 [ROUNDS]        network only, batch 16
 //!   cargo bench --bench throughput -- decode DIR [ROUNDS]         decode + preprocess, 1 thread
+//!   cargo bench --bench throughput -- verify DIR [ROUNDS]         per candidate, 1 thread: its
+//!       local features from its file (what verification does now) vs matching features
+//!       kept from indexing, and the bytes those would take
 //!
 //! The model comes from LOOKALIKE_MODEL_DIR (default .cache/models). Output: one JSON line.
 
@@ -22,7 +25,10 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("embed") => embed(args.get(1).map_or("lite0", String::as_str), rounds(2)),
         Some("decode") => decode(Path::new(args.get(1).expect("decode DIR")), rounds(2)),
-        _ => eprintln!("usage: throughput embed lite0|lite2 [ROUNDS] | decode DIR [ROUNDS]"),
+        Some("verify") => verify(Path::new(args.get(1).expect("verify DIR")), rounds(2)),
+        _ => eprintln!(
+            "usage: throughput embed lite0|lite2 [ROUNDS] | decode DIR [ROUNDS] | verify DIR [ROUNDS]"
+        ),
     }
 }
 
@@ -70,12 +76,7 @@ fn embed(model: &str, rounds: usize) {
 
 /// Images per second decoded and preprocessed (224 px) on one thread.
 fn decode(dir: &Path, rounds: usize) {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| lookalike::ingest::is_supported_image(p))
-        .collect();
-    paths.sort();
+    let paths = images_in(dir);
     let pre = Preprocessor::new(224);
     let limits = Limits::default();
     let mut out = vec![0.0; pre.tensor_len()];
@@ -95,5 +96,65 @@ fn decode(dir: &Path, rounds: usize) {
         dir.display(),
         paths.len(),
         median(rates)
+    );
+}
+
+/// The images directly in `dir`, sorted.
+fn images_in(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| lookalike::ingest::is_supported_image(p))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Milliseconds per verified candidate on one thread: decoding it and computing its local
+/// features (what a verified search does for each candidate today), against matching the
+/// query's features with features kept from indexing; and the bytes kept features would take
+/// (32-byte descriptor + two f32 coordinates per keypoint) and the time to compute them from
+/// an image already decoded (what indexing would add). The query is the first image.
+fn verify(dir: &Path, rounds: usize) {
+    use lookalike::verify::{self, LocalFeatures};
+    let paths = images_in(dir);
+    let limits = Limits::default();
+    let features_of = |p: &Path| {
+        let decoded = image::decode_file(p, verify::DECODE_SIDE, &limits).expect("decode");
+        LocalFeatures::of(&decoded.image).expect("features")
+    };
+    let kept: Vec<LocalFeatures> = paths.iter().map(|p| features_of(p)).collect();
+    let query = &kept[0];
+    let per_candidate = |f: &dyn Fn(usize)| {
+        median(
+            (0..rounds)
+                .map(|_| {
+                    let start = Instant::now();
+                    (0..paths.len()).for_each(f);
+                    start.elapsed().as_secs_f64() * 1e3 / paths.len() as f64
+                })
+                .collect(),
+        )
+    };
+    let from_file = per_candidate(&|i| {
+        std::hint::black_box(verify::verified(query, &features_of(&paths[i])));
+    });
+    let from_kept = per_candidate(&|i| {
+        std::hint::black_box(verify::verified(query, &kept[i]));
+    });
+    // What keeping them would add to indexing: the features of an image already decoded.
+    let decoded: Vec<_> = paths
+        .iter()
+        .map(|p| image::decode_file(p, verify::DECODE_SIDE, &limits).expect("decode"))
+        .collect();
+    let extract = per_candidate(&|i| {
+        std::hint::black_box(LocalFeatures::of(&decoded[i].image).expect("features"));
+    });
+    let keypoints: usize = kept.iter().map(LocalFeatures::len).sum();
+    let bytes = keypoints as f64 * (32.0 + 8.0) / paths.len() as f64;
+    println!(
+        "{{\"bench\": \"verify\", \"dir\": \"{}\", \"files\": {}, \"ms_decode_and_match\": {from_file:.2}, \"ms_match_kept\": {from_kept:.2}, \"ms_features_of_decoded\": {extract:.2}, \"kept_bytes_per_image\": {bytes:.0}, \"rounds\": {rounds}}}",
+        dir.display(),
+        paths.len()
     );
 }

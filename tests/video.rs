@@ -282,6 +282,27 @@ fn a_frame_grabbed_at_a_random_moment_finds_its_video_and_the_moment() {
 }
 
 #[test]
+fn verification_finds_the_moment_of_a_static_camera() {
+    // vtest.avi is a fixed CCTV camera: every frame looks alike to the global descriptor, and
+    // a frame grabbed at 47.3 s answers 36.0 s. Verified against each candidate frame decoded
+    // at its time, the people where they stand decide: the frame at 46 or 48 s.
+    let ix = indexed();
+    let query = ix.dir.join("vtest-47.3.png");
+    grab_frame(&video("vtest.avi"), 47.3, &query);
+    let q = query.to_str().unwrap();
+    let first =
+        |args: &[&str]| results(&search(&ix.db, &[args, &["-k", "3", q]].concat())[0])[0].clone();
+    let verified = first(&["--verify", "20"]);
+    assert_eq!(verified["path"], canonical(&video("vtest.avi")).as_str());
+    let t = verified["t"].as_f64().unwrap();
+    assert!(
+        (t - 47.3).abs() <= 2.0,
+        "verified moment {t}, expected 46-48 s: {verified}"
+    );
+    assert!(verified["inliers"].as_u64().unwrap() >= 18, "{verified}");
+}
+
+#[test]
 fn a_degraded_copy_of_a_video_finds_the_original() {
     let ix = indexed();
     let distorted = video("carphone_distorted.mp4");
