@@ -390,27 +390,15 @@ pub(crate) fn for_each_added_between(
     to: Watermark,
     dim: usize,
     batch: usize,
-    mut f: impl FnMut(&[ItemId], &[f32]) -> Result<(), IndexError>,
+    f: impl FnMut(&[ItemId], &[f32]) -> Result<(), IndexError>,
 ) -> Result<(), IndexError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, vector FROM items WHERE id > ?1 AND id <= ?2 ORDER BY id")?;
-    let mut rows = stmt.query([from.items, to.items])?;
-    let mut ids = Vec::with_capacity(batch);
-    let mut data = Vec::with_capacity(batch * dim);
-    while let Some(row) = rows.next()? {
+    let sql = "SELECT id, vector FROM items WHERE id > ?1 AND id <= ?2 ORDER BY id";
+    stream_rows(conn, sql, (from, to), dim, batch, f, |row, ids, data| {
         let id: ItemId = row.get(0)?;
-        decode_column_into(row, 1, dim, id, &mut data)?;
+        decode_column_into(row, 1, dim, id, data)?;
         ids.push(id);
-        if ids.len() == batch {
-            f(&ids, &data)?;
-            ids.clear();
-            data.clear();
-        }
-    }
-    if !ids.is_empty() {
-        f(&ids, &data)?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Calls `f` with batches of the region vectors of the items with ids in
@@ -422,20 +410,38 @@ pub(crate) fn for_each_region_added_between(
     to: Watermark,
     dim: usize,
     batch: usize,
-    mut f: impl FnMut(&[u64], &[f32]) -> Result<(), IndexError>,
+    f: impl FnMut(&[u64], &[f32]) -> Result<(), IndexError>,
 ) -> Result<(), IndexError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT item_id, data FROM regions WHERE item_id > ?1 AND item_id <= ?2 ORDER BY item_id",
-    )?;
-    let mut rows = stmt.query([from.items, to.items])?;
-    let mut keys = Vec::with_capacity(batch);
-    let mut data = Vec::with_capacity(batch * dim);
-    while let Some(row) = rows.next()? {
+    let sql =
+        "SELECT item_id, data FROM regions WHERE item_id > ?1 AND item_id <= ?2 ORDER BY item_id";
+    stream_rows(conn, sql, (from, to), dim, batch, f, |row, keys, data| {
         let id: ItemId = row.get(0)?;
         let blob = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
         let regions = decode_regions(blob, dim, id)?;
         keys.extend((0..regions.len()).map(|r| region_key(id, r)));
         data.extend_from_slice(&regions.vectors);
+        Ok(())
+    })
+}
+
+/// Runs `sql` for the item ids in `(from.items, to.items]` (its `?1` and `?2`), decodes each
+/// row into keys and `dim`-value vectors with `decode`, and hands them to `f` in batches of
+/// about `batch` keys.
+fn stream_rows<K>(
+    conn: &Connection,
+    sql: &str,
+    (from, to): (Watermark, Watermark),
+    dim: usize,
+    batch: usize,
+    mut f: impl FnMut(&[K], &[f32]) -> Result<(), IndexError>,
+    mut decode: impl FnMut(&rusqlite::Row<'_>, &mut Vec<K>, &mut Vec<f32>) -> Result<(), IndexError>,
+) -> Result<(), IndexError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query([from.items, to.items])?;
+    let mut keys = Vec::with_capacity(batch);
+    let mut data = Vec::with_capacity(batch * dim);
+    while let Some(row) = rows.next()? {
+        decode(row, &mut keys, &mut data)?;
         if keys.len() >= batch {
             f(&keys, &data)?;
             keys.clear();
