@@ -8,7 +8,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::descriptor::{DescriptorOptions, WhiteningOptions};
 use crate::error::{Error, Result};
-use crate::featurizer::{Embedded, Featurizer, ImageQuery};
+use crate::featurizer::{Featurizer, ImageQuery};
 use crate::image::Limits;
 use crate::index::{
     ContentHash, Hit, Index, IndexConfig, IndexError, ItemId, ItemRecord, MediaKind, NewFile,
@@ -530,15 +530,6 @@ impl Engine {
                 .map(|item| (item.t.unwrap_or(0.0), item.vector))
                 .collect(),
         })
-    }
-
-    /// Features of query files, embedded in batches (see [`Featurizer::embed_files`]).
-    pub fn embed_files(
-        &self,
-        paths: &[PathBuf],
-    ) -> Result<Vec<Result<Embedded, crate::image::ImageError>>> {
-        let threads = crate::available_cores();
-        self.featurizer.embed_files(paths, threads)
     }
 
     /// The stored vector of an indexed file whose stamp still matches the file on disk, so a

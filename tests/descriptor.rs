@@ -115,10 +115,10 @@ fn an_index_keeps_its_recorded_pooling_and_scales() {
         3 * (224 * 224 + 168 * 168),
         "both scales in use"
     );
-    let fresh = engine.embed_files(&indexed).unwrap();
+    let fresh = common::embed(engine.featurizer(), &indexed);
     for (path, fresh) in indexed.iter().zip(fresh) {
         let (_, stored) = engine.indexed_vector(path).unwrap().expect("indexed");
-        let fresh = fresh.expect("photo decodes").vector;
+        let fresh = fresh.vector;
         let diff = max_abs_diff(&fresh, &stored);
         assert!(diff < 1e-5, "{}: {diff}", path.display());
     }
