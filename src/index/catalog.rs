@@ -14,9 +14,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::error::IndexError;
-use super::types::{
-    FileStamp, IndexConfig, ItemId, ItemRecord, MediaKind, Region, Regions, WhiteningInfo,
-};
+use super::region_codec;
+use super::types::{FileStamp, IndexConfig, ItemId, ItemRecord, MediaKind, WhiteningInfo};
 use crate::descriptor::{DescriptorOptions, Whitening};
 
 /// The catalog's file name inside the index directory.
@@ -82,11 +81,13 @@ CREATE TABLE whitenings (
 ALTER TABLE files ADD COLUMN content_hash BLOB;
 "#,
     r#"
--- Each item's region descriptors (see `encode_regions`), for indexes that keep them; in a
--- table of their own so that reading `items` never touches them.
+-- Each item's region descriptors (see index/region_codec.rs), for indexes that keep them; in
+-- a table of their own so that reading `items` never touches them, and the boxes before the
+-- vectors so that reading a box never touches the vectors' overflow pages.
 CREATE TABLE regions (
     item_id INTEGER PRIMARY KEY REFERENCES items(id) ON DELETE CASCADE,
-    data    BLOB NOT NULL
+    boxes   BLOB NOT NULL,
+    vectors BLOB NOT NULL
 );
 "#,
 ];
@@ -412,14 +413,13 @@ pub(crate) fn for_each_region_added_between(
     batch: usize,
     f: impl FnMut(&[u64], &[f32]) -> Result<(), IndexError>,
 ) -> Result<(), IndexError> {
-    let sql =
-        "SELECT item_id, data FROM regions WHERE item_id > ?1 AND item_id <= ?2 ORDER BY item_id";
+    let sql = "SELECT item_id, vectors FROM regions WHERE item_id > ?1 AND item_id <= ?2
+               ORDER BY item_id";
     stream_rows(conn, sql, (from, to), dim, batch, f, |row, keys, data| {
         let id: ItemId = row.get(0)?;
         let blob = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-        let regions = decode_regions(blob, dim, id)?;
-        keys.extend((0..regions.len()).map(|r| region_key(id, r)));
-        data.extend_from_slice(&regions.vectors);
+        let count = region_codec::decode_vectors_into(blob, dim, id, data)?;
+        keys.extend((0..count).map(|r| region_key(id, r)));
         Ok(())
     })
 }
@@ -468,78 +468,6 @@ pub(crate) fn region_of_key(key: u64) -> (ItemId, usize) {
         (key / MAX_REGIONS as u64) as ItemId,
         (key % MAX_REGIONS as u64) as usize,
     )
-}
-
-/// Bytes at the start of a region blob: its format.
-const REGIONS_FORMAT: u8 = 1;
-
-/// Encodes an item's regions as the catalog stores them: a format byte, then per region its
-/// box (x, y, w, h as u16 fractions of 65535), the scale of its int8 values (f32) and the
-/// values. Per-vector int8 keeps cosines within ~1e-2 of f32 at a quarter of the bytes (18
-/// regions of 1280 values: 23 KB per image on disk); what is searched is projected from them.
-pub(crate) fn encode_regions(regions: &Regions, dim: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + regions.len() * (12 + dim));
-    out.push(REGIONS_FORMAT);
-    for (region, vector) in regions.boxes.iter().zip(regions.vectors.chunks_exact(dim)) {
-        for v in [region.x, region.y, region.w, region.h] {
-            out.extend_from_slice(&((v.clamp(0.0, 1.0) * 65535.0).round() as u16).to_le_bytes());
-        }
-        let max = vector.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-        let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
-        out.extend_from_slice(&scale.to_le_bytes());
-        out.extend(
-            vector
-                .iter()
-                .map(|x| (x / scale).round().clamp(-127.0, 127.0) as i8 as u8),
-        );
-    }
-    out
-}
-
-/// Decodes [`encode_regions`]'s blob of item `id`.
-pub(crate) fn decode_regions(blob: &[u8], dim: usize, id: ItemId) -> Result<Regions, IndexError> {
-    let stride = 12 + dim;
-    let corrupt = || {
-        IndexError::Corrupt(format!(
-            "item {id} has a {}-byte region blob, not regions of {dim} values",
-            blob.len()
-        ))
-    };
-    let Some((&REGIONS_FORMAT, body)) = blob.split_first() else {
-        return Err(corrupt());
-    };
-    if body.len() % stride != 0 || body.len() / stride > MAX_REGIONS {
-        return Err(corrupt());
-    }
-    let mut regions = Regions::default();
-    for chunk in body.chunks_exact(stride) {
-        let u16_at = |i: usize| f32::from(u16::from_le_bytes([chunk[i], chunk[i + 1]])) / 65535.0;
-        regions.boxes.push(Region {
-            x: u16_at(0),
-            y: u16_at(2),
-            w: u16_at(4),
-            h: u16_at(6),
-        });
-        let scale = f32::from_le_bytes([chunk[8], chunk[9], chunk[10], chunk[11]]);
-        regions
-            .vectors
-            .extend(chunk[12..].iter().map(|&b| f32::from(b as i8) * scale));
-    }
-    Ok(regions)
-}
-
-/// The box of region `region` in [`encode_regions`]'s blob (None if it has no such region),
-/// read without decoding the vectors.
-pub(crate) fn region_box(blob: &[u8], dim: usize, region: usize) -> Option<Region> {
-    let at = 1 + region * (12 + dim);
-    let b = blob.get(at..at + 8)?;
-    let u16_at = |i: usize| f32::from(u16::from_le_bytes([b[i], b[i + 1]])) / 65535.0;
-    Some(Region {
-        x: u16_at(0),
-        y: u16_at(2),
-        w: u16_at(4),
-        h: u16_at(6),
-    })
 }
 
 /// Encodes a vector as the catalog stores it: f32 little-endian.
@@ -668,47 +596,5 @@ impl Drop for PooledConnection<'_> {
                 idle.push(conn);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn regions_round_trip_within_int8_precision() {
-        let dim = 5;
-        let regions = Regions {
-            boxes: vec![
-                Region {
-                    x: 0.0,
-                    y: 0.25,
-                    w: 0.5,
-                    h: 0.75,
-                },
-                Region::WHOLE,
-            ],
-            vectors: vec![0.5, -0.5, 0.1, 0.0, 0.7, 0.0, 0.0, 0.0, 0.0, 0.0],
-        };
-        let blob = encode_regions(&regions, dim);
-        assert_eq!(blob.len(), 1 + 2 * (12 + dim));
-        let back = decode_regions(&blob, dim, 1).unwrap();
-        assert_eq!(back.len(), 2);
-        for (a, b) in back.boxes.iter().zip(&regions.boxes) {
-            assert!((a.x - b.x).abs() < 1e-4 && (a.h - b.h).abs() < 1e-4);
-        }
-        for (a, b) in back.vectors.iter().zip(&regions.vectors) {
-            assert!((a - b).abs() <= 0.7 / 127.0, "{a} vs {b}");
-        }
-        // The all-zero vector stays zero (no division by zero).
-        assert!(back.vectors[5..].iter().all(|&v| v == 0.0));
-        // Another dimension, a cut blob or an unknown format is corruption, not a panic.
-        assert!(decode_regions(&blob, 4, 1).is_err());
-        assert!(decode_regions(&blob[..blob.len() - 1], dim, 1).is_err());
-        assert!(decode_regions(&[9], dim, 1).is_err());
-        assert!(decode_regions(&[], dim, 1).is_err());
-        assert_eq!(region_box(&blob, dim, 1), Some(back.boxes[1]));
-        assert_eq!(region_box(&blob, dim, 2), None);
-        assert_eq!(region_of_key(region_key(12345, 17)), (12345, 17));
     }
 }

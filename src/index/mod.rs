@@ -18,6 +18,7 @@ mod catalog;
 mod error;
 mod flat;
 mod layers;
+mod region_codec;
 mod region_search;
 mod types;
 
@@ -37,10 +38,10 @@ pub use types::{
 
 use crate::descriptor::whitening::{Whitening, WhiteningOptions, MAX_TRAINING_VECTORS};
 use ann::Role;
-pub(crate) use catalog::{decode_regions, encode_regions};
 use catalog::{ReadPool, StoredWhitening, CATALOG_FILE, RECORD_COLUMNS};
 use flat::{dot, Scored, TopK};
 use layers::Layers;
+pub(crate) use region_codec::{decode as decode_regions, encode as encode_regions};
 
 /// Extra ANN candidates fetched beyond `k`: the ones near the k-th are re-scored with the
 /// exact f32 vectors, and the rest make up for hits that another process removed since our
@@ -285,8 +286,9 @@ impl Index {
             let mut insert = tx.prepare_cached(
                 "INSERT INTO items (file_id, t, width, height, vector) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            let mut insert_regions =
-                tx.prepare_cached("INSERT INTO regions (item_id, data) VALUES (?1, ?2)")?;
+            let mut insert_regions = tx.prepare_cached(
+                "INSERT INTO regions (item_id, boxes, vectors) VALUES (?1, ?2, ?3)",
+            )?;
             for file in &files {
                 let file_id: i64 = upsert.query_row(
                     params![
@@ -310,8 +312,8 @@ impl Index {
                     ])?;
                     let id = tx.last_insert_rowid();
                     if keep_regions && !item.regions.is_empty() {
-                        let data = catalog::encode_regions(&item.regions, dim);
-                        insert_regions.execute(params![id, data])?;
+                        let encoded = region_codec::encode(&item.regions, dim);
+                        insert_regions.execute(params![id, encoded.boxes, encoded.vectors])?;
                     }
                     ids.push(id);
                 }

@@ -6,6 +6,7 @@ use rusqlite::OptionalExtension;
 
 use super::catalog::{self, region_of_key};
 use super::error::IndexError;
+use super::region_codec;
 use super::types::{Hit, ItemId, MediaKind, NewItem, Region};
 use super::Index;
 
@@ -47,7 +48,7 @@ impl Index {
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         let conn = self.readers.get()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT f.path, i.t, f.kind, r.data FROM items i JOIN files f ON f.id = i.file_id
+            "SELECT f.path, i.t, f.kind, r.boxes FROM items i JOIN files f ON f.id = i.file_id
              JOIN regions r ON r.item_id = i.id WHERE i.id = ?1",
         )?;
         let mut hits = Vec::with_capacity(k.min(ranked.len()));
@@ -60,13 +61,8 @@ impl Index {
                     let path: String = r.get(0)?;
                     let t: Option<f64> = r.get(1)?;
                     let kind: String = r.get(2)?;
-                    let data = r.get_ref(3)?.as_blob()?;
-                    Ok((
-                        path,
-                        t,
-                        kind,
-                        catalog::region_box(data, self.config.dim, region),
-                    ))
+                    let boxes = r.get_ref(3)?.as_blob()?;
+                    Ok((path, t, kind, region_codec::region_box(boxes, region)))
                 })
                 .optional()?;
             // Removed by another process since our last refresh.

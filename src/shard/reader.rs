@@ -39,6 +39,9 @@ pub struct ShardRow {
     pub partial: Option<String>,
 }
 
+/// A row's `region_boxes` and `region_vectors`, as read.
+type EncodedBlobs = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The columns a shard must have (the others are optional).
 const REQUIRED: [&str; 7] = [
     "path",
@@ -171,8 +174,8 @@ impl ShardReader {
                 }
                 let (mut shard_row, regions) = self.row(&row)?;
                 shard_row.vector = vectors.next().map_err(|reason| self.bad(reason))?;
-                if let (Some(blob), Some(vector)) = (regions, &shard_row.vector) {
-                    shard_row.regions = decode_regions(&blob, vector.len(), 0)
+                if let ((Some(boxes), Some(vectors)), Some(vector)) = (regions, &shard_row.vector) {
+                    shard_row.regions = decode_regions(&boxes, &vectors, vector.len(), 0)
                         .map_err(|e| self.bad(format!("unreadable regions: {e}")))?;
                 }
                 if each(shard_row)?.is_break() {
@@ -207,10 +210,10 @@ impl ShardReader {
         })
     }
 
-    /// The row's fields but the vector, and its encoded regions if any (decoded once the
-    /// vector gives their dimension).
-    fn row(&self, row: &Row) -> Result<(ShardRow, Option<Vec<u8>>), ShardError> {
-        let mut regions = None;
+    /// The row's fields but the vector, and its encoded region boxes and vectors if any
+    /// (decoded once the vector gives their dimension).
+    fn row(&self, row: &Row) -> Result<(ShardRow, EncodedBlobs), ShardError> {
+        let mut regions: EncodedBlobs = (None, None);
         let mut out = ShardRow {
             path: String::new(),
             stamp: FileStamp::default(),
@@ -275,12 +278,17 @@ impl ShardReader {
                 }
                 "error" => out.error = string(field),
                 "partial" => out.partial = string(field),
-                "regions" => {
-                    regions = match field {
+                "region_boxes" | "region_vectors" => {
+                    let bytes = match field {
                         Field::Null => None,
                         Field::Bytes(b) => Some(b.data().to_vec()),
                         _ => return Err(bad("no region bytes")),
                     };
+                    if name == "region_boxes" {
+                        regions.0 = bytes;
+                    } else {
+                        regions.1 = bytes;
+                    }
                 }
                 _ => {}
             }

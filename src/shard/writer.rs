@@ -23,8 +23,8 @@ use crate::ingest::{Failure, Sink};
 
 /// The Parquet schema of a shard. The vector is a standard three-level LIST (what Spark and
 /// pyarrow write and read as `array<float>` / `list<float>`); the hash is 32 bytes of BLAKE3;
-/// `regions` holds an item's region descriptors as the catalog stores them (int8, see
-/// `crate::descriptor::regions`): opaque to Spark, which only carries them.
+/// `region_boxes` and `region_vectors` hold an item's region descriptors as the catalog stores
+/// them (int8, see `crate::descriptor::regions`): opaque to Spark, which only carries them.
 const SCHEMA: &str = "
 message lookalike_shard {
     REQUIRED BYTE_ARRAY path (STRING);
@@ -44,7 +44,8 @@ message lookalike_shard {
     }
     OPTIONAL BYTE_ARRAY error (STRING);
     OPTIONAL BYTE_ARRAY partial (STRING);
-    OPTIONAL BYTE_ARRAY regions;
+    OPTIONAL BYTE_ARRAY region_boxes;
+    OPTIONAL BYTE_ARRAY region_vectors;
 }
 ";
 
@@ -193,7 +194,8 @@ struct Columns {
     vector_rep: Vec<i16>,
     error: Optional<ByteArray>,
     partial: Optional<ByteArray>,
-    regions: Optional<ByteArray>,
+    region_boxes: Optional<ByteArray>,
+    region_vectors: Optional<ByteArray>,
 }
 
 /// The values present and a definition level per row (1: present, 0: null).
@@ -238,11 +240,13 @@ impl Columns {
         self.descriptor.push(descriptor.clone());
         let regions = match &row.vector {
             Some(vector) if !row.regions.is_empty() => {
-                Some(ByteArray::from(encode_regions(&row.regions, vector.len())))
+                Some(encode_regions(&row.regions, vector.len()))
             }
             _ => None,
         };
-        self.regions.push(regions);
+        let (boxes, vectors) = regions.map(|r| (r.boxes.into(), r.vectors.into())).unzip();
+        self.region_boxes.push(boxes);
+        self.region_vectors.push(vectors);
         // Levels of vector.list.element: def 0 = no vector, 2 = an element; rep 1 = the
         // same list goes on. A vector is never empty.
         match row.vector.filter(|v| !v.is_empty()) {
@@ -323,11 +327,16 @@ impl Columns {
                     None,
                 )?,
                 13 => column.typed::<ByteArrayType>().write_batch(
-                    &self.regions.values,
-                    Some(&self.regions.def),
+                    &self.region_boxes.values,
+                    Some(&self.region_boxes.def),
                     None,
                 )?,
-                _ => unreachable!("the shard schema has 14 leaf columns"),
+                14 => column.typed::<ByteArrayType>().write_batch(
+                    &self.region_vectors.values,
+                    Some(&self.region_vectors.def),
+                    None,
+                )?,
+                _ => unreachable!("the shard schema has 15 leaf columns"),
             };
             column.close()?;
             index += 1;
