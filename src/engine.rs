@@ -143,6 +143,11 @@ impl Engine {
         })
     }
 
+    /// The index, for the library's own modules that need more than the methods below.
+    pub(crate) fn shared_index(&self) -> &SharedIndex {
+        &self.index
+    }
+
     pub fn featurizer(&self) -> &Featurizer {
         &self.featurizer
     }

@@ -10,6 +10,7 @@
 //! [`engine::Engine`] is the handle the CLI and the HTTP server ([`server`]) use.
 
 pub mod descriptor;
+pub mod duplicates;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -7,7 +7,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lookalike::descriptor::whitening::{is_due, parse_whitening};
+use lookalike::descriptor::whitening::{is_due, parse_whitening, WhiteningOptions};
 use lookalike::descriptor::QueryExpansion;
 use lookalike::index::{
     ContentHash, FileStamp, HnswParams, Index, IndexConfig, IndexError, ItemId, MediaKind, NewFile,
@@ -969,42 +969,14 @@ fn ann_benchmark() {
     };
     let mut writer = Index::create_or_open_with(dir.path(), &config, params).unwrap();
     let started = Instant::now();
-    let (mut gen_s, mut add_s, mut add_cpu) = (0.0, 0.0, 0.0);
-    let (mut learn_s, mut learn_cpu) = (0.0, 0.0);
-    let batch = 2000;
-    let mut done = 0;
-    while done < n {
-        let t0 = Instant::now();
-        let m = batch.min(n - done);
-        let vectors: Vec<Vec<f32>> = (0..m).map(|_| data.next()).collect();
-        gen_s += t0.elapsed().as_secs_f64();
-        let files = vectors
-            .iter()
-            .enumerate()
-            .map(|(i, v)| synthetic_image(format!("f{}.jpg", done + i), v.clone()))
-            .collect();
-        let (t1, c1) = (Instant::now(), process_cpu_seconds());
-        let ids = writer.add(files).unwrap();
-        add_s += t1.elapsed().as_secs_f64();
-        add_cpu += process_cpu_seconds() - c1;
-        done += m;
-        if let Some(options) = whitening {
-            let learned_from = writer.whitening_info().map(|w| w.learned_from);
-            if is_due(done as u64, learned_from, Some(options.dims)) {
-                let (t, c) = (Instant::now(), process_cpu_seconds());
-                let prepared = writer.prepare_whitening(options).unwrap();
-                writer.install_whitening(prepared).unwrap();
-                let (secs, cpu) = (t.elapsed().as_secs_f64(), process_cpu_seconds() - c);
-                eprintln!("learned {options:?} at {done} items: {secs:.1} s wall, {cpu:.1} CPU s");
-                (learn_s, learn_cpu) = (learn_s + secs, learn_cpu + cpu);
-            }
+    let filled = fill(&mut writer, &mut data, n, whitening, |ids, vectors| {
+        if whitening.is_some() {
             // The truth is computed in the final whitened space once built.
-            continue;
+            return;
         }
         // Ground truth, computed as the data streams by (never all in memory).
         std::thread::scope(|s| {
             for (q, best) in queries.iter().zip(truth.iter_mut()) {
-                let (ids, vectors) = (&ids, &vectors);
                 s.spawn(move || {
                     best.extend(ids.iter().zip(vectors).map(|(id, v)| (dot(q, v), *id)));
                     best.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -1012,7 +984,14 @@ fn ann_benchmark() {
                 });
             }
         });
-    }
+    });
+    let Filled {
+        gen_s,
+        add_s,
+        add_cpu,
+        learn_s,
+        learn_cpu,
+    } = filled;
     if whitening.is_some() {
         let t = Instant::now();
         truth = whitened_truth(&writer, &queries, k);
@@ -1113,6 +1092,152 @@ fn ann_benchmark() {
         t.elapsed().as_secs_f64() * 1000.0,
         exact[0].id == truth[0][0].1
     );
+}
+
+/// The duplicate finder's neighbour stage at scale (issue 15): every image's nearest
+/// neighbours, searched as `lookalike duplicates` scans (rounds of the catalog's images,
+/// searches on both cores), the pairs above the default cosine kept as candidates and joined
+/// into groups. The sameness test that follows needs the image files, which synthetic
+/// vectors do not have: its cost per pair is measured on real photos (BENCHMARKS.md).
+/// LOOKALIKE_BENCH_DB=DIR keeps the index: built there when absent (LOOKALIKE_BENCH_N
+/// vectors around LOOKALIKE_BENCH_BASE=vectors.npy with LOOKALIKE_BENCH_NOISE, PCA to 512
+/// like the default descriptor), so that a second run measures the scan alone.
+#[test]
+#[ignore = "benchmark: minutes, gigabytes"]
+fn duplicate_scan_benchmark() {
+    use lookalike::duplicates::scan::{Neighbourhood, ScanOptions};
+    let n = env_usize("LOOKALIKE_BENCH_N", 100_000);
+    let db = PathBuf::from(std::env::var("LOOKALIKE_BENCH_DB").expect("LOOKALIKE_BENCH_DB"));
+    if !Index::exists(&db) {
+        let base = std::env::var("LOOKALIKE_BENCH_BASE").expect("LOOKALIKE_BENCH_BASE");
+        let noise = std::env::var("LOOKALIKE_BENCH_NOISE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.5);
+        let rows = read_npy_rows(&base);
+        let mut config = IndexConfig::new("bench", rows[0].len());
+        let whitening = parse_whitening("512").unwrap();
+        config.descriptor.whitening = whitening;
+        let mut data = Clustered::around(rows, noise, 1);
+        let mut writer = Index::create_or_open(&db, &config).unwrap();
+        let t = Instant::now();
+        fill(&mut writer, &mut data, n, whitening, |_, _| {});
+        writer.checkpoint().unwrap();
+        eprintln!("built {n} vectors in {:.1} s", t.elapsed().as_secs_f64());
+    }
+    let index = Index::open_read_only(&db).unwrap();
+    let options = ScanOptions::default();
+    let total = index.item_count().unwrap() as usize;
+    let (t, cpu) = (Instant::now(), process_cpu_seconds());
+    let mut neighbourhood = Neighbourhood::default();
+    let mut parent: Vec<ItemId> = (0..=index.last_item_id().unwrap()).collect();
+    fn root(parent: &mut [ItemId], mut x: ItemId) -> ItemId {
+        while parent[x as usize] != x {
+            parent[x as usize] = parent[parent[x as usize] as usize];
+            x = parent[x as usize];
+        }
+        x
+    }
+    let (mut after, mut candidates) = (0, 0usize);
+    loop {
+        let images = index.images_after(after, 1024).unwrap();
+        let Some((last, _)) = images.last() else {
+            break;
+        };
+        after = last.id;
+        for c in neighbourhood.candidates(&index, &images, &options).unwrap() {
+            let (ra, rb) = (root(&mut parent, c.a.id), root(&mut parent, c.b));
+            parent[ra.max(rb) as usize] = ra.min(rb);
+            candidates += 1;
+        }
+    }
+    let (wall, cpu) = (t.elapsed().as_secs_f64(), process_cpu_seconds() - cpu);
+    let mut sizes = std::collections::HashMap::new();
+    for id in 1..parent.len() as ItemId {
+        *sizes.entry(root(&mut parent, id)).or_insert(0usize) += 1;
+    }
+    let groups = sizes.values().filter(|&&s| s > 1).count();
+    let largest = sizes.values().max().copied().unwrap_or(0);
+    eprintln!(
+        "scanned {total} images in {wall:.1} s wall, {cpu:.1} CPU s ({:.0} images/s): \
+         {candidates} candidate pairs at cosine >= {}, {groups} groups of 2+ (largest {largest}); \
+         peak RSS {} MB",
+        total as f64 / wall,
+        options.min_similarity,
+        peak_rss_kb() / 1024
+    );
+}
+
+/// This process's peak resident set (VmHWM), in KB.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// What filling a benchmark index took (seconds).
+struct Filled {
+    gen_s: f64,
+    add_s: f64,
+    add_cpu: f64,
+    learn_s: f64,
+    learn_cpu: f64,
+}
+
+/// Adds `n` vectors from `data` to `writer` in batches, learning the whitening whenever the
+/// engine would (after a batch: first at enough items, again at each 4x growth); `each` sees
+/// every batch's ids and vectors as they are added.
+fn fill(
+    writer: &mut Index,
+    data: &mut Clustered,
+    n: usize,
+    whitening: Option<WhiteningOptions>,
+    mut each: impl FnMut(&[ItemId], &[Vec<f32>]),
+) -> Filled {
+    let mut filled = Filled {
+        gen_s: 0.0,
+        add_s: 0.0,
+        add_cpu: 0.0,
+        learn_s: 0.0,
+        learn_cpu: 0.0,
+    };
+    let batch = 2000;
+    let mut done = 0;
+    while done < n {
+        let t0 = Instant::now();
+        let m = batch.min(n - done);
+        let vectors: Vec<Vec<f32>> = (0..m).map(|_| data.next()).collect();
+        filled.gen_s += t0.elapsed().as_secs_f64();
+        let files = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| synthetic_image(format!("f{}.jpg", done + i), v.clone()))
+            .collect();
+        let (t1, c1) = (Instant::now(), process_cpu_seconds());
+        let ids = writer.add(files).unwrap();
+        filled.add_s += t1.elapsed().as_secs_f64();
+        filled.add_cpu += process_cpu_seconds() - c1;
+        done += m;
+        if let Some(options) = whitening {
+            let learned_from = writer.whitening_info().map(|w| w.learned_from);
+            if is_due(done as u64, learned_from, Some(options.dims)) {
+                let (t, c) = (Instant::now(), process_cpu_seconds());
+                let prepared = writer.prepare_whitening(options).unwrap();
+                writer.install_whitening(prepared).unwrap();
+                let (secs, cpu) = (t.elapsed().as_secs_f64(), process_cpu_seconds() - c);
+                eprintln!("learned {options:?} at {done} items: {secs:.1} s wall, {cpu:.1} CPU s");
+                filled.learn_s += secs;
+                filled.learn_cpu += cpu;
+            }
+        }
+        each(&ids, &vectors);
+    }
+    filled
 }
 
 /// The exact top `k` of each query in `index`'s whitened space: every stored vector streamed

@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch.
 
 mod classify;
+mod duplicates;
 mod embed;
 mod eval;
 mod export;
@@ -74,6 +75,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// What the index holds
     Stats(stats::StatsArgs),
+    /// Groups of duplicate images (exact copies and the same photo resized, recompressed,
+    /// cropped, mirrored or turned grey), each with a keeper; move, link or delete the rest
+    Duplicates(duplicates::DuplicatesArgs),
     /// Remove files from the index (the files themselves are not touched)
     Remove(index::RemoveArgs),
     /// Write all vectors and paths out (.npy + JSON lines, or JSON lines alone)
@@ -96,6 +100,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Model(command) => model::run(&global, command),
         Command::Serve(args) => serve::run(&global, args),
         Command::Stats(args) => stats::run(&global, args),
+        Command::Duplicates(args) => duplicates::run(&global, args),
         Command::Remove(args) => index::remove(&global, args),
         Command::Export(args) => export::run(&global, args),
         Command::Whiten(args) => whiten::run(&global, args),

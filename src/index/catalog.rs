@@ -22,7 +22,7 @@ use crate::descriptor::{DescriptorOptions, Whitening};
 pub(crate) const CATALOG_FILE: &str = "catalog.sqlite";
 
 /// The schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// A writer waiting for another writer's transaction, or a reader for a WAL checkpoint, retries
 /// this long before giving up with SQLITE_BUSY.
@@ -89,6 +89,25 @@ CREATE TABLE regions (
     boxes   BLOB NOT NULL,
     vectors BLOB NOT NULL
 );
+"#,
+    r#"
+-- Pairs of images the duplicate finder confirmed to be one photo (see duplicates/), each
+-- once (a < b), gone with either image; meta 'duplicate_scan' says which items were scanned.
+CREATE TABLE duplicate_pairs (
+    a          INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    b          INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    similarity REAL NOT NULL,
+    PRIMARY KEY (a, b)
+) WITHOUT ROWID;
+CREATE INDEX duplicate_pairs_b ON duplicate_pairs(b);
+-- "Not duplicates" decisions, by the two files' content hashes (a < b): they outlive moves,
+-- renames and re-indexing of the files.
+CREATE TABLE distinct_pairs (
+    a          BLOB NOT NULL,
+    b          BLOB NOT NULL,
+    decided_at INTEGER NOT NULL, -- unix seconds
+    PRIMARY KEY (a, b)
+) WITHOUT ROWID;
 "#,
 ];
 

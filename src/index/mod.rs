@@ -15,6 +15,7 @@
 
 mod ann;
 mod catalog;
+mod duplicate_store;
 mod error;
 mod flat;
 mod layers;
@@ -30,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 pub use ann::HnswParams;
+pub use duplicate_store::{ordered_pair, DuplicatePair, DuplicateScan, ImageFacts};
 pub use error::IndexError;
 pub use types::{
     ContentHash, FileStamp, Hit, IndexConfig, ItemId, ItemRecord, MediaKind, NewFile, NewItem,

@@ -69,14 +69,7 @@ pub struct Verified {
 /// How many of the features shared by two images one affine transform explains (mutual
 /// nearest neighbours among the descriptors, then RANSAC), and where `a` lies in `b`.
 pub fn verified(a: &LocalFeatures, b: &LocalFeatures) -> Verified {
-    let matches: Vec<ransac::Correspondence> = mutual_matches(a, b)
-        .into_iter()
-        .map(|(i, j)| {
-            let (p, q) = (a.keypoints[i], b.keypoints[j]);
-            ([p.x, p.y], [q.x, q.y])
-        })
-        .collect();
-    match ransac::best_affine(&matches, TOLERANCE) {
+    match best_transform(a, b) {
         Some((affine, inliers)) => Verified {
             inliers,
             region: outline(&affine, a, b),
@@ -86,6 +79,31 @@ pub fn verified(a: &LocalFeatures, b: &LocalFeatures) -> Verified {
             region: None,
         },
     }
+}
+
+/// The affine transform from `a`'s working pixels to `b`'s that explains the most of the
+/// features the two share, and how many it explains.
+fn best_transform(a: &LocalFeatures, b: &LocalFeatures) -> Option<(ransac::Affine, usize)> {
+    ransac::best_affine(&correspondences(a, b), TOLERANCE)
+}
+
+/// The positions of the mutual matches between `a` and `b`.
+fn correspondences(a: &LocalFeatures, b: &LocalFeatures) -> Vec<ransac::Correspondence> {
+    mutual_matches(a, b)
+        .into_iter()
+        .map(|(i, j)| {
+            let (p, q) = (a.keypoints[i], b.keypoints[j]);
+            ([p.x, p.y], [q.x, q.y])
+        })
+        .collect()
+}
+
+/// [`best_transform`] re-fitted to all the matches it explains, for lining one image up
+/// with the other pixel for pixel.
+pub fn alignment(a: &LocalFeatures, b: &LocalFeatures) -> Option<(ransac::Affine, usize)> {
+    let matches = correspondences(a, b);
+    let (model, inliers) = ransac::best_affine(&matches, TOLERANCE)?;
+    Some((ransac::refine(&matches, model, TOLERANCE), inliers))
 }
 
 /// [`verified`]'s count alone.

@@ -55,32 +55,23 @@ impl LocalFeatures {
     /// Detects and describes the features of an image (any size; scaled down to
     /// [`WORKING_SIDE`] first, never up).
     pub fn of(image: &RgbImage) -> Result<LocalFeatures, ImageError> {
-        // Shrunk first: a full-size grey copy of a huge image would cost more than the rest.
-        let (w, h) = image.dimensions();
-        let shrink = (WORKING_SIDE as f32 / w.max(h) as f32).min(1.0);
-        let mut small = RgbImage::new(scaled(w, shrink), scaled(h, shrink));
-        if small.dimensions() == (w, h) {
-            small.clone_from(image);
-        } else {
-            resize_into(image, &mut small)?;
-        }
-        // Rec. 601 luma in 8-bit fixed point.
-        let base = GrayImage::from_fn(small.width(), small.height(), |x, y| {
-            let [r, g, b] = small.get_pixel(x, y).0.map(u32::from);
-            image::Luma([((77 * r + 150 * g + 29 * b + 128) >> 8) as u8])
-        });
+        LocalFeatures::of_working(&working_grey(image)?)
+    }
 
+    /// Detects and describes the features of a grey image already at most [`WORKING_SIDE`]
+    /// on its longer side (from [`working_grey`]), whose pixels the keypoints are in.
+    pub fn of_working(base: &GrayImage) -> Result<LocalFeatures, ImageError> {
         let weights: Vec<f32> = (0..LEVELS).map(|l| SCALE.powi(-2 * l as i32)).collect();
         let total: f32 = weights.iter().sum();
         let mut features = LocalFeatures {
-            width: small.width(),
-            height: small.height(),
+            width: base.width(),
+            height: base.height(),
             ..LocalFeatures::default()
         };
         for (l, weight) in weights.iter().enumerate() {
             let scale = SCALE.powi(l as i32);
             let level = resize(
-                &base,
+                base,
                 scaled(base.width(), 1.0 / scale),
                 scaled(base.height(), 1.0 / scale),
             )?;
@@ -97,6 +88,25 @@ impl LocalFeatures {
     pub fn is_empty(&self) -> bool {
         self.keypoints.is_empty()
     }
+}
+
+/// An image scaled down to [`WORKING_SIDE`] on its longer side (never up) and turned to
+/// Rec. 601 luma: what features are detected on.
+pub fn working_grey(image: &RgbImage) -> Result<GrayImage, ImageError> {
+    // Shrunk first: a full-size grey copy of a huge image would cost more than the rest.
+    let (w, h) = image.dimensions();
+    let shrink = (WORKING_SIDE as f32 / w.max(h) as f32).min(1.0);
+    let mut small = RgbImage::new(scaled(w, shrink), scaled(h, shrink));
+    if small.dimensions() == (w, h) {
+        small.clone_from(image);
+    } else {
+        resize_into(image, &mut small)?;
+    }
+    // In 8-bit fixed point.
+    Ok(GrayImage::from_fn(small.width(), small.height(), |x, y| {
+        let [r, g, b] = small.get_pixel(x, y).0.map(u32::from);
+        image::Luma([((77 * r + 150 * g + 29 * b + 128) >> 8) as u8])
+    }))
 }
 
 fn scaled(side: u32, factor: f32) -> u32 {

@@ -124,6 +124,32 @@ pub fn best_affine(matches: &[Correspondence], tolerance: f32) -> Option<(Affine
     best
 }
 
+/// `model` re-fitted by least squares to all the matches it maps within `tolerance`: three
+/// matches fix a hypothesis, dozens fix it to a fraction of a pixel. `model` itself when
+/// fewer than three are within reach or they are degenerate.
+pub fn refine(matches: &[Correspondence], model: Affine, tolerance: f32) -> Affine {
+    let tolerance_sq = tolerance * tolerance;
+    let mut normal = Matrix3::<f64>::zeros();
+    let (mut rhs_x, mut rhs_y) = (Vector3::<f64>::zeros(), Vector3::<f64>::zeros());
+    let mut used = 0;
+    for (src, dst) in matches {
+        let [x, y] = model.apply(*src);
+        if (x - dst[0]).powi(2) + (y - dst[1]).powi(2) > tolerance_sq {
+            continue;
+        }
+        let p = Vector3::new(f64::from(src[0]), f64::from(src[1]), 1.0);
+        normal += p * p.transpose();
+        rhs_x += p * f64::from(dst[0]);
+        rhs_y += p * f64::from(dst[1]);
+        used += 1;
+    }
+    let Some(inverse) = (used >= 3).then(|| normal.try_inverse()).flatten() else {
+        return model;
+    };
+    let (x, y) = (inverse * rhs_x, inverse * rhs_y);
+    Affine([x[0], x[1], x[2], y[0], y[1], y[2]].map(|v| v as f32))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
