@@ -172,17 +172,25 @@ pub fn groups(engine: &Engine, options: &GroupOptions) -> Result<Vec<Group>> {
 }
 
 /// Splits a connected set (in keeper order) where "not duplicates" decisions forbid two of
-/// its members from sharing a group although others link them: each member joins the first
-/// part it is linked to and has no decision against, or starts a part of its own. So a photo
-/// declared not a duplicate of the keeper leaves the group even when it looks like another
-/// member (which, being one photo with the keeper, it then is not either).
+/// its members from sharing a group although others link them. Members are taken in
+/// breadth-first order from the keeper (so each is linked to one taken before it), and each
+/// joins the first part it is linked to and has no decision against, or starts a part of
+/// its own. So a photo declared not a duplicate of the keeper leaves the group even when it
+/// looks like another member (which, being one photo with the keeper, it then is not either).
 fn split_distinct(
     set: Vec<Member>,
     linked: &HashMap<ItemId, Vec<ItemId>>,
     is_distinct: &impl Fn(&Member, &Member) -> bool,
 ) -> Vec<Vec<Member>> {
+    let conflicted = set
+        .iter()
+        .enumerate()
+        .any(|(i, a)| set[i + 1..].iter().any(|b| is_distinct(a, b)));
+    if !conflicted {
+        return vec![set];
+    }
     let mut parts: Vec<Vec<Member>> = Vec::new();
-    for m in set {
+    for m in breadth_first(set, linked) {
         let neighbours = linked.get(&m.id).map_or(&[][..], Vec::as_slice);
         let home = parts.iter().position(|part| {
             part.iter().any(|p| neighbours.contains(&p.id))
@@ -193,7 +201,35 @@ fn split_distinct(
             None => parts.push(vec![m]),
         }
     }
+    for part in &mut parts {
+        part.sort_by(keeper_order);
+    }
     parts
+}
+
+/// A connected set's members in breadth-first order over their links, from the first, each
+/// node's neighbours taken in the set's order.
+fn breadth_first(set: Vec<Member>, linked: &HashMap<ItemId, Vec<ItemId>>) -> Vec<Member> {
+    let position: HashMap<ItemId, usize> = set.iter().enumerate().map(|(i, m)| (m.id, i)).collect();
+    let mut slots: Vec<Option<Member>> = set.into_iter().map(Some).collect();
+    let mut order = Vec::with_capacity(slots.len());
+    let mut queue = std::collections::VecDeque::from([0]);
+    while let Some(i) = queue.pop_front() {
+        let Some(m) = slots[i].take() else { continue };
+        let mut next: Vec<usize> = linked
+            .get(&m.id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| position.get(id).copied())
+            .filter(|&j| slots[j].is_some())
+            .collect();
+        next.sort_unstable();
+        queue.extend(next);
+        order.push(m);
+    }
+    // Unreachable members (none in a connected set) keep their place at the end.
+    order.extend(slots.into_iter().flatten());
+    order
 }
 
 fn member(facts: &ImageFacts, references: &[PathBuf]) -> Member {
@@ -312,5 +348,85 @@ impl DisjointSets {
         }
         sets.sort_by_key(|s| s[0]);
         sets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: ItemId, pixels: u32, hash: u8) -> Member {
+        Member {
+            id,
+            path: format!("/p/{id}.jpg"),
+            width: pixels,
+            height: 1,
+            bytes: 1000,
+            modified: 0,
+            format: "jpg".into(),
+            keeper: false,
+            reference: false,
+            tier: Tier::Near,
+            content_hash: Some(ContentHash([hash; 32])),
+        }
+    }
+
+    /// Keeper 1 links only to 3, and 3 to 2: a chain whose members come in another order
+    /// than their links.
+    fn chain() -> (Vec<Member>, HashMap<ItemId, Vec<ItemId>>) {
+        let set = vec![member(1, 300, 1), member(2, 200, 2), member(3, 100, 3)];
+        let linked = HashMap::from([(1, vec![3]), (3, vec![1, 2]), (2, vec![3])]);
+        (set, linked)
+    }
+
+    fn ids(parts: &[Vec<Member>]) -> Vec<Vec<ItemId>> {
+        parts
+            .iter()
+            .map(|p| p.iter().map(|m| m.id).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_connected_set_without_decisions_stays_whole() {
+        let (set, linked) = chain();
+        let parts = split_distinct(set, &linked, &|_: &Member, _: &Member| false);
+        assert_eq!(ids(&parts), vec![vec![1, 2, 3]]);
+    }
+
+    #[test]
+    fn a_decision_against_the_keeper_takes_a_member_out() {
+        let (set, linked) = chain();
+        let apart = |a: &Member, b: &Member| {
+            let mut pair = [a.id, b.id];
+            pair.sort_unstable();
+            pair == [1, 2]
+        };
+        let parts = split_distinct(set, &linked, &apart);
+        assert_eq!(ids(&parts), vec![vec![1, 3], vec![2]]);
+    }
+
+    #[test]
+    fn the_keeper_has_the_most_pixels_then_bytes_then_age() {
+        let mut a = member(1, 100, 1);
+        let mut b = member(2, 100, 2);
+        b.bytes = 2000;
+        assert_eq!(
+            keeper_order(&b, &a),
+            std::cmp::Ordering::Less,
+            "more bytes first"
+        );
+        b.bytes = a.bytes;
+        a.modified = 10;
+        assert_eq!(
+            keeper_order(&b, &a),
+            std::cmp::Ordering::Less,
+            "older first"
+        );
+        a.reference = true;
+        assert_eq!(
+            keeper_order(&a, &b),
+            std::cmp::Ordering::Less,
+            "reference first"
+        );
     }
 }
