@@ -24,6 +24,10 @@ pub struct ServeArgs {
     /// Folders whose files `POST /api/index` may index (repeatable)
     #[arg(long = "root", value_name = "DIR")]
     roots: Vec<PathBuf>,
+    /// Files under this folder are never dropped by the Duplicates view (one of them keeps
+    /// each group it is in); repeatable
+    #[arg(long, value_name = "DIR")]
+    reference: Vec<PathBuf>,
     /// Largest request body, in MiB
     #[arg(long, default_value_t = 32)]
     max_body_mb: usize,
@@ -59,6 +63,7 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
         max_body_bytes: args.max_body_mb.max(1) << 20,
         max_concurrent_inferences: args.max_inferences.max(1),
         queue_timeout: Duration::from_secs(args.queue_timeout),
+        references: args.reference,
         ..ServerConfig::default()
     };
     tokio::runtime::Builder::new_multi_thread()

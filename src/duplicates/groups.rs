@@ -10,7 +10,9 @@ use crate::index::{ordered_pair, ContentHash, ImageFacts, ItemId};
 use crate::Result;
 
 /// How alike a group's members are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     /// Identical bytes.
@@ -29,7 +31,7 @@ impl Tier {
 }
 
 /// One image of a group.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Member {
     pub id: ItemId,
     pub path: String,
@@ -48,6 +50,7 @@ pub struct Member {
     /// Exact when its bytes are the keeper's, near otherwise (the keeper itself: exact).
     pub tier: Tier,
     #[serde(skip)]
+    #[schema(ignore)]
     pub content_hash: Option<ContentHash>,
 }
 

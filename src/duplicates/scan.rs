@@ -54,7 +54,7 @@ impl ScanOptions {
 }
 
 /// What a scan did.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ScanReport {
     /// Images compared with their neighbours (those added since the last scan).
     pub scanned: usize,

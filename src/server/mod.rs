@@ -43,6 +43,9 @@ pub struct ServerConfig {
     /// Where `POST /api/items` stores uploads. When writes are enabled it must lie inside one of
     /// `roots` (checked at start), so uploaded files live where the operator allowed files.
     pub upload_dir: PathBuf,
+    /// Reference folders of the duplicate groups (`/api/duplicates`): their files are never
+    /// dropped, and one of them is the keeper of a group that has some.
+    pub references: Vec<PathBuf>,
     /// Largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
     /// How many inference jobs (search by upload, add) run at once. More would only make each
@@ -61,6 +64,7 @@ impl Default for ServerConfig {
             token: None,
             roots: Vec::new(),
             upload_dir: PathBuf::from("uploads"),
+            references: Vec::new(),
             max_body_bytes: 32 << 20,
             max_concurrent_inferences: 2,
             queue_timeout: Duration::from_secs(5),

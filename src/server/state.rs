@@ -32,6 +32,8 @@ struct Inner {
     thumbnailing: Arc<Semaphore>,
     /// One index job at a time: a second one would only fight the first for the same cores.
     index_job: Mutex<()>,
+    /// One duplicate scan or action at a time: they write the same records and files.
+    duplicates_job: Mutex<()>,
     thumbs: ThumbCache,
     metrics: Metrics,
 }
@@ -65,6 +67,7 @@ impl AppState {
             inference: Arc::new(Semaphore::new(config.max_concurrent_inferences.max(1))),
             thumbnailing: Arc::new(Semaphore::new(cores)),
             index_job: Mutex::new(()),
+            duplicates_job: Mutex::new(()),
             thumbs: ThumbCache::new(THUMB_CACHE_BYTES),
             metrics: Metrics::new().context("cannot set up metrics")?,
             engine,
@@ -100,6 +103,10 @@ impl AppState {
 
     pub fn index_job(&self) -> &Mutex<()> {
         &self.0.index_job
+    }
+
+    pub fn duplicates_job(&self) -> &Mutex<()> {
+        &self.0.duplicates_job
     }
 
     /// Runs quick blocking engine work (SQLite look-ups, file reads) on the blocking pool.

@@ -6,12 +6,16 @@
 //      OBJECT_SCENE (an indexed photo of a scene that holds the object of the indexed photo
 //      OBJECT_NAME), DETAIL_IMAGE (a detail cut from the lower left of the indexed photo
 //      DETAIL_NAME),
+//      TOKEN (the server's write token), NEAR_DUPLICATE (the name of an indexed smaller copy
+//      of skimage's astronaut.png), IDENTICAL_KEPT and IDENTICAL_MOVED (two indexed identical
+//      files, the second the older: the step keeps the first and moves the second), DB (the
+//      index folder: moved files go to DB/moved),
 //      SCREENSHOT (optional: where to save a screenshot of the results, for the README),
 //      CHROMIUM (default /usr/bin/chromium).
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, realpathSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { chromium } from "playwright-core";
 
 const baseUrl = required("BASE_URL");
@@ -23,12 +27,25 @@ const objectScene = required("OBJECT_SCENE");
 const objectName = required("OBJECT_NAME");
 const detailImage = required("DETAIL_IMAGE");
 const detailName = required("DETAIL_NAME");
+const token = required("TOKEN");
+const nearDuplicate = required("NEAR_DUPLICATE");
+const identicalKept = realpathSync(required("IDENTICAL_KEPT"));
+const identicalMoved = realpathSync(required("IDENTICAL_MOVED"));
+const db = realpathSync(required("DB"));
 const timeout = 30_000;
+// A listing of duplicates scans the images indexed since the last scan first (run.sh has the
+// server do the first, long one before the page asks).
+const scanTimeout = 120_000;
 
 function required(name) {
   const value = process.env[name];
   if (!value) throw new Error(`set ${name} (see tests/browser/run.sh)`);
   return value;
+}
+
+// A pattern matching exactly `text`.
+function exactly(text) {
+  return new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
 }
 
 function step(message) {
@@ -222,6 +239,94 @@ try {
   );
   await page.click("#player-close");
   await page.waitForFunction(() => !document.querySelector("#player").open, null, { timeout });
+
+  step("Duplicates: the view lists the groups, thumbnails side by side, the keeper marked");
+  await page.click("#nav-duplicates");
+  await page.waitForSelector("#duplicates-view:not([hidden])", { timeout });
+  assert.ok(await page.isHidden("#search-view"), "the search view is hidden");
+  assert.equal(new URL(page.url()).hash, "#duplicates");
+  const groupWith = (name) =>
+    page.locator(".dup-group").filter({ has: page.locator(".name", { hasText: exactly(name) }) });
+  const near = groupWith(nearDuplicate);
+  await near.waitFor({ timeout: scanTimeout });
+  await page.waitForFunction(
+    () => !document.querySelector("#duplicates-view").hasAttribute("aria-busy"),
+    null,
+    { timeout: scanTimeout },
+  );
+  assert.match(await page.textContent("#dup-summary"), /^\d+ groups? · \d+ images? could go \(/);
+  const members = await near.locator(".dup-member").evaluateAll((nodes) =>
+    nodes.map((node) => ({
+      name: node.querySelector(".name").textContent,
+      alt: node.querySelector("img").alt,
+      keeper: !node.querySelector(".keeper-badge").hidden,
+      facts: node.querySelector(".dup-facts").textContent,
+      date: node.querySelector(".dup-date").textContent,
+    })),
+  );
+  step(`the group of ${nearDuplicate}: ${members.map((m) => m.name).join(", ")}`);
+  assert.ok(members.length >= 2, "a group shows two or more images");
+  assert.equal(members[0].name, "astronaut.png", "the full-size original is the keeper");
+  assert.deepEqual(members.map((m) => m.keeper), members.map((_, i) => i === 0), "one keeper badge, on the keeper");
+  assert.ok(members.every((m) => m.alt === m.name), "each thumbnail is described by its file name");
+  assert.match(members[0].facts, /^512×512 · [\d.]+ KB$/);
+  assert.ok(members.every((m) => /^Modified \w+/.test(m.date)), "each says when it was modified");
+  await near.scrollIntoViewIfNeeded(); // thumbnails load lazily, once in view
+  await page.waitForFunction(
+    (ids) => ids.split(",").every((id) => {
+      const img = document.querySelector(`.dup-member[data-id="${id}"] img`);
+      return img && img.complete && img.naturalWidth > 0;
+    }),
+    await near.getAttribute("data-ids"),
+    { timeout },
+  );
+  const side = await near.locator(".dup-member").evaluateAll((nodes) => nodes.map((n) => n.getBoundingClientRect().top));
+  assert.equal(side[0], side[1], "the thumbnails are side by side");
+
+  step('"Not duplicates" without the token says what is missing; with it, the group goes');
+  await near.locator(".dup-distinct").click();
+  await page.waitForSelector("#dup-error:not([hidden])", { timeout });
+  assert.match(await page.textContent("#dup-error"), /token/);
+  assert.equal(await near.count(), 1, "a refused request changes nothing");
+  await page.fill("#token", token);
+  await near.locator(".dup-distinct").click();
+  await near.waitFor({ state: "detached", timeout });
+  assert.match(await page.textContent("#dup-done"), /not duplicates/);
+  await page.waitForFunction(
+    () => !document.querySelector("#duplicates-view").hasAttribute("aria-busy"),
+    null,
+    { timeout },
+  );
+  assert.equal(await groupWith(nearDuplicate).count(), 0, "the server no longer groups them");
+  assert.ok(await page.isHidden("#dup-error"));
+
+  step("identical files: keep the newer copy, move the other into the index's moved folder");
+  const identical = page.locator(".dup-group").filter({
+    has: page.locator(".dup-folder", { hasText: exactly(dirname(identicalKept)) }),
+  });
+  assert.equal(await identical.count(), 1);
+  assert.match(await identical.locator(".dup-group-title").textContent(), /^2 images · identical files$/);
+  assert.ok(await identical.locator(".dup-distinct").isHidden(), "identical files cannot be 'not duplicates'");
+  const keptMember = identical.locator(".dup-member").filter({
+    has: page.locator(".dup-folder", { hasText: exactly(dirname(identicalKept)) }),
+  });
+  assert.equal(await keptMember.locator(".keep-this").getAttribute("aria-pressed"), "false",
+    "the server keeps the older file");
+  await keptMember.locator(".keep-this").click();
+  assert.equal(await keptMember.locator(".keep-this").getAttribute("aria-pressed"), "true");
+  assert.ok(await keptMember.locator(".keeper-badge").isVisible());
+  assert.equal(await identical.locator(".keeper-badge:visible").count(), 1);
+  page.once("dialog", (dialog) => dialog.accept());
+  await identical.locator(".dup-move").click();
+  await identical.waitFor({ state: "detached", timeout });
+  assert.match(await page.textContent("#dup-done"), /^Moved 1 file\. Undo on the server: lookalike duplicates --undo /);
+  assert.ok(existsSync(identicalKept), "the chosen keeper stays");
+  assert.ok(!existsSync(identicalMoved), "the other file moved away");
+  assert.ok(existsSync(join(db, "moved", identicalMoved)), "into DB/moved, at its path");
+
+  await page.click("#nav-search");
+  await page.waitForSelector("#search-view:not([hidden])", { timeout });
+  assert.ok(await page.isHidden("#duplicates-view"));
 
   step("phone-sized screen: no horizontal scrolling, two columns");
   await page.setViewportSize({ width: 390, height: 844 });

@@ -4,6 +4,7 @@
 //! which both mounts it and documents it: the description cannot drift from the routes.
 
 mod admin;
+mod duplicates;
 mod items;
 mod search;
 
@@ -44,6 +45,9 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(items::get_item, items::delete_item))
         .routes(routes!(items::original))
         .routes(routes!(items::thumbnail))
+        .routes(routes!(duplicates::list_duplicates))
+        .routes(routes!(duplicates::mark_not_duplicates))
+        .routes(routes!(duplicates::apply_duplicates))
         .routes(routes!(admin::index))
         .routes(routes!(admin::stats))
         .routes(routes!(admin::healthz))
@@ -82,6 +86,7 @@ pub fn router(state: AppState) -> Router {
     tags(
         (name = "search", description = "Find similar images"),
         (name = "items", description = "Indexed images"),
+        (name = "duplicates", description = "Groups of duplicate images, and tidying them up"),
         (name = "admin", description = "Indexing, statistics and health"),
     )
 )]

@@ -1,7 +1,8 @@
 // lookalike's page: pick, drop or paste an image (or name one already on the server), show the
 // most similar images; click one to search with it. A video result is the moment of the video
 // that matched: its thumbnail is that frame, and "open" plays the video from there in an
-// overlay. Plain DOM, no framework, no build step.
+// overlay. The Duplicates view (#duplicates) lists the groups of duplicate images, and tidies
+// them up with the server's write token. Plain DOM, no framework, no build step.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -26,6 +27,18 @@ const els = {
   playerRegion: $("#player-region"),
   playerTitle: $("#player-title"),
   playerClose: $("#player-close"),
+  searchView: $("#search-view"),
+  navSearch: $("#nav-search"),
+  navDuplicates: $("#nav-duplicates"),
+  dupView: $("#duplicates-view"),
+  dupRefresh: $("#dup-refresh"),
+  dupError: $("#dup-error"),
+  dupSummary: $("#dup-summary"),
+  dupDone: $("#dup-done"),
+  dupGroups: $("#dup-groups"),
+  dupGroupTemplate: $("#dup-group-template"),
+  dupMemberTemplate: $("#dup-member-template"),
+  token: $("#token"),
 };
 
 // The query being shown: { file } or { id }; a counter drops answers that arrive late.
@@ -105,6 +118,7 @@ function searchFile(file) {
   lastQuery = { file };
   setPreview(URL.createObjectURL(file));
   if (location.hash) history.pushState(null, "", location.pathname);
+  routed = location.hash;
   const form = new FormData();
   form.append("image", file, file.name || "pasted-image");
   run(`/api/search?${searchParams()}`, { method: "POST", body: form });
@@ -115,6 +129,8 @@ function searchItem(id, { push = true } = {}) {
   lastQuery = { id };
   setPreview(`/api/items/${id}/thumbnail`);
   if (push && location.hash !== `#item=${id}`) history.pushState(null, "", `#item=${id}`);
+  routed = location.hash;
+  showView("search");
   run(`/api/items/${id}/similar?${searchParams()}`);
 }
 
@@ -318,10 +334,254 @@ async function loadStats() {
   }
 }
 
+// The hash last acted on: going back and forth fires popstate and hashchange, once each.
+let routed = null;
+
+// #duplicates shows the Duplicates view; #item=ID searches by an item; anything else is the
+// search view as it was.
 function fromHash() {
+  if (location.hash === routed) return;
+  routed = location.hash;
+  if (location.hash === "#duplicates") {
+    showView("duplicates");
+    loadDuplicates();
+    return;
+  }
+  showView("search");
   const match = location.hash.match(/^#item=(\d+)$/);
   if (match) searchItem(Number(match[1]), { push: false });
 }
+
+function showView(name) {
+  const duplicates = name === "duplicates";
+  els.dupView.hidden = !duplicates;
+  els.searchView.hidden = duplicates;
+  for (const [link, current] of [[els.navSearch, !duplicates], [els.navDuplicates, duplicates]]) {
+    if (current) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  document.title = duplicates ? "Duplicates · lookalike" : "lookalike";
+}
+
+// ---- Duplicates ----
+
+// The groups shown, each with the keeper chosen on the page (the server's by default).
+let dupGroups = [];
+let dupGeneration = 0;
+// Whether the server answered without scanning (it has no token, so it writes nothing).
+let readOnly = false;
+const TOKEN_KEY = "lookalike-token";
+
+function showDupError(message) {
+  els.dupError.textContent = message;
+  els.dupError.hidden = false;
+}
+
+function bytesText(bytes) {
+  if (bytes < 1000) return `${bytes} B`;
+  if (bytes < 1e6) return `${(bytes / 1e3).toFixed(1)} KB`;
+  return `${(bytes / 1e6).toFixed(1)} MB`;
+}
+
+function dateText(unixSeconds) {
+  return new Date(unixSeconds * 1000).toLocaleDateString(undefined, {
+    year: "numeric",
+    month: "short",
+    day: "numeric",
+  });
+}
+
+function folderOf(path) {
+  const cut = path.lastIndexOf("/");
+  return cut > 0 ? path.slice(0, cut) : "/";
+}
+
+const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
+
+// The members a group drops: all but the chosen keeper and the reference files.
+function dropped(group) {
+  return group.members.filter((m) => m.id !== group.keeper && !m.reference);
+}
+
+// Asks the server (which first scans the images added since its last scan). Keepers chosen on
+// the page stay chosen in the groups that still hold them.
+async function loadDuplicates() {
+  const mine = ++dupGeneration;
+  els.dupError.hidden = true;
+  els.dupView.setAttribute("aria-busy", "true");
+  els.dupSummary.textContent = "Looking for duplicates… (the first time, every image is compared with its neighbours)";
+  try {
+    const answer = await api("/api/duplicates");
+    if (mine !== dupGeneration) return;
+    const chosen = new Map(dupGroups.flatMap((g) => g.members.map((m) => [m.id, g.keeper])));
+    dupGroups = answer.groups.map((group) => {
+      const keeper = chosen.get(group.members[0].id);
+      const stays = group.members.some((m) => m.id === keeper);
+      return { ...group, keeper: stays ? keeper : group.members[0].id };
+    });
+    els.dupGroups.replaceChildren(...dupGroups.map(groupNode));
+    readOnly = answer.scan === null;
+    renderSummary();
+  } catch (err) {
+    if (mine === dupGeneration) {
+      els.dupSummary.textContent = "";
+      showDupError(err.message || String(err));
+    }
+  } finally {
+    if (mine === dupGeneration) els.dupView.removeAttribute("aria-busy");
+  }
+}
+
+function renderSummary() {
+  // A read-only server does not look for new near duplicates itself.
+  const stale = readOnly
+    ? " This server is read-only: it shows identical files, and the near duplicates that “lookalike duplicates” found."
+    : "";
+  if (dupGroups.length === 0) {
+    els.dupSummary.textContent = `No duplicates found.${stale}`;
+    return;
+  }
+  const droppable = dupGroups.flatMap(dropped);
+  const bytes = droppable.reduce((sum, m) => sum + m.bytes, 0);
+  els.dupSummary.textContent = `${count(dupGroups.length, "group", "groups")} · `
+    + `${count(droppable.length, "image", "images")} could go (${bytesText(bytes)}).${stale}`;
+}
+
+function groupNode(group) {
+  const node = els.dupGroupTemplate.content.firstElementChild.cloneNode(true);
+  node.dataset.ids = group.members.map((m) => m.id).join(",");
+  const identical = group.tier === "exact";
+  const title = `${group.members.length} images · ${identical ? "identical files" : "the same photo"}`;
+  node.querySelector(".dup-group-title").textContent = title;
+  node.setAttribute("aria-label", title);
+  const members = node.querySelector(".dup-members");
+  const choose = (id) => {
+    group.keeper = id;
+    members.replaceChildren(...group.members.map((m) => memberNode(group, m, choose)));
+    renderSummary();
+  };
+  choose(group.keeper);
+  const distinct = node.querySelector(".dup-distinct");
+  if (identical) {
+    // The same bytes are one file: there is no decision to record.
+    distinct.hidden = true;
+  } else {
+    distinct.title = "These are different photos: keep them all and stop grouping them";
+    distinct.addEventListener("click", () => notDuplicates(group, node));
+  }
+  node.querySelector(".dup-move").title = "Move all but the keeper into the server's “moved” folder";
+  node.querySelector(".dup-move").addEventListener("click", () => tidy(group, node, "move"));
+  node.querySelector(".dup-delete").title = "Move all but the keeper into the server's trash";
+  node.querySelector(".dup-delete").addEventListener("click", () => tidy(group, node, "delete"));
+  return node;
+}
+
+// One image of a group; `choose(id)` makes another the keeper.
+function memberNode(group, member, choose) {
+  const node = els.dupMemberTemplate.content.firstElementChild.cloneNode(true);
+  const keeper = member.id === group.keeper;
+  node.dataset.id = member.id;
+  node.classList.toggle("keeper", keeper);
+  node.querySelector(".dup-thumb").href = member.original;
+  const img = node.querySelector("img");
+  img.src = member.thumbnail;
+  img.alt = member.name;
+  img.addEventListener("error", () => img.classList.add("broken"), { once: true });
+  node.querySelector(".keeper-badge").hidden = !keeper;
+  const name = node.querySelector(".name");
+  name.textContent = member.name;
+  name.title = member.path;
+  const reference = member.reference ? " · reference" : "";
+  node.querySelector(".dup-facts").textContent =
+    `${member.width}×${member.height} · ${bytesText(member.bytes)}${reference}`;
+  node.querySelector(".dup-date").textContent = `Modified ${dateText(member.modified)}`;
+  const folder = node.querySelector(".dup-folder");
+  folder.textContent = folderOf(member.path);
+  folder.title = member.path;
+  const keep = node.querySelector(".keep-this");
+  keep.textContent = keeper ? "Kept" : "Keep this";
+  keep.setAttribute("aria-pressed", String(keeper));
+  keep.setAttribute("aria-label", `Keep ${member.name}`);
+  keep.addEventListener("click", () => {
+    if (keeper) return;
+    const list = node.parentElement;
+    choose(member.id);
+    list.querySelector(`[data-id="${member.id}"] .keep-this`).focus();
+  });
+  return node;
+}
+
+// A write: JSON POSTed with the token. A refusal for want of the token says where it goes.
+async function write(url, body) {
+  const headers = { "Content-Type": "application/json" };
+  const token = els.token.value.trim();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  try {
+    return await api(url, { method: "POST", headers, body: JSON.stringify(body) });
+  } catch (err) {
+    if (!/bearer token/.test(err.message)) throw err;
+    els.token.focus();
+    throw new Error(`${err.message}: enter the server's token in “Write token” above.`);
+  }
+}
+
+// Runs a group's action with its buttons disabled; false (and the error shown) if it failed.
+async function busyWith(node, work) {
+  els.dupError.hidden = true;
+  const buttons = [...node.querySelectorAll(".dup-actions button")];
+  buttons.forEach((b) => { b.disabled = true; });
+  node.setAttribute("aria-busy", "true");
+  try {
+    await work();
+    return true;
+  } catch (err) {
+    showDupError(err.message || String(err));
+    return false;
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+    node.removeAttribute("aria-busy");
+  }
+}
+
+function removeGroup(group, node) {
+  dupGroups = dupGroups.filter((g) => g !== group);
+  node.remove();
+  renderSummary();
+}
+
+async function notDuplicates(group, node) {
+  const ids = group.members.map((m) => m.id);
+  if (!(await busyWith(node, () => write("/api/duplicates/distinct", { ids })))) return;
+  removeGroup(group, node);
+  els.dupDone.textContent = `Recorded: the ${ids.length} images are not duplicates.`;
+  // Identical files among them stay grouped: show what the server sees now.
+  loadDuplicates();
+}
+
+async function tidy(group, node, action) {
+  const files = dropped(group);
+  if (files.length === 0) return;
+  const keeper = group.members.find((m) => m.id === group.keeper);
+  const [verb, did, where] = action === "move"
+    ? ["Move", "Moved", "into the server's “moved” folder"]
+    : ["Delete", "Deleted", "into the server's trash"];
+  if (!window.confirm(`${verb} ${count(files.length, "file", "files")} ${where}, keeping ${keeper.name}?`)) return;
+  let outcome;
+  const body = { keeper: group.keeper, drop: files.map((m) => m.id), action };
+  const ok = await busyWith(node, async () => {
+    outcome = await write("/api/duplicates/apply", body);
+  });
+  if (!ok) return;
+  const skipped = outcome.skipped.map((s) => ` Skipped ${s.path}: ${s.reason}.`).join("");
+  els.dupDone.textContent = `${did} ${count(outcome.done.length, "file", "files")}.${skipped}`
+    + ` Undo on the server: lookalike duplicates --undo ${outcome.journal}`;
+  removeGroup(group, node);
+  loadDuplicates();
+}
+
+els.token.value = sessionStorage.getItem(TOKEN_KEY) || "";
+els.token.addEventListener("change", () => sessionStorage.setItem(TOKEN_KEY, els.token.value.trim()));
+els.dupRefresh.addEventListener("click", loadDuplicates);
 
 // Choosing a file.
 els.dropzone.addEventListener("click", () => els.file.click());
@@ -385,6 +645,7 @@ els.k.addEventListener("change", searchAgain);
 els.verify.addEventListener("change", searchAgain);
 
 window.addEventListener("popstate", fromHash);
+window.addEventListener("hashchange", fromHash);
 
 loadStats();
 setInterval(loadStats, 30000);
