@@ -3,8 +3,9 @@
 //! The pairs it confirms are kept in the catalog with how far the scan got, so the next scan
 //! starts from there: finding the duplicates of new files costs in proportion to them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use crate::engine::Engine;
 use crate::image::ImageError;
@@ -148,6 +149,7 @@ pub fn scan(engine: &Engine, options: &ScanOptions) -> Result<ScanReport> {
     };
     let mut reset = from_scratch;
     let mut neighbourhood = Neighbourhood::default();
+    let looks = Looks::default();
     loop {
         let (images, candidates, through) = {
             let index = engine.shared_index().read()?;
@@ -162,7 +164,7 @@ pub fn scan(engine: &Engine, options: &ScanOptions) -> Result<ScanReport> {
         // By image: its look is made once for all its neighbours.
         let by_image: Vec<&[Candidate]> = candidates.chunk_by(|x, y| x.a.id == y.a.id).collect();
         let outcomes = crate::parallel_map(&by_image, options.threads, |group| {
-            confirm(engine, group, &options.sameness)
+            confirm(engine, &looks, group, &options.sameness)
         });
         let mut pairs = Vec::new();
         for outcome in outcomes.into_iter().flatten() {
@@ -203,7 +205,12 @@ struct Confirmed {
 }
 
 /// Puts each of one image's candidate pairs to the sameness test.
-fn confirm(engine: &Engine, candidates: &[Candidate], options: &SamenessOptions) -> Confirmed {
+fn confirm(
+    engine: &Engine,
+    looks: &Looks,
+    candidates: &[Candidate],
+    options: &SamenessOptions,
+) -> Confirmed {
     let mut outcome = Confirmed {
         confirmed: Vec::new(),
         unreadable: 0,
@@ -211,7 +218,7 @@ fn confirm(engine: &Engine, candidates: &[Candidate], options: &SamenessOptions)
     let Some(first) = candidates.first() else {
         return outcome;
     };
-    let look_a = match look_of(engine, &first.a.path) {
+    let look_a = match looks.get(engine, first.a.id, &first.a.path) {
         Ok(look) => look,
         Err(e) => {
             tracing::debug!(path = %first.a.path, error = %e, "not compared");
@@ -220,7 +227,7 @@ fn confirm(engine: &Engine, candidates: &[Candidate], options: &SamenessOptions)
         }
     };
     for c in candidates {
-        let look_b = match look_of(engine, &c.b_path) {
+        let look_b = match looks.get(engine, c.b, &c.b_path) {
             Ok(look) => look,
             Err(e) => {
                 tracing::debug!(path = %c.b_path, error = %e, "not compared");
@@ -239,6 +246,37 @@ fn confirm(engine: &Engine, candidates: &[Candidate], options: &SamenessOptions)
         }
     }
     outcome
+}
+
+/// Looks most recently made, shared by the threads of a scan: neighbours recur (a photo's
+/// renditions are each other's neighbours, and images near in id are near in time), and a
+/// look keeps the local features its comparisons computed. About 1 MB each.
+#[derive(Default)]
+struct Looks(Mutex<HashMap<ItemId, Arc<Look>>>);
+
+/// Looks kept at most; the cache starts over when full (scans go in id order, so what is
+/// dropped is mostly what the scan has left behind).
+const LOOKS_KEPT: usize = 256;
+
+impl Looks {
+    fn get(&self, engine: &Engine, id: ItemId, path: &str) -> Result<Arc<Look>, ImageError> {
+        if let Some(look) = self.lock().get(&id) {
+            return Ok(Arc::clone(look));
+        }
+        // Made outside the lock: two threads may both make one, and one of them is kept.
+        let look = Arc::new(look_of(engine, path)?);
+        let mut kept = self.lock();
+        if kept.len() >= LOOKS_KEPT {
+            kept.clear();
+        }
+        kept.insert(id, Arc::clone(&look));
+        Ok(look)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ItemId, Arc<Look>>> {
+        // A panic while holding it leaves a map that is still a valid cache.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 fn look_of(engine: &Engine, path: &str) -> std::result::Result<Look, ImageError> {
