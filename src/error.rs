@@ -29,6 +29,10 @@ pub enum Error {
     /// The tar stream of inputs could not be read to its end.
     #[error("the tar stream could not be read to its end: {0}")]
     TarStream(std::io::Error),
+    /// A duplicate group's files could not be moved, linked or deleted, or a journal not
+    /// written or read.
+    #[error(transparent)]
+    Action(#[from] crate::duplicates::actions::ActionError),
     /// A vector shard could not be written or read.
     #[error(transparent)]
     Shard(#[from] ShardError),

@@ -298,3 +298,26 @@ fn a_scan_covers_only_new_images() {
     assert_eq!(after["scan"]["scanned"], 1, "only the new image is scanned");
     assert_eq!(paths(&after["groups"][0]).len(), 5);
 }
+
+#[test]
+fn files_damaged_or_gone_since_indexing_are_skipped_not_fatal() {
+    let lib = Library::new();
+    // Cut the small copy short and delete the grey one after indexing.
+    let small = lib.path("web/china-small.jpg");
+    let bytes = std::fs::read(&small).expect("read");
+    std::fs::write(&small, &bytes[..bytes.len() / 3]).expect("truncate");
+    std::fs::remove_file(lib.path("edits/china-grey.png")).expect("remove");
+    let out = run_json(&lib.db, &["duplicates", "--json"]);
+    assert!(
+        out["scan"]["unreadable"].as_u64().expect("a count") >= 1,
+        "the damaged and missing files are reported: {}",
+        out["scan"]
+    );
+    let groups = out["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 1, "{groups:#?}");
+    assert_eq!(
+        paths(&groups[0]),
+        vec![lib.path("copy/china (1).jpg"), lib.path("photos/china.jpg")],
+        "the identical copy is still found"
+    );
+}

@@ -70,7 +70,7 @@ pub struct DuplicatesArgs {
 pub fn run(global: &Global, args: DuplicatesArgs) -> Result<ExitCode> {
     let db = global.db_dir()?;
     if args.empty_trash {
-        let removed = actions::empty_trash(&db.join("trash"))?;
+        let removed = actions::empty_trash(&db.join(duplicates::TRASH_DIR))?;
         println!("deleted {removed} files from the trash");
         return Ok(ExitCode::SUCCESS);
     }
@@ -126,7 +126,7 @@ fn action_of(args: &DuplicatesArgs, db: &Path) -> Option<Action> {
         Some(Action::Link)
     } else if args.delete {
         Some(Action::Delete {
-            trash: db.join("trash"),
+            trash: db.join(duplicates::TRASH_DIR),
         })
     } else {
         None
@@ -162,25 +162,11 @@ fn apply(
     };
     let journal = match &args.journal {
         Some(journal) => journal.clone(),
-        None => default_journal(db),
+        None => duplicates::new_journal(db),
     };
-    let outcome = actions::apply(&plan, &journal)
+    let (outcome, _) = duplicates::apply(engine, &plan, &journal)
         .with_context(|| format!("applying the action (journal: {})", journal.display()))?;
-    let moved: Vec<PathBuf> = outcome
-        .done
-        .iter()
-        .filter(|step| matches!(step, Step::Move { .. }))
-        .map(|step| step.path().to_path_buf())
-        .collect();
-    engine.remove_paths(&moved)?;
     Ok(outcome)
-}
-
-fn default_journal(db: &Path) -> PathBuf {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    db.join("journals").join(format!("duplicates-{now}.jsonl"))
 }
 
 fn undo(engine: &Engine, journal: &Path) -> Result<ExitCode> {

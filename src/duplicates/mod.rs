@@ -16,9 +16,50 @@ pub mod scan;
 pub use groups::{groups, with_keeper, Group, GroupOptions, Member, Tier};
 pub use scan::{scan, ScanOptions, ScanReport};
 
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use crate::engine::Engine;
 use crate::index::ItemId;
 use crate::{Error, Result};
+
+use actions::{Outcome, Plan, Step};
+
+/// Where, under the index folder, `--delete` and the page's delete put files (the trash that
+/// `--empty-trash` empties).
+pub const TRASH_DIR: &str = "trash";
+/// Where, under the index folder, the journals of actions are kept unless told otherwise.
+pub const JOURNALS_DIR: &str = "journals";
+
+/// A journal path not taken yet under the index folder `db`: `journals/duplicates-<unix
+/// ms>.jsonl`, with `-2`, `-3`... when one of that millisecond exists.
+pub fn new_journal(db: &Path) -> PathBuf {
+    let dir = db.join(JOURNALS_DIR);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut journal = dir.join(format!("duplicates-{millis}.jsonl"));
+    let mut n = 1;
+    while journal.exists() {
+        n += 1;
+        journal = dir.join(format!("duplicates-{millis}-{n}.jsonl"));
+    }
+    journal
+}
+
+/// Applies `plan` (see [`actions::apply`]), its journal at `journal`, then makes the index
+/// forget the files it moved away; returns what was done and how many files were forgotten.
+pub fn apply(engine: &Engine, plan: &Plan, journal: &Path) -> Result<(Outcome, usize)> {
+    let outcome = actions::apply(plan, journal)?;
+    let moved: Vec<PathBuf> = outcome
+        .done
+        .iter()
+        .filter(|step| matches!(step, Step::Move { .. }))
+        .map(|step| step.path().to_path_buf())
+        .collect();
+    let removed = engine.remove_paths(&moved)?;
+    Ok((outcome, removed))
+}
 
 /// Records that no two of the images `ids` are duplicates of each other (by their files'
 /// content hashes); returns how many pairs were new.

@@ -8,7 +8,6 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -17,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{file_name, ApiJson, ApiQuery};
-use crate::duplicates::actions::{self, Action, DropFile, LinkKind, Plan, Step};
+use crate::duplicates::actions::{Action, DropFile, LinkKind, Plan, Step};
 use crate::duplicates::{self, Group, GroupOptions, Member, ScanOptions, ScanReport, Tier};
 use crate::engine::Engine;
 use crate::index::{IndexError, ItemId};
@@ -27,8 +26,6 @@ use crate::server::state::AppState;
 
 /// Where, under the index folder, `move` puts the files it drops.
 const MOVED_DIR: &str = "moved";
-const TRASH_DIR: &str = "trash";
-const JOURNALS_DIR: &str = "journals";
 
 #[derive(Deserialize, IntoParams)]
 #[serde(from = "Vec<(String, String)>")]
@@ -378,7 +375,7 @@ pub async fn apply_duplicates(
                 ApplyAction::Move => Action::MoveTo(db.join(MOVED_DIR)),
                 ApplyAction::Link => Action::Link,
                 ApplyAction::Delete => Action::Delete {
-                    trash: db.join(TRASH_DIR),
+                    trash: db.join(duplicates::TRASH_DIR),
                 },
             };
             let kept = PathBuf::from(&group.keeper().path);
@@ -399,18 +396,8 @@ pub async fn apply_duplicates(
                     .collect(),
                 references,
             };
-            let journal = new_journal(&db.join(JOURNALS_DIR));
-            let outcome = match actions::apply(&plan, &journal) {
-                Ok(outcome) => outcome,
-                Err(e) => return Ok(Err(ApiError::internal(e))),
-            };
-            let moved: Vec<PathBuf> = outcome
-                .done
-                .iter()
-                .filter(|step| matches!(step, Step::Move { .. }))
-                .map(|step| step.path().to_path_buf())
-                .collect();
-            let removed = engine.remove_paths(&moved)?;
+            let journal = duplicates::new_journal(&db);
+            let (outcome, removed) = duplicates::apply(engine, &plan, &journal)?;
             Ok(Ok((outcome, dropped, removed)))
         })
         .await??;
@@ -476,19 +463,6 @@ fn db_dir(engine: &Engine) -> crate::Result<PathBuf> {
 /// `dir/duplicates-<unix ms>.jsonl` (the name `lookalike duplicates` gives its journals), with
 /// `-2`, `-3`... where a journal of the same millisecond exists: an existing journal is never
 /// written over.
-fn new_journal(dir: &Path) -> PathBuf {
-    let millis = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let mut journal = dir.join(format!("duplicates-{millis}.jsonl"));
-    let mut n = 1;
-    while journal.exists() {
-        n += 1;
-        journal = dir.join(format!("duplicates-{millis}-{n}.jsonl"));
-    }
-    journal
-}
-
 /// Thumbnails are cached by item id: those of the dropped items go, so that none outlives its
 /// item or shows a file that became a link.
 fn forget_thumbnails(state: &AppState, dropped: &[(ItemId, PathBuf)]) {
