@@ -7,6 +7,8 @@
 //! video is searchable frame by frame; [`eval`] measures retrieval quality; [`verify`]
 //! re-ranks the top results by spatial verification of local features; [`shard`] holds
 //! vectors embedded away from the index (on a Spark cluster) until they are imported.
+//! [`words`] maps words and phrases ("dog", "golden retriever") to the ImageNet classes they
+//! name (WordNet's noun hierarchy), so that the classes stored per image answer text queries.
 //! [`engine::Engine`] is the handle the CLI and the HTTP server ([`server`]) use.
 
 pub mod descriptor;
@@ -23,6 +25,7 @@ pub mod server;
 pub mod shard;
 pub mod verify;
 pub mod video;
+pub mod words;
 
 pub use error::{Error, Result};
 
