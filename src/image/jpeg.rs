@@ -159,7 +159,7 @@ fn exif_orientation(bytes: &[u8]) -> Orientation {
 
 /// The TIFF payload of the first APP1 "Exif\0\0" segment, walking marker segments from SOI up
 /// to the first scan (EXIF must come before it), with every length bounds-checked.
-fn exif_segment(bytes: &[u8]) -> Option<&[u8]> {
+pub(crate) fn exif_segment(bytes: &[u8]) -> Option<&[u8]> {
     let mut pos = 2; // after SOI
     loop {
         // Markers may be preceded by any number of 0xFF fill bytes.

@@ -13,6 +13,7 @@
 
 mod dc_only;
 mod error;
+pub mod facts;
 mod jpeg;
 mod other;
 mod preprocess;
@@ -26,6 +27,7 @@ use std::io::Read;
 use std::path::Path;
 
 pub use error::ImageError;
+pub use facts::PhotoFacts;
 pub use preprocess::Preprocessor;
 pub use sniff::{sniff, SNIFF_LEN};
 pub use thumbnail::thumbnail_jpeg;
