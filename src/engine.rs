@@ -2,6 +2,7 @@
 //! preprocessing) and the index, and offers the operations of an image search server: index
 //! folders, add an upload, search by image or by indexed item, remove, stats.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -9,16 +10,17 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::descriptor::{DescriptorOptions, WhiteningOptions};
 use crate::error::{Error, Result};
 use crate::featurizer::{Featurizer, ImageQuery};
-use crate::image::Limits;
+use crate::image::{Limits, PhotoFacts};
 use crate::index::{
-    ContentHash, Hit, Index, IndexConfig, IndexError, ItemId, ItemRecord, MediaKind, NewFile,
-    NewItem, SearchMode, Stats, WhiteningInfo,
+    ContentHash, Filter, Hit, Index, IndexConfig, IndexError, ItemId, ItemRecord, ItemSet,
+    LabelTerm, MediaKind, NewFile, NewItem, SearchMode, Stats, WhiteningInfo,
 };
 use crate::ingest::{self, ImportReport, IngestOptions, IngestReport};
-use crate::model::{ModelKind, ModelStore};
+use crate::model::{kept_labels, Label, ModelKind, ModelStore};
 use crate::shard::Identity;
 use crate::verify::{self, LocalFeatures, VerifyOptions};
 use crate::video::{self, FileMatch, QueryFrameHits, VideoError, VideoFrames, VideoOptions};
+use crate::words::WordQuery;
 
 /// An indexed item and its stored vector.
 pub type StoredItem = (ItemRecord, Vec<f32>);
@@ -26,6 +28,39 @@ pub type StoredItem = (ItemRecord, Vec<f32>);
 /// Most items a grouped search fetches to find `k` distinct files: beyond this, a few videos
 /// with very many matching frames leave the answer shorter than `k` rather than slow.
 const MAX_GROUPED_FETCH: usize = 1 << 16;
+
+/// How a search by words scores by default: an image counts for a word when the probabilities
+/// of its labels that the word names add up to at least this (see [`Engine::search_words`]).
+/// Below it, the classifier's guesses are too weak to show. On the labelled benchmark
+/// (BENCHMARKS.md, "Search by words"), 0.2 kept the whole answer's precision above 0.8 in both
+/// libraries and found more than 0.3 did (recall 0.76 against 0.64); the top 10 were the same.
+pub const MIN_WORD_SCORE: f32 = 0.2;
+
+/// How to answer a search.
+#[derive(Debug, Clone, Copy)]
+pub struct SearchOptions<'a> {
+    /// Results wanted.
+    pub k: usize,
+    pub mode: SearchMode,
+    /// Every matching video frame rather than each video once (by its best frame).
+    pub frames: bool,
+    pub verify: VerifyOptions,
+    /// Only these items (see [`Engine::matching_items`]); None: all.
+    pub within: Option<&'a ItemSet>,
+}
+
+impl SearchOptions<'_> {
+    /// `k` results, approximate, grouped by file, unverified, unfiltered.
+    pub fn top(k: usize) -> SearchOptions<'static> {
+        SearchOptions {
+            k,
+            mode: SearchMode::Approximate,
+            frames: false,
+            verify: VerifyOptions::top(0),
+            within: None,
+        }
+    }
+}
 
 /// Where things are and how much of the machine to use.
 #[derive(Debug, Clone)]
@@ -276,10 +311,12 @@ impl Engine {
             stamp: ingest::stamp_of(&metadata),
             content_hash: Some(ContentHash::of_bytes(bytes)),
             kind: MediaKind::Image,
+            facts: PhotoFacts::of_bytes(bytes),
             items: vec![NewItem {
                 t: None,
                 width: embedded.width,
                 height: embedded.height,
+                labels: kept_labels(&embedded.logits),
                 vector: embedded.vector,
                 regions: embedded.regions,
             }],
@@ -292,9 +329,104 @@ impl Engine {
         self.index.read()?.vector(id)?.ok_or(Error::UnknownItem(id))
     }
 
-    /// The `k` nearest items to a feature vector.
-    pub fn search_vector(&self, vector: &[f32], k: usize, mode: SearchMode) -> Result<Vec<Hit>> {
-        Ok(self.index.read()?.search(vector, k, mode)?)
+    /// The `k` nearest items to a feature vector (among `within` when given).
+    pub fn search_vector(
+        &self,
+        vector: &[f32],
+        k: usize,
+        mode: SearchMode,
+        within: Option<&ItemSet>,
+    ) -> Result<Vec<Hit>> {
+        Ok(self.index.read()?.search_within(vector, k, mode, within)?)
+    }
+
+    /// The items a filter lets through (None: all), for [`SearchOptions::within`].
+    pub fn matching_items(&self, filter: &Filter) -> Result<Option<ItemSet>> {
+        Ok(self.index.read()?.matching_items(filter)?)
+    }
+
+    /// The filter term of each word of `query` (see [`crate::words`]), each met when the
+    /// labels it names add up to `min_score`. None when a word names nothing (or there are no
+    /// words): a search that must show it can only be empty.
+    pub fn word_terms(query: &WordQuery, min_score: f32) -> Option<Vec<LabelTerm>> {
+        if query.terms.is_empty() || !query.unknown.is_empty() {
+            return None;
+        }
+        Some(
+            query
+                .terms
+                .iter()
+                .map(|term| LabelTerm {
+                    classes: term.classes.clone(),
+                    min_score,
+                })
+                .collect(),
+        )
+    }
+
+    /// The `k` files whose labels best match the words of `phrase` (see
+    /// [`crate::words::Vocabulary::parse`]), among `options.within`: an item's score for a
+    /// word is the summed probability of its labels under the word, and for a phrase its
+    /// lowest word's; only items scoring at least `min_score` for every word count. Each video
+    /// once (its best frame) unless `options.frames`. Empty, with the parsed query saying
+    /// why, when a word names no class.
+    pub fn search_words(
+        &self,
+        phrase: &str,
+        min_score: f32,
+        options: &SearchOptions<'_>,
+    ) -> Result<(WordQuery, Vec<Hit>)> {
+        let query = crate::words::vocabulary().parse(phrase);
+        let Some(terms) = Engine::word_terms(&query, min_score) else {
+            return Ok((query, Vec::new()));
+        };
+        let index = self.index.read()?;
+        let mut scores: Option<HashMap<ItemId, f32>> = None;
+        for term in &terms {
+            let found = index.class_scores(&term.classes, term.min_score)?;
+            scores = Some(match scores {
+                None => found.into_iter().collect(),
+                Some(before) => found
+                    .into_iter()
+                    .filter_map(|(id, s)| before.get(&id).map(|&b| (id, b.min(s))))
+                    .collect(),
+            });
+        }
+        let mut ranked: Vec<(ItemId, f32)> = scores
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(id, _)| options.within.is_none_or(|set| set.contains(*id)))
+            .collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        // Frames of one video are grouped after reading their rows: read enough of them.
+        if options.frames {
+            ranked.truncate(options.k);
+            return Ok((query, index.hits_of(&ranked)?));
+        }
+        let mut hits = Vec::new();
+        for chunk in ranked.chunks(options.k.max(1).saturating_mul(4)) {
+            hits.extend(index.hits_of(chunk)?);
+            let grouped = video::best_per_file(hits.clone(), options.k);
+            if grouped.len() >= options.k {
+                return Ok((query, grouped));
+            }
+        }
+        Ok((query, video::best_per_file(hits, options.k)))
+    }
+
+    /// What the metadata of an item's file says (EXIF date, camera, place).
+    pub fn facts(&self, id: ItemId) -> Result<PhotoFacts> {
+        self.index.read()?.facts(id)?.ok_or(Error::UnknownItem(id))
+    }
+
+    /// The stored labels of these items (those that have any), most probable first.
+    pub fn labels_of(&self, ids: &[ItemId]) -> Result<HashMap<ItemId, Vec<Label>>> {
+        Ok(self.index.read()?.labels_of(ids)?)
+    }
+
+    /// How many items carry each class with at least `min_probability`, most common first.
+    pub fn label_counts(&self, min_probability: f32) -> Result<Vec<(u16, u64)>> {
+        Ok(self.index.read()?.label_counts(min_probability)?)
     }
 
     /// The `k` most similar files to a feature vector: a video appears once, by its best
@@ -305,10 +437,11 @@ impl Engine {
         vector: &[f32],
         k: usize,
         mode: SearchMode,
+        within: Option<&ItemSet>,
     ) -> Result<Vec<Hit>> {
         let mut fetch = k.saturating_mul(4).max(32);
         loop {
-            let hits = self.search_vector(vector, fetch, mode)?;
+            let hits = self.search_vector(vector, fetch, mode, within)?;
             let exhausted = hits.len() < fetch;
             let grouped = video::best_per_file(hits, k);
             if grouped.len() >= k || exhausted || fetch >= MAX_GROUPED_FETCH {
@@ -410,12 +543,16 @@ impl Engine {
     pub fn search_image(
         &self,
         image: &ImageQuery,
-        k: usize,
-        mode: SearchMode,
-        frames: bool,
-        verify: VerifyOptions,
+        options: &SearchOptions<'_>,
         query: Option<&LocalFeatures>,
     ) -> Result<Vec<Hit>> {
+        let SearchOptions {
+            k,
+            mode,
+            frames,
+            verify,
+            within,
+        } = *options;
         let query = query.filter(|_| verify.depth > 0);
         let fetch = if query.is_some() {
             k.max(verify.depth)
@@ -425,11 +562,11 @@ impl Engine {
         let vector = image.vector.as_slice();
         let Some(query) = query else {
             let hits = if frames {
-                self.search_vector(vector, fetch, mode)?
+                self.search_vector(vector, fetch, mode, within)?
             } else {
-                self.search_vector_grouped(vector, fetch, mode)?
+                self.search_vector_grouped(vector, fetch, mode, within)?
             };
-            return self.with_regions(image, hits, fetch, frames);
+            return self.with_regions(image, hits, fetch, frames, within);
         };
         // Verified frame by frame, then grouped: of a video's frames that look alike (a static
         // camera), the one verification confirms best answers, not the first one found.
@@ -437,8 +574,8 @@ impl Engine {
             true => fetch,
             false => fetch.saturating_mul(4),
         };
-        let hits = self.search_vector(vector, items, mode)?;
-        let hits = self.with_regions(image, hits, items, true)?;
+        let hits = self.search_vector(vector, items, mode, within)?;
+        let hits = self.with_regions(image, hits, items, true, within)?;
         let hits = self.verify(query, hits, verify);
         let mut hits = match frames {
             true => hits,
@@ -455,6 +592,7 @@ impl Engine {
         hits: Vec<Hit>,
         k: usize,
         frames: bool,
+        within: Option<&ItemSet>,
     ) -> Result<Vec<Hit>> {
         let index = self.index.read()?;
         if !index.has_regions() {
@@ -465,7 +603,7 @@ impl Engine {
             .collect();
         // A video's frames may take several places before grouping.
         let wanted = if frames { k } else { k.saturating_mul(4) };
-        let found = index.search_regions(&queries, wanted)?;
+        let found = index.search_regions(&queries, wanted, within)?;
         drop(index);
         Ok(merge_region_hits(hits, found, k, !frames))
     }
@@ -492,12 +630,13 @@ impl Engine {
     /// The `k` indexed files (videos and images) that share the most content with the video
     /// at `path`: each of its sampled frames searches, and files are ranked by their mean best
     /// similarity over the query's frames (see [`video::vote`]). An indexed, unchanged video
-    /// is answered from its stored frames.
+    /// is answered from its stored frames. Only files with items in `within`, when given.
     pub fn search_video(
         &self,
         path: &Path,
         k: usize,
         mode: SearchMode,
+        within: Option<&ItemSet>,
         options: &VideoOptions,
     ) -> Result<Vec<FileMatch>, VideoError> {
         let frames = self.video_query_frames(path, options)?;
@@ -509,7 +648,7 @@ impl Engine {
             .map(|(t, vector)| {
                 Ok(QueryFrameHits {
                     t: *t,
-                    hits: self.search_vector_grouped(vector, per_frame, mode)?,
+                    hits: self.search_vector_grouped(vector, per_frame, mode, within)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -16,7 +16,7 @@ use crate::descriptor::{regions, DescriptorOptions};
 use crate::error::Result;
 use crate::image::{self, Decoded, ImageError, Limits, Preprocessor};
 use crate::index::Regions;
-use crate::model::{Embedder, Embeddings, ModelError, ModelKind, ModelStore};
+use crate::model::{kept_labels, Embedder, Embeddings, Label, ModelError, ModelKind, ModelStore};
 
 /// How many images go through the network at once. ONNX Runtime's throughput on 2 cores
 /// stops improving past ~16 for EfficientNet-Lite, and a batch is ~10 MB of input.
@@ -268,6 +268,11 @@ impl Featurizer {
             height,
             regions: self.regions_of(out, row, width, height),
         }
+    }
+
+    /// The labels worth keeping of row `row` of a batch's output (see [`kept_labels`]).
+    pub fn labels_of(&self, out: &Embeddings, row: usize) -> Vec<Label> {
+        kept_labels(out.logits_of(row))
     }
 
     /// The region descriptors of row `row` of a batch's output (an image or video frame of

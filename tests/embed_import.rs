@@ -381,6 +381,7 @@ fn kill_9_mid_import_loses_nothing_committed_and_the_next_import_completes() {
                     },
                     content_hash: None,
                     kind: MediaKind::Image,
+                    facts: Default::default(),
                     t: None,
                     width: Some(64),
                     height: Some(64),
@@ -393,6 +394,7 @@ fn kill_9_mid_import_loses_nothing_committed_and_the_next_import_completes() {
                     )),
                     error: None,
                     regions: Default::default(),
+                    labels: Vec::new(),
                     partial: None,
                 })
                 .unwrap();

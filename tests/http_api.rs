@@ -269,6 +269,8 @@ fn health_stats_openapi_and_metrics() {
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     for (path, method) in [
         ("/api/search", "post"),
+        ("/api/search", "get"),
+        ("/api/words", "get"),
         ("/api/items", "post"),
         ("/api/items/{id}", "get"),
         ("/api/items/{id}", "delete"),
@@ -555,6 +557,123 @@ fn paths(answer: &Value) -> Vec<&str> {
         .iter()
         .map(|r| r["path"].as_str().unwrap())
         .collect()
+}
+
+/// The query string value of a path (spaces and the few reserved characters a path holds).
+fn query_value(s: &str) -> String {
+    s.replace('%', "%25")
+        .replace(' ', "%20")
+        .replace('&', "%26")
+        .replace('+', "%2B")
+        .replace('#', "%23")
+}
+
+#[test]
+fn search_by_words_with_labels_suggestions_and_filters() {
+    let s = shared();
+    let server = &s.read_only;
+    // opencv's chicky_512.png is a Pekinese: "dog" reaches it through the breed's label.
+    let dogs = get_json(server, "/api/search?q=dogs&k=5");
+    let first = &dogs["results"][0];
+    assert_eq!(first["name"], "chicky_512.png", "{dogs}");
+    assert!(
+        first["labels"][0]["name"]
+            .as_str()
+            .unwrap()
+            .contains("Pekinese"),
+        "{first}"
+    );
+    let score = first["score"].as_f64().unwrap();
+    assert!((0.2..=1.0).contains(&score), "{score}");
+    assert_eq!(dogs["words"][0]["word"], "dog");
+    assert!(dogs["words"][0]["classes"].as_u64().unwrap() >= 118);
+    // Every answer is a photo the words describe: dog labels adding up to 0.2 or more.
+    for result in dogs["results"].as_array().unwrap() {
+        assert!(result["score"].as_f64().unwrap() >= 0.2, "{result}");
+    }
+
+    let nothing = get_json(server, "/api/search?q=xyzzy");
+    assert_eq!(nothing["results"], json!([]));
+    assert_eq!(nothing["unknown_words"], json!(["xyzzy"]));
+
+    assert_error(
+        client().get(server.url("/api/search")).send().unwrap(),
+        400,
+        "missing_q",
+    );
+    assert_error(
+        client()
+            .get(server.url("/api/search?q=dog&taken=2019-13"))
+            .send()
+            .unwrap(),
+        400,
+        "invalid_taken",
+    );
+    assert_error(
+        client()
+            .get(server.url("/api/search?q=dog&near=91,0,5"))
+            .send()
+            .unwrap(),
+        400,
+        "invalid_near",
+    );
+
+    let suggestions = get_json(server, "/api/words?prefix=golden&limit=5");
+    let words: Vec<&str> = suggestions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["word"].as_str().unwrap())
+        .collect();
+    assert!(words.contains(&"golden retriever"), "{words:?}");
+
+    // A folder filter narrows a search by example to that folder.
+    let skimage = photo("skimage").canonicalize().unwrap();
+    let skimage = skimage.to_str().unwrap();
+    let chicky = s
+        .engine
+        .indexed_vector(&photo("opencv/chicky_512.png"))
+        .unwrap()
+        .expect("chicky_512.png is indexed")
+        .0
+        .id;
+    let everywhere = get_json(server, &format!("/api/items/{chicky}/similar?k=10"));
+    assert!(paths(&everywhere).iter().any(|p| !p.starts_with(skimage)));
+    let within = get_json(
+        server,
+        &format!(
+            "/api/items/{chicky}/similar?k=10&under={}",
+            query_value(skimage)
+        ),
+    );
+    let within = paths(&within);
+    assert_eq!(within.len(), 10);
+    assert!(
+        within.iter().all(|p| p.starts_with(&format!("{skimage}/"))),
+        "{within:?}"
+    );
+    // Words filter an image search: of the dog's neighbours, only the photos "dog" finds.
+    let all_dogs = get_json(server, "/api/search?q=dog&k=200");
+    let all_dogs = paths(&all_dogs);
+    let dog_neighbours = get_json(server, &format!("/api/items/{chicky}/similar?k=10&q=dog"));
+    let dog_neighbours = paths(&dog_neighbours);
+    assert!(
+        dog_neighbours[0].ends_with("chicky_512.png"),
+        "{dog_neighbours:?}"
+    );
+    assert_eq!(dog_neighbours.len(), all_dogs.len().min(10));
+    assert!(
+        dog_neighbours.iter().all(|p| all_dogs.contains(p)),
+        "{dog_neighbours:?} vs {all_dogs:?}"
+    );
+
+    // An item tells its labels.
+    let item = get_json(server, &format!("/api/items/{chicky}"));
+    assert!(item["labels"][0]["name"]
+        .as_str()
+        .unwrap()
+        .contains("Pekinese"));
+    assert!(item["facts"].is_object());
 }
 
 /// The indexed frames of the shared server's video, in time order.

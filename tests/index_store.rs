@@ -60,12 +60,14 @@ fn image(path: &str, seed: u64) -> NewFile {
         },
         content_hash: None,
         kind: MediaKind::Image,
+        facts: Default::default(),
         items: vec![NewItem {
             t: None,
             width: 640,
             height: 480,
             vector: vector_for(seed),
             regions: Default::default(),
+            labels: Vec::new(),
         }],
     }
 }
@@ -79,6 +81,7 @@ fn video(path: &str, seeds: &[u64]) -> NewFile {
         },
         content_hash: None,
         kind: MediaKind::Video,
+        facts: Default::default(),
         items: seeds
             .iter()
             .enumerate()
@@ -88,6 +91,7 @@ fn video(path: &str, seeds: &[u64]) -> NewFile {
                 height: 240,
                 vector: vector_for(*s),
                 regions: Default::default(),
+                labels: Vec::new(),
             })
             .collect(),
     }

@@ -59,12 +59,14 @@ fn files(data: &mut Clustered, base: usize, n: usize) -> Vec<NewFile> {
             },
             content_hash: None,
             kind: MediaKind::Image,
+            facts: Default::default(),
             items: vec![NewItem {
                 t: None,
                 width: 64,
                 height: 64,
                 vector: data.next(),
                 regions: Default::default(),
+                labels: Vec::new(),
             }],
         })
         .collect()

@@ -7,6 +7,7 @@ mod eval;
 mod export;
 mod import;
 mod index;
+mod labels;
 mod model;
 mod search;
 mod serve;
@@ -75,6 +76,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// What the index holds
     Stats(stats::StatsArgs),
+    /// The library's most common ImageNet labels (what `search --text` finds)
+    Labels(labels::LabelsArgs),
     /// Groups of duplicate images (exact copies and the same photo resized, recompressed,
     /// cropped, mirrored or turned grey), each with a keeper; move, link or delete the rest
     Duplicates(duplicates::DuplicatesArgs),
@@ -100,6 +103,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Model(command) => model::run(&global, command),
         Command::Serve(args) => serve::run(&global, args),
         Command::Stats(args) => stats::run(&global, args),
+        Command::Labels(args) => labels::run(&global, args),
         Command::Duplicates(args) => duplicates::run(&global, args),
         Command::Remove(args) => index::remove(&global, args),
         Command::Export(args) => export::run(&global, args),

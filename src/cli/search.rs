@@ -4,10 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
+use lookalike::engine::{Engine, SearchOptions, MIN_WORD_SCORE};
 use lookalike::featurizer::ImageQuery;
-use lookalike::index::{Hit, MediaKind, Region, SearchMode};
+use lookalike::index::{Filter, Hit, LabelTerm, MediaKind, Near, Region, SearchMode, TakenRange};
+use lookalike::model::Label;
 use lookalike::verify::{LocalFeatures, VerifyOptions};
 use lookalike::video::{is_supported_video, FileMatch, VideoOptions};
 use serde::Serialize;
@@ -23,11 +25,24 @@ pub struct SearchArgs {
     /// Query by indexed item id (answered first, in the order given)
     #[arg(long = "id", value_name = "ID")]
     ids: Vec<i64>,
+    /// Search by words: the photos whose ImageNet labels the words name, through WordNet
+    /// ("dog" finds every breed; "bird", "vehicle", "fruit", "golden retriever"). With query
+    /// images, a filter: only results the words describe
+    #[arg(long, value_name = "WORDS")]
+    text: Option<String>,
+    /// How sure the labels must be for a word to describe a photo: the summed probability
+    /// of its labels under the word (0 to 1)
+    #[arg(long, value_name = "P", default_value_t = MIN_WORD_SCORE,
+          value_parser = parse_probability)]
+    min_score: f32,
+    #[command(flatten)]
+    filter: FilterArgs,
     /// Results per query
     #[arg(short, default_value_t = 10)]
     k: usize,
     /// One JSON object per query per line: {"query", "results": [{"path", "score", "id",
-    /// "video", "t"?, "query_t"?, "inliers"?, "box"?}], "error"?}
+    /// "video", "t"?, "query_t"?, "inliers"?, "box"?, "labels"?}], "error"?,
+    /// "unknown_words"?}. For --text alone, "score" is the words' label score (0 to 1)
     #[arg(long)]
     json: bool,
     /// List every matching video frame instead of each video once (by its best frame); for a
@@ -44,6 +59,56 @@ pub struct SearchArgs {
     exact: bool,
     #[command(flatten)]
     verify: VerifyArgs,
+}
+
+/// Filters on the photos' facts and folders (each narrows every query).
+#[derive(Args)]
+pub struct FilterArgs {
+    /// Only photos taken in this range (their EXIF date): 2019..2021, 2020-06, ..2018,
+    /// 2019-03-01..
+    #[arg(long, value_name = "FROM..TO", value_parser = |s: &str| s.parse::<TakenRange>())]
+    taken: Option<TakenRange>,
+    /// Only photos whose camera make or model contains this text (case-insensitive)
+    #[arg(long, value_name = "TEXT")]
+    camera: Option<String>,
+    /// Only photos taken within KM kilometres of a place (their EXIF position)
+    #[arg(long, value_name = "LAT,LON,KM", value_parser = |s: &str| s.parse::<Near>())]
+    near: Option<Near>,
+    /// Only files under this folder (repeat for several)
+    #[arg(long, value_name = "FOLDER")]
+    under: Vec<PathBuf>,
+}
+
+impl FilterArgs {
+    /// The filter these flags ask for; folders resolved as indexing stored them (absolute).
+    pub fn filter(&self) -> Result<Filter> {
+        let under = self
+            .under
+            .iter()
+            .map(|dir| {
+                let dir = dir
+                    .canonicalize()
+                    .with_context(|| format!("--under {}", dir.display()))?;
+                dir.to_str()
+                    .map(str::to_owned)
+                    .with_context(|| format!("--under {}: not UTF-8", dir.display()))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Filter {
+            taken: self.taken.clone(),
+            camera: self.camera.clone(),
+            near: self.near,
+            under,
+            labels: Vec::new(),
+        })
+    }
+}
+
+fn parse_probability(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a probability (0 to 1)")),
+    }
 }
 
 /// Spatial verification options (shared by `search` and `eval`).
@@ -77,6 +142,10 @@ struct QueryOutput {
     results: Vec<ResultRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// For a search by words: the words that name no ImageNet class (the answer is then
+    /// empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unknown_words: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -99,6 +168,27 @@ struct ResultRow {
     /// and height), when a region of it matched better than the whole.
     #[serde(rename = "box", skip_serializing_if = "Option::is_none")]
     region: Option<Region>,
+    /// The result's most probable ImageNet classes ({"class", "name", "probability"}), most
+    /// probable first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    labels: Vec<LabelRow>,
+}
+
+#[derive(Serialize)]
+struct LabelRow {
+    class: u16,
+    name: &'static str,
+    probability: f32,
+}
+
+impl From<Label> for LabelRow {
+    fn from(label: Label) -> Self {
+        LabelRow {
+            class: label.class,
+            name: label.name(),
+            probability: label.probability,
+        }
+    }
 }
 
 impl From<Hit> for ResultRow {
@@ -112,6 +202,7 @@ impl From<Hit> for ResultRow {
             query_t: None,
             inliers: hit.inliers,
             region: hit.region,
+            labels: Vec::new(),
         }
     }
 }
@@ -127,14 +218,15 @@ impl From<FileMatch> for ResultRow {
             query_t: Some(m.query_t),
             inliers: None,
             region: None,
+            labels: Vec::new(),
         }
     }
 }
 
 pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
     anyhow::ensure!(
-        !args.images.is_empty() || !args.ids.is_empty(),
-        "nothing to search for: give query images, videos or --id"
+        !args.images.is_empty() || !args.ids.is_empty() || args.text.is_some(),
+        "nothing to search for: give query images, videos, --id or --text"
     );
     let engine = global.engine(true)?;
     let mode = if args.exact {
@@ -142,18 +234,54 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
     } else {
         SearchMode::Approximate
     };
+    let mut filter = args.filter.filter()?;
+    let mut outputs: Vec<QueryOutput> = Vec::new();
+    let by_example = !args.images.is_empty() || !args.ids.is_empty();
+    let words = args
+        .text
+        .as_deref()
+        .map(|text| lookalike::words::vocabulary().parse(text));
+    if let (Some(words), true) = (&words, by_example) {
+        // Words narrow the search by example; a word that names nothing leaves no result.
+        filter.labels = Engine::word_terms(words, args.min_score).unwrap_or_else(|| {
+            vec![LabelTerm {
+                classes: Vec::new(),
+                min_score: 1.0,
+            }]
+        });
+    }
+    let within = engine.matching_items(&filter)?;
+    let options = SearchOptions {
+        k: args.k,
+        mode,
+        frames: args.frames,
+        verify: args.verify.options(),
+        within: within.as_ref(),
+    };
+    if let (Some(text), false) = (&args.text, by_example) {
+        let output = match engine.search_words(text, args.min_score, &options) {
+            Ok((query, hits)) => QueryOutput {
+                unknown_words: query.unknown,
+                ..output(
+                    text.clone(),
+                    Ok(hits.into_iter().map(ResultRow::from).collect()),
+                )
+            },
+            Err(e) => output(text.clone(), Err(e.to_string())),
+        };
+        outputs.push(output);
+    }
 
-    let verify = args.verify.options();
+    let verify = options.verify;
     // A query's results, verified against the query image's features when given.
     let search_image = |image: &ImageQuery, features: lookalike::Result<Option<LocalFeatures>>| {
-        engine.search_image(image, args.k, mode, args.frames, verify, features?.as_ref())
+        engine.search_image(image, &options, features?.as_ref())
     };
     let video_options = VideoOptions {
         frame_interval: args.frame_interval,
         ..VideoOptions::default()
     };
 
-    let mut outputs: Vec<QueryOutput> = Vec::new();
     for &id in &args.ids {
         let features = || match verify.depth {
             0 => Ok(None),
@@ -189,7 +317,7 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
             }
         } else {
             let result = engine
-                .search_video(query, args.k, mode, &video_options)
+                .search_video(query, args.k, mode, options.within, &video_options)
                 .map(|matches| matches.into_iter().map(ResultRow::from).collect())
                 .map_err(|e| e.to_string());
             outputs.push(output(name, result));
@@ -197,7 +325,17 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
     }
 
     let mut failed = false;
-    for out in &outputs {
+    for out in &mut outputs {
+        let ids: Vec<i64> = out.results.iter().map(|r| r.id).collect();
+        let mut labels = engine.labels_of(&ids)?;
+        for row in &mut out.results {
+            row.labels = labels
+                .remove(&row.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(LabelRow::from)
+                .collect();
+        }
         failed |= out.error.is_some();
         if args.json {
             println!("{}", serde_json::to_string(out)?);
@@ -224,11 +362,13 @@ fn output(query: String, result: Result<Vec<ResultRow>, String>) -> QueryOutput 
             query,
             results,
             error: None,
+            unknown_words: Vec::new(),
         },
         Err(error) => QueryOutput {
             query,
             results: Vec::new(),
             error: Some(error),
+            unknown_words: Vec::new(),
         },
     }
 }
@@ -237,6 +377,9 @@ fn print_text(out: &QueryOutput) {
     println!("{}", out.query);
     if let Some(error) = &out.error {
         println!("  error: {error}");
+    }
+    if !out.unknown_words.is_empty() {
+        println!("  no ImageNet class for: {}", out.unknown_words.join(", "));
     }
     for (rank, row) in out.results.iter().enumerate() {
         let at = row.t.map(|t| format!(" @ {t:.1}s")).unwrap_or_default();
@@ -252,8 +395,12 @@ fn print_text(out: &QueryOutput) {
             .region
             .map(|r| format!(", box {:.2},{:.2} {:.2}x{:.2}", r.x, r.y, r.w, r.h))
             .unwrap_or_default();
+        let labels = match row.labels.first() {
+            Some(top) => format!(", {} {:.2}", top.name, top.probability),
+            None => String::new(),
+        };
         println!(
-            "  {:>3}. {:.4}  {}{at}  (id {}{query_at}{inliers}{region})",
+            "  {:>3}. {:.4}  {}{at}  (id {}{query_at}{inliers}{region}{labels})",
             rank + 1,
             row.score,
             row.path,

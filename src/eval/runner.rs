@@ -8,7 +8,7 @@ use super::dataset::{labelled_folder, make_copies, CopyOptions};
 use super::metrics::{Judged, Summary};
 use super::{EvalError, Failure, Group, Miss, Report};
 use crate::descriptor::DescriptorOptions;
-use crate::engine::{Engine, EngineOptions};
+use crate::engine::{Engine, EngineOptions, SearchOptions};
 use crate::featurizer::ImageQuery;
 use crate::index::{Hit, ItemId, SearchMode};
 use crate::ingest::{IngestOptions, IngestReport};
@@ -113,9 +113,15 @@ impl Session {
             0 => None,
             _ => Some(self.engine.local_features_of_file(query)?),
         };
+        let options = SearchOptions {
+            mode,
+            frames: true,
+            verify,
+            ..SearchOptions::top(TOP)
+        };
         let hits = self
             .engine
-            .search_image(image, TOP, mode, true, verify, features.as_ref())?;
+            .search_image(image, &options, features.as_ref())?;
         Ok((hits, start.elapsed()))
     }
 
@@ -206,14 +212,15 @@ pub fn run_labelled(
     let depth = session.engine.stats()?.items as usize;
     let mut judged: BTreeMap<&str, Vec<Judged>> = BTreeMap::new();
     let mut latencies = Vec::with_capacity(queries.len());
-    let unverified = VerifyOptions::top(0);
+    let unverified = SearchOptions {
+        mode: options.mode,
+        frames: true,
+        ..SearchOptions::top(depth)
+    };
     for (id, label, path, vector) in queries {
         // As the server's "similar" by item: the stored vector, matched against regions too.
         let image = ImageQuery::from(vector);
-        let hits =
-            session
-                .engine
-                .search_image(&image, depth, options.mode, true, unverified, None)?;
+        let hits = session.engine.search_image(&image, &unverified, None)?;
         // The query's own hit is not verified: it would match itself perfectly and go first.
         let hits = hits.into_iter().filter(|hit| hit.id != id).collect();
         let (hits, verify_time) = session.verified(hits, path, options.verify)?;
@@ -222,7 +229,9 @@ pub fn run_labelled(
             .entry(label)
             .or_default()
             .push(Judged::new(&ranking, &members[label], Some(&id)));
-        let search_time = session.timed_top(&image, path, options.mode, unverified)?.1;
+        let search_time = session
+            .timed_top(&image, path, options.mode, unverified.verify)?
+            .1;
         latencies.push(search_time + verify_time);
     }
     let mut report = session.report("labelled", options, depth, latencies)?;

@@ -26,6 +26,7 @@ use usearch::{IndexOptions, MetricKind, ScalarKind};
 
 use super::catalog::{self, region_key, region_of_key, StoredWhitening, Watermark, MAX_REGIONS};
 use super::error::{ann_err, IndexError};
+use super::filter::ItemSet;
 use super::flat::{Flat, Scored};
 use super::types::ItemId;
 
@@ -507,20 +508,29 @@ impl Ann {
     }
 
     /// The `k` nearest stored vectors by cosine similarity (as stored), best first, each
-    /// with its key as `id` (for [`Layer::Items`], the item's id).
-    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Scored>, IndexError> {
+    /// with its key as `id` (for [`Layer::Items`], the item's id); only those of items in
+    /// `within` when given.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        within: Option<&ItemSet>,
+    ) -> Result<Vec<Scored>, IndexError> {
         // No more than are held: usearch allocates the `k` it is asked for.
         let k = k.min(self.hnsw.size() + self.delta.len());
-        let mut found = self.delta.search(query, k);
+        let layer = self.layer;
+        let allowed = |key: u64| within.is_none_or(|set| set.contains(layer.item_of(key)));
+        let mut found = self.delta.search(query, k, |id| allowed(id as u64));
         if self.hnsw.size() > 0 {
             let matches = {
                 let _slot = self.slots.acquire();
-                if self.removed.is_empty() {
+                if self.removed.is_empty() && within.is_none() {
                     self.hnsw.search(query, k)
                 } else {
-                    let (removed, layer) = (&self.removed, self.layer);
-                    self.hnsw
-                        .filtered_search(query, k, |key| !removed.contains(&layer.item_of(key)))
+                    let removed = &self.removed;
+                    self.hnsw.filtered_search(query, k, |key| {
+                        !removed.contains(&layer.item_of(key)) && allowed(key)
+                    })
                 }
                 .map_err(ann_err)?
             };

@@ -22,7 +22,7 @@ use crate::descriptor::{DescriptorOptions, Whitening};
 pub(crate) const CATALOG_FILE: &str = "catalog.sqlite";
 
 /// The schema version this build writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// A writer waiting for another writer's transaction, or a reader for a WAL checkpoint, retries
 /// this long before giving up with SQLITE_BUSY.
@@ -108,6 +108,29 @@ CREATE TABLE distinct_pairs (
     decided_at INTEGER NOT NULL, -- unix seconds
     PRIMARY KEY (a, b)
 ) WITHOUT ROWID;
+"#,
+    r#"
+-- Each item's most probable ImageNet classes (model/labels.rs), for search by words: keyed by
+-- class first, so that the classes a word names are one range of the table each.
+CREATE TABLE labels (
+    class       INTEGER NOT NULL,
+    item_id     INTEGER NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+    probability REAL NOT NULL,
+    PRIMARY KEY (class, item_id)
+) WITHOUT ROWID;
+CREATE INDEX labels_item ON labels(item_id);
+-- What each file's metadata says (image/facts.rs). `taken` is the camera's local time as
+-- "YYYY-MM-DDTHH:MM:SS": its text order is time order, and a prefix is a year or a month.
+ALTER TABLE files ADD COLUMN taken TEXT;
+ALTER TABLE files ADD COLUMN camera_make TEXT;
+ALTER TABLE files ADD COLUMN camera_model TEXT;
+ALTER TABLE files ADD COLUMN latitude REAL;
+ALTER TABLE files ADD COLUMN longitude REAL;
+CREATE INDEX files_taken ON files(taken) WHERE taken IS NOT NULL;
+-- Items stored before labels and facts were kept (ids up to this one) have neither: indexing
+-- treats their files as changed, so the next `lookalike index` of a folder fills them in.
+INSERT INTO meta (key, value)
+    SELECT 'unlabelled_through', CAST(COALESCE(MAX(id), 0) AS TEXT) FROM items;
 "#,
 ];
 

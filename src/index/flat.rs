@@ -126,9 +126,13 @@ impl Flat {
         Some(&self.data[i * self.dim..(i + 1) * self.dim])
     }
 
-    pub fn search(&self, query: &[f32], k: usize) -> Vec<Scored> {
+    /// The `k` held vectors most similar to `query` among those whose id `allowed` accepts.
+    pub fn search(&self, query: &[f32], k: usize, allowed: impl Fn(ItemId) -> bool) -> Vec<Scored> {
         let mut top = TopK::new(k);
         for (id, v) in self.ids.iter().zip(self.data.chunks_exact(self.dim)) {
+            if !allowed(*id) {
+                continue;
+            }
             top.push(Scored {
                 id: *id,
                 score: dot(query, v),
@@ -159,8 +163,11 @@ mod tests {
         flat.extend(&[2, 3], &[9.0, 9.0, 9.0, 9.0]);
         assert_eq!(flat.len(), 3);
         assert_eq!(flat.remove(&HashSet::from([2, 7])), 1);
-        let hits = flat.search(&[0.0, 1.0], 5);
+        let hits = flat.search(&[0.0, 1.0], 5, |_| true);
         assert_eq!(hits.len(), 2);
+        let only_one = flat.search(&[0.0, 1.0], 5, |id| id == 1);
+        assert_eq!(only_one.len(), 1);
+        assert_eq!(only_one[0].id, 1);
         assert_eq!((hits[0].id, hits[0].score), (3, 0.8));
         assert_eq!((hits[1].id, hits[1].score), (1, 0.0));
         assert_eq!(flat.get(3), Some(&[0.6, 0.8][..]));

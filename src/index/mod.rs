@@ -17,7 +17,9 @@ mod ann;
 mod catalog;
 mod duplicate_store;
 mod error;
+mod filter;
 mod flat;
+mod label_store;
 mod layers;
 mod region_codec;
 mod region_search;
@@ -30,9 +32,13 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::image::PhotoFacts;
+
 pub use ann::HnswParams;
 pub use duplicate_store::{ordered_pair, DuplicatePair, DuplicateScan, ImageFacts};
 pub use error::IndexError;
+pub use filter::{Filter, ItemSet, LabelTerm, Near, TakenRange};
+pub use label_store::{decode_labels, encode_labels};
 pub use types::{
     ContentHash, FileStamp, Hit, IndexConfig, ItemId, ItemRecord, MediaKind, NewFile, NewItem,
     Region, Regions, SearchMode, Stats, WhiteningInfo,
@@ -62,6 +68,10 @@ struct Ranked {
     hit: Hit,
     vector: Vec<f32>,
 }
+
+/// Filters that let through at most this many items are searched by scoring each of their
+/// items (~1 µs each from the ANN's vectors, a catalog read otherwise) rather than by the graph.
+const SCORE_EACH_WITHIN: usize = 4096;
 
 /// Rows projected per gemm by an exact search under whitening.
 const EXACT_BATCH: usize = 1024;
@@ -211,12 +221,17 @@ impl Index {
         self.ann.items.params()
     }
 
-    /// Size and mtime of every indexed file, by path.
+    /// Size and mtime of every indexed file, by path; files with items stored before labels
+    /// and facts were kept are left out, so that indexing takes them as new and fills those in.
     pub fn file_stamps(&self) -> Result<HashMap<String, FileStamp>, IndexError> {
         let conn = self.readers.get()?;
-        let mut stmt = conn.prepare("SELECT path, size, mtime_ns FROM files")?;
+        let unlabelled = Index::unlabelled_through(&conn)?;
+        let mut stmt = conn.prepare(
+            "SELECT path, size, mtime_ns FROM files f WHERE ?1 = 0 OR NOT EXISTS
+                 (SELECT 1 FROM items i WHERE i.file_id = f.id AND i.id <= ?1)",
+        )?;
         let stamps = stmt
-            .query_map([], |r| {
+            .query_map([unlabelled], |r| {
                 let stamp = FileStamp {
                     size: r.get::<_, i64>(1)? as u64,
                     mtime_ns: r.get(2)?,
@@ -266,6 +281,7 @@ impl Index {
             for item in &file.items {
                 self.check_vector(&item.vector)?;
                 self.check_regions(item)?;
+                label_store::check_labels(&item.labels)?;
             }
         }
         let (dim, keep_regions) = (self.config.dim, self.has_regions());
@@ -277,11 +293,15 @@ impl Index {
         let mut ids = Vec::new();
         {
             let mut upsert = tx.prepare_cached(
-                "INSERT INTO files (path, size, mtime_ns, kind, added_at, content_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO files (path, size, mtime_ns, kind, added_at, content_hash, taken,
+                     camera_make, camera_model, latitude, longitude)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (path) DO UPDATE SET size = excluded.size,
                      mtime_ns = excluded.mtime_ns, kind = excluded.kind,
-                     added_at = excluded.added_at, content_hash = excluded.content_hash
+                     added_at = excluded.added_at, content_hash = excluded.content_hash,
+                     taken = excluded.taken, camera_make = excluded.camera_make,
+                     camera_model = excluded.camera_model, latitude = excluded.latitude,
+                     longitude = excluded.longitude
                  RETURNING id",
             )?;
             let mut clear = tx.prepare_cached("DELETE FROM items WHERE file_id = ?1")?;
@@ -291,7 +311,11 @@ impl Index {
             let mut insert_regions = tx.prepare_cached(
                 "INSERT INTO regions (item_id, boxes, vectors) VALUES (?1, ?2, ?3)",
             )?;
+            let mut insert_label = tx.prepare_cached(
+                "INSERT OR REPLACE INTO labels (class, item_id, probability) VALUES (?1, ?2, ?3)",
+            )?;
             for file in &files {
+                let facts = &file.facts;
                 let file_id: i64 = upsert.query_row(
                     params![
                         file.path,
@@ -299,7 +323,12 @@ impl Index {
                         file.stamp.mtime_ns,
                         file.kind.as_str(),
                         now,
-                        file.content_hash.as_ref().map(|h| h.0.as_slice())
+                        file.content_hash.as_ref().map(|h| h.0.as_slice()),
+                        facts.taken,
+                        facts.camera_make,
+                        facts.camera_model,
+                        facts.latitude,
+                        facts.longitude,
                     ],
                     |r| r.get(0),
                 )?;
@@ -316,6 +345,9 @@ impl Index {
                     if keep_regions && !item.regions.is_empty() {
                         let encoded = region_codec::encode(&item.regions, dim);
                         insert_regions.execute(params![id, encoded.boxes, encoded.vectors])?;
+                    }
+                    for label in &item.labels {
+                        insert_label.execute(params![label.class, id, label.probability])?;
                     }
                     ids.push(id);
                 }
@@ -387,8 +419,20 @@ impl Index {
         k: usize,
         mode: SearchMode,
     ) -> Result<Vec<Hit>, IndexError> {
+        self.search_within(query, k, mode, None)
+    }
+
+    /// [`Index::search`] among the items of `within` only (see [`Index::matching_items`]);
+    /// the query's expansion still draws on the whole collection.
+    pub fn search_within(
+        &self,
+        query: &[f32],
+        k: usize,
+        mode: SearchMode,
+        within: Option<&ItemSet>,
+    ) -> Result<Vec<Hit>, IndexError> {
         self.check_vector(query)?;
-        if k == 0 {
+        if k == 0 || within.is_some_and(ItemSet::is_empty) {
             return Ok(Vec::new());
         }
         let mut query: Cow<[f32]> = match self.ann.items.whitening() {
@@ -400,14 +444,14 @@ impl Index {
         let tx = conn.transaction()?;
         let expansion = self.config.descriptor.query_expansion;
         if expansion.is_on() {
-            let first = self.rank(&tx, &query, expansion.neighbours, mode)?;
+            let first = self.rank(&tx, &query, expansion.neighbours, mode, None)?;
             let expanded = expansion.expand(
                 &query,
                 first.iter().map(|r| (r.hit.score, r.vector.as_slice())),
             );
             query = Cow::Owned(expanded);
         }
-        let ranked = self.rank(&tx, &query, k, mode)?;
+        let ranked = self.rank(&tx, &query, k, mode, within)?;
         Ok(ranked.into_iter().map(|r| r.hit).collect())
     }
 
@@ -419,10 +463,23 @@ impl Index {
         query: &[f32],
         k: usize,
         mode: SearchMode,
+        within: Option<&ItemSet>,
     ) -> Result<Vec<Ranked>, IndexError> {
-        let candidates = match mode {
-            SearchMode::Approximate => self.ann.items.search(query, candidates_for(k))?,
-            SearchMode::Exact => self.exact_candidates(conn, query, candidates_for(k))?,
+        let wanted = candidates_for(k);
+        let candidates = match (mode, within) {
+            // A narrow filter: scoring its items one by one beats a graph search that has to
+            // walk past everything the filter rejects.
+            (_, Some(set)) if set.len() <= SCORE_EACH_WITHIN => {
+                let mut top = TopK::new(wanted);
+                for &id in set.ids() {
+                    if let Some(score) = self.exact_score(conn, query, id)? {
+                        top.push(Scored { id, score });
+                    }
+                }
+                top.into_sorted()
+            }
+            (SearchMode::Approximate, _) => self.ann.items.search(query, wanted, within)?,
+            (SearchMode::Exact, _) => self.exact_candidates(conn, query, wanted, within)?,
         };
         // The row's vector is read only when the ANN does not hold the candidate exactly.
         let exact_in_ann = self.ann.items.holds_exact_vectors();
@@ -516,20 +573,52 @@ impl Index {
         Ok(ranked)
     }
 
-    /// Brute force over every item of the catalog (`query` is already in the index's space).
+    /// Brute force over every item of the catalog (`query` is already in the index's space),
+    /// or every item of `within`.
     fn exact_candidates(
         &self,
         conn: &Connection,
         query: &[f32],
         k: usize,
+        within: Option<&ItemSet>,
     ) -> Result<Vec<Scored>, IndexError> {
         let mut top = TopK::new(k);
+        let mut push = |scored: Scored| {
+            if within.is_none_or(|set| set.contains(scored.id)) {
+                top.push(scored);
+            }
+        };
         if self.ann.items.holds_exact_vectors() {
-            self.score_all_with_held_vectors(conn, query, &mut top)?;
+            self.score_all_with_held_vectors(conn, query, &mut push)?;
         } else {
-            self.score_all_from_catalog(conn, query, &mut top)?;
+            self.score_all_from_catalog(conn, query, &mut push)?;
         }
         Ok(top.into_sorted())
+    }
+
+    /// One item's exact score for `query` (in the index's space); None when it is gone.
+    fn exact_score(
+        &self,
+        conn: &Connection,
+        query: &[f32],
+        id: ItemId,
+    ) -> Result<Option<f32>, IndexError> {
+        let mut vector = Vec::with_capacity(self.config.dim);
+        if self.ann.items.exact_vector_into(id, &mut vector)? {
+            return Ok(Some(dot(query, &vector)));
+        }
+        let mut stmt = conn.prepare_cached("SELECT vector FROM items WHERE id = ?1")?;
+        let Some(blob) = stmt
+            .query_row([id], |r| r.get::<_, Vec<u8>>(0))
+            .optional()?
+        else {
+            return Ok(None);
+        };
+        catalog::decode_vector_into(&blob, self.config.dim, id, &mut vector)?;
+        Ok(Some(match self.ann.items.whitening() {
+            Some(w) => dot(query, &w.whitening.apply(&vector)),
+            None => dot(query, &vector),
+        }))
     }
 
     /// Scores every item with the exact whitened vector the ANN holds, and the few it does not
@@ -539,7 +628,7 @@ impl Index {
         &self,
         conn: &Connection,
         query: &[f32],
-        top: &mut TopK,
+        push: &mut impl FnMut(Scored),
     ) -> Result<(), IndexError> {
         let mut ids = conn.prepare_cached("SELECT id FROM items")?;
         let mut vector_of = conn.prepare_cached("SELECT vector FROM items WHERE id = ?1")?;
@@ -557,7 +646,7 @@ impl Index {
                 })?;
                 held = w.whitening.apply_batch(&raw);
             }
-            top.push(Scored {
+            push(Scored {
                 id,
                 score: dot(query, &held),
             });
@@ -571,7 +660,7 @@ impl Index {
         &self,
         conn: &Connection,
         query: &[f32],
-        top: &mut TopK,
+        push: &mut impl FnMut(Scored),
     ) -> Result<(), IndexError> {
         let whitening = self.ann.items.whitening().map(|w| &w.whitening);
         let batch = if whitening.is_some() { EXACT_BATCH } else { 1 };
@@ -582,7 +671,7 @@ impl Index {
             };
             let dim = projected.len() / ids.len();
             for (id, v) in ids.iter().zip(projected.chunks_exact(dim)) {
-                top.push(Scored {
+                push(Scored {
                     id: *id,
                     score: dot(query, v),
                 });
@@ -694,6 +783,46 @@ impl Index {
             "SELECT {RECORD_COLUMNS} FROM items i JOIN files f ON f.id = i.file_id WHERE i.id = ?1"
         ))?;
         Ok(stmt.query_row([id], catalog::record_from_row).optional()?)
+    }
+
+    /// What the metadata of an item's file says (None: no such item).
+    pub fn facts(&self, id: ItemId) -> Result<Option<PhotoFacts>, IndexError> {
+        let conn = self.readers.get()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT f.taken, f.camera_make, f.camera_model, f.latitude, f.longitude
+             FROM items i JOIN files f ON f.id = i.file_id WHERE i.id = ?1",
+        )?;
+        Ok(stmt
+            .query_row([id], |r| {
+                Ok(PhotoFacts {
+                    taken: r.get(0)?,
+                    camera_make: r.get(1)?,
+                    camera_model: r.get(2)?,
+                    latitude: r.get(3)?,
+                    longitude: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Hits for items scored elsewhere (e.g. by their labels), in the order given; items
+    /// removed since are left out.
+    pub fn hits_of(&self, scored: &[(ItemId, f32)]) -> Result<Vec<Hit>, IndexError> {
+        let mut hits = Vec::with_capacity(scored.len());
+        for &(id, score) in scored {
+            if let Some(record) = self.item(id)? {
+                hits.push(Hit {
+                    id,
+                    score,
+                    path: record.path,
+                    t: record.t,
+                    kind: record.kind,
+                    inliers: None,
+                    region: None,
+                });
+            }
+        }
+        Ok(hits)
     }
 
     /// The items of one file, in time order (one for an image).

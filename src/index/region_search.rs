@@ -6,6 +6,7 @@ use rusqlite::OptionalExtension;
 
 use super::catalog::{self, region_of_key};
 use super::error::IndexError;
+use super::filter::ItemSet;
 use super::region_codec;
 use super::types::{Hit, ItemId, MediaKind, NewItem, Region};
 use super::Index;
@@ -23,8 +24,13 @@ impl Index {
     /// The `k` items with a region most similar to any of `queries` (raw L2-normalised
     /// vectors of the index's dimension, e.g. one image at several scales), best first, each
     /// scored by its best region (cosine in the regions' space) and with that region as its
-    /// `region`. Empty when the index keeps no regions.
-    pub fn search_regions(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Hit>, IndexError> {
+    /// `region`; only items of `within` when given. Empty when the index keeps no regions.
+    pub fn search_regions(
+        &self,
+        queries: &[&[f32]],
+        k: usize,
+        within: Option<&ItemSet>,
+    ) -> Result<Vec<Hit>, IndexError> {
         let Some(regions) = &self.ann.regions else {
             return Ok(Vec::new());
         };
@@ -33,7 +39,7 @@ impl Index {
             self.check_vector(query)?;
             let projected = regions.project_query(query);
             let wanted = k.saturating_mul(ENTRIES_PER_ITEM).saturating_add(32);
-            for found in regions.search(&projected, wanted)? {
+            for found in regions.search(&projected, wanted, within)? {
                 let (item, region) = region_of_key(found.id as u64);
                 let entry = best.entry(item).or_insert((f32::NEG_INFINITY, 0));
                 if found.score > entry.0 {

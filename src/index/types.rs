@@ -1,6 +1,8 @@
 //! The plain data types of the index API.
 
 use crate::descriptor::DescriptorOptions;
+use crate::image::PhotoFacts;
+use crate::model::Label;
 
 /// The id of one item (an image, or one frame of a video). Ids are never reused, even after a
 /// removal, so an id seen once always names the same item or none.
@@ -115,6 +117,8 @@ pub struct NewFile {
     /// None when unknown (a file indexed before hashes were kept).
     pub content_hash: Option<ContentHash>,
     pub kind: MediaKind,
+    /// What the file's metadata says (EXIF: date taken, camera, place); empty for a video.
+    pub facts: PhotoFacts,
     /// May be empty: the file is then remembered (so an unchanged file is not retried) but has
     /// nothing to search.
     pub items: Vec<NewItem>,
@@ -131,6 +135,9 @@ pub struct NewItem {
     /// Region descriptors (see [`crate::descriptor::regions`]); empty when the index keeps
     /// none.
     pub regions: Regions,
+    /// Its most probable ImageNet classes (see [`crate::model::kept_labels`]), for search by
+    /// words.
+    pub labels: Vec<Label>,
 }
 
 /// An item's region descriptors: where each region lies in the image, and its raw

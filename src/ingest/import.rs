@@ -146,6 +146,7 @@ impl Importer<'_> {
                 stamp: row.stamp,
                 content_hash: row.content_hash,
                 kind: row.kind,
+                facts: row.facts.clone(),
                 items: Vec::new(),
             },
             failure: None,
@@ -170,6 +171,7 @@ impl Importer<'_> {
             height: row.height.unwrap_or(0),
             vector,
             regions: row.regions,
+            labels: row.labels,
         });
         Ok(())
     }

@@ -15,7 +15,7 @@ use super::sink::{Failure, IndexSink, Sink};
 use crate::engine::SharedIndex;
 use crate::error::{Error, Result};
 use crate::featurizer::{Featurizer, BATCH_SIZE};
-use crate::image::{self, ImageError};
+use crate::image::{self, ImageError, PhotoFacts};
 use crate::index::{ContentHash, FileStamp, MediaKind, NewFile, NewItem};
 use crate::video::{self, VideoError, VideoOptions};
 
@@ -89,6 +89,7 @@ struct Prepared {
     key: String,
     stamp: FileStamp,
     content_hash: ContentHash,
+    facts: PhotoFacts,
     tensor: Vec<f32>,
     width: u32,
     height: u32,
@@ -300,6 +301,7 @@ fn decode(featurizer: &Featurizer, input: Input) -> Decoded {
             key,
             stamp,
             content_hash,
+            facts: PhotoFacts::of_bytes(&bytes),
             tensor,
             width,
             height,
@@ -373,12 +375,14 @@ fn embed_images(
                 stamp: prepared.stamp,
                 content_hash: Some(prepared.content_hash),
                 kind: MediaKind::Image,
+                facts: prepared.facts,
                 items: vec![NewItem {
                     t: None,
                     width: prepared.width,
                     height: prepared.height,
                     vector: out.feature(row).to_vec(),
                     regions: featurizer.regions_of(&out, row, prepared.width, prepared.height),
+                    labels: featurizer.labels_of(&out, row),
                 }],
             };
             tally.put(file, None)?;
@@ -439,6 +443,7 @@ fn embed_videos(featurizer: &Featurizer, videos: Vec<Input>, tally: &mut Tally<'
                     stamp: input.stamp,
                     content_hash: Some(content_hash),
                     kind: MediaKind::Video,
+                    facts: PhotoFacts::default(),
                     items: frames.items,
                 };
                 tally.put(file, frames.problem.as_deref())?;

@@ -26,7 +26,7 @@ pub mod pth;
 pub use error::{FormatError, ModelError};
 pub use fetch::{ModelFiles, ModelStore, RUNTIME_VERSION};
 pub use kind::{ModelKind, Stage};
-pub use labels::{top_k, Class};
+pub use labels::{kept_labels, top_k, Class, Label};
 pub use runtime::{Embedder, Embeddings};
 
 #[cfg(test)]

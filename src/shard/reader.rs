@@ -16,7 +16,9 @@ use parquet::schema::types::{SchemaDescriptor, Type};
 
 use super::{Identity, ShardError};
 use crate::descriptor::DescriptorOptions;
-use crate::index::{decode_regions, ContentHash, FileStamp, MediaKind, Regions};
+use crate::image::PhotoFacts;
+use crate::index::{decode_labels, decode_regions, ContentHash, FileStamp, MediaKind, Regions};
+use crate::model::Label;
 
 /// One row of a shard: an image, a video frame, or a file that could not be embedded.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +27,8 @@ pub struct ShardRow {
     pub stamp: FileStamp,
     pub content_hash: Option<ContentHash>,
     pub kind: MediaKind,
+    /// What the file's metadata says (the same on each of its rows).
+    pub facts: PhotoFacts,
     /// Seconds into a video; None for an image.
     pub t: Option<f64>,
     pub width: Option<u32>,
@@ -33,6 +37,8 @@ pub struct ShardRow {
     pub vector: Option<Vec<f32>>,
     /// Its region descriptors (empty when the shard's descriptor keeps none).
     pub regions: Regions,
+    /// Its kept ImageNet classes (empty in shards written before labels were kept).
+    pub labels: Vec<Label>,
     /// Why the file could not be embedded.
     pub error: Option<String>,
     /// Why a video was embedded only in part.
@@ -219,11 +225,13 @@ impl ShardReader {
             stamp: FileStamp::default(),
             content_hash: None,
             kind: MediaKind::Image,
+            facts: PhotoFacts::default(),
             t: None,
             width: None,
             height: None,
             vector: None,
             regions: Regions::default(),
+            labels: Vec::new(),
             error: None,
             partial: None,
         };
@@ -278,6 +286,31 @@ impl ShardReader {
                 }
                 "error" => out.error = string(field),
                 "partial" => out.partial = string(field),
+                "labels" => {
+                    out.labels = match field {
+                        Field::Null => Vec::new(),
+                        Field::Bytes(b) => {
+                            decode_labels(b.data()).map_err(|e| bad(&format!("no labels ({e})")))?
+                        }
+                        _ => return Err(bad("no labels")),
+                    };
+                }
+                "taken" => out.facts.taken = string(field),
+                "camera_make" => out.facts.camera_make = string(field),
+                "camera_model" => out.facts.camera_model = string(field),
+                "latitude" | "longitude" => {
+                    let degrees = match field {
+                        Field::Null => None,
+                        Field::Double(v) => Some(*v),
+                        Field::Float(v) => Some(f64::from(*v)),
+                        _ => return Err(bad("no degrees")),
+                    };
+                    if name == "latitude" {
+                        out.facts.latitude = degrees;
+                    } else {
+                        out.facts.longitude = degrees;
+                    }
+                }
                 "region_boxes" | "region_vectors" => {
                     let bytes = match field {
                         Field::Null => None,
@@ -447,11 +480,28 @@ mod tests {
             },
             content_hash: Some(ContentHash([7; 32])),
             kind: MediaKind::Image,
+            facts: PhotoFacts {
+                taken: Some("2019-07-14T16:32:05".into()),
+                camera_make: Some("Canon".into()),
+                camera_model: Some("Canon EOS 5D Mark II".into()),
+                latitude: Some(48.8584),
+                longitude: Some(-2.2945),
+            },
             t: None,
             width: Some(640),
             height: Some(480),
             vector: Some(vec![0.6, 0.8, 0.0]),
             regions: Regions::default(),
+            labels: vec![
+                Label {
+                    class: 207,
+                    probability: 0.75,
+                },
+                Label {
+                    class: 999,
+                    probability: 0.03125,
+                },
+            ],
             error: None,
             partial: None,
         };
@@ -484,6 +534,8 @@ mod tests {
                 width: None,
                 height: None,
                 vector: None,
+                labels: Vec::new(),
+                facts: PhotoFacts::default(),
                 error: Some("not an image".into()),
                 ..base
             },

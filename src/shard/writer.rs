@@ -18,13 +18,17 @@ use parquet::schema::types::ColumnPath;
 
 use super::{Identity, ShardError, ShardRow};
 use crate::error::Result;
-use crate::index::{encode_regions, NewFile, Regions};
+use crate::image::PhotoFacts;
+use crate::index::{encode_labels, encode_regions, NewFile, Regions};
 use crate::ingest::{Failure, Sink};
 
 /// The Parquet schema of a shard. The vector is a standard three-level LIST (what Spark and
 /// pyarrow write and read as `array<float>` / `list<float>`); the hash is 32 bytes of BLAKE3;
 /// `region_boxes` and `region_vectors` hold an item's region descriptors as the catalog stores
-/// them (int8, see `crate::descriptor::regions`): opaque to Spark, which only carries them.
+/// them (int8, see `crate::descriptor::regions`): opaque to Spark, which only carries them;
+/// so is `labels` (the item's kept ImageNet classes, see `crate::index::encode_labels`). The
+/// photo's facts (`taken`, `camera_*`, `latitude`, `longitude`) are plain columns, repeated on
+/// each of a file's rows.
 const SCHEMA: &str = "
 message lookalike_shard {
     REQUIRED BYTE_ARRAY path (STRING);
@@ -46,6 +50,12 @@ message lookalike_shard {
     OPTIONAL BYTE_ARRAY partial (STRING);
     OPTIONAL BYTE_ARRAY region_boxes;
     OPTIONAL BYTE_ARRAY region_vectors;
+    OPTIONAL BYTE_ARRAY labels;
+    OPTIONAL BYTE_ARRAY taken (STRING);
+    OPTIONAL BYTE_ARRAY camera_make (STRING);
+    OPTIONAL BYTE_ARRAY camera_model (STRING);
+    OPTIONAL DOUBLE latitude;
+    OPTIONAL DOUBLE longitude;
 }
 ";
 
@@ -196,6 +206,12 @@ struct Columns {
     partial: Optional<ByteArray>,
     region_boxes: Optional<ByteArray>,
     region_vectors: Optional<ByteArray>,
+    labels: Optional<ByteArray>,
+    taken: Optional<ByteArray>,
+    camera_make: Optional<ByteArray>,
+    camera_model: Optional<ByteArray>,
+    latitude: Optional<f64>,
+    longitude: Optional<f64>,
 }
 
 /// The values present and a definition level per row (1: present, 0: null).
@@ -247,6 +263,16 @@ impl Columns {
         let (boxes, vectors) = regions.map(|r| (r.boxes.into(), r.vectors.into())).unzip();
         self.region_boxes.push(boxes);
         self.region_vectors.push(vectors);
+        self.labels.push(
+            (row.vector.is_some() && !row.labels.is_empty())
+                .then(|| ByteArray::from(encode_labels(&row.labels))),
+        );
+        let text = |s: Option<String>| s.map(|s| ByteArray::from(s.into_bytes()));
+        self.taken.push(text(row.facts.taken));
+        self.camera_make.push(text(row.facts.camera_make));
+        self.camera_model.push(text(row.facts.camera_model));
+        self.latitude.push(row.facts.latitude);
+        self.longitude.push(row.facts.longitude);
         // Levels of vector.list.element: def 0 = no vector, 2 = an element; rep 1 = the
         // same list goes on. A vector is never empty.
         match row.vector.filter(|v| !v.is_empty()) {
@@ -336,7 +362,28 @@ impl Columns {
                     Some(&self.region_vectors.def),
                     None,
                 )?,
-                _ => unreachable!("the shard schema has 15 leaf columns"),
+                15..=18 => {
+                    let text = [
+                        &self.labels,
+                        &self.taken,
+                        &self.camera_make,
+                        &self.camera_model,
+                    ][index - 15];
+                    column.typed::<ByteArrayType>().write_batch(
+                        &text.values,
+                        Some(&text.def),
+                        None,
+                    )?
+                }
+                19 | 20 => {
+                    let degrees = [&self.latitude, &self.longitude][index - 19];
+                    column.typed::<DoubleType>().write_batch(
+                        &degrees.values,
+                        Some(&degrees.def),
+                        None,
+                    )?
+                }
+                _ => unreachable!("the shard schema has 21 leaf columns"),
             };
             column.close()?;
             index += 1;
@@ -371,24 +418,27 @@ impl Sink for ShardSink {
             stamp,
             content_hash,
             kind,
+            facts,
             items,
         } = file;
-        let row = |t, width, height, vector, regions| ShardRow {
+        let row = |t, width, height, vector, regions, labels| ShardRow {
             path: path.clone(),
             stamp,
             content_hash,
             kind,
+            facts: facts.clone(),
             t,
             width,
             height,
             vector,
             regions,
+            labels,
             error: None,
             partial: partial.map(str::to_owned),
         };
         if items.is_empty() {
             self.writer
-                .push(row(None, None, None, None, Regions::default()))?;
+                .push(row(None, None, None, None, Regions::default(), Vec::new()))?;
         }
         for item in items {
             self.writer.push(row(
@@ -397,6 +447,7 @@ impl Sink for ShardSink {
                 Some(item.height),
                 Some(item.vector),
                 item.regions,
+                item.labels,
             ))?;
         }
         Ok(())
@@ -408,11 +459,13 @@ impl Sink for ShardSink {
             stamp: failure.stamp.unwrap_or_default(),
             content_hash: failure.content_hash,
             kind: failure.kind,
+            facts: PhotoFacts::default(),
             t: None,
             width: None,
             height: None,
             vector: None,
             regions: Regions::default(),
+            labels: Vec::new(),
             error: Some(failure.reason.clone()),
             partial: None,
         })?;

@@ -102,6 +102,7 @@ pub fn embed_video(
                         height,
                         vector: vector.to_vec(),
                         regions: featurizer.regions_of(&embedded, row, width, height),
+                        labels: featurizer.labels_of(&embedded, row),
                     });
                 }
             }

@@ -48,12 +48,14 @@ pub fn synthetic_image(path: String, vector: Vec<f32>) -> NewFile {
         },
         content_hash: None,
         kind: MediaKind::Image,
+        facts: Default::default(),
         items: vec![NewItem {
             t: None,
             width: 1,
             height: 1,
             vector,
             regions: Default::default(),
+            labels: Vec::new(),
         }],
     }
 }

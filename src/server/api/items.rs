@@ -56,7 +56,11 @@ pub async fn get_item(
     Path(id): Path<String>,
 ) -> Result<Json<ItemResponse>, ApiError> {
     let id = parse_id(&id)?;
-    Ok(Json(lookup(&state, id).await?.into()))
+    let item = lookup(&state, id).await?;
+    let response = state
+        .blocking(move |engine| ItemResponse::of(engine, item))
+        .await?;
+    Ok(Json(response))
 }
 
 /// The original file, with its content type (`image/*`, or `video/*` for a video: range
@@ -207,7 +211,7 @@ pub async fn add_item(
         .cloned()
         .ok_or_else(|| ApiError::internal("writes enabled without an upload folder"))?;
     let path = dir.join(upload_name(&bytes, ext));
-    let record = state
+    let added = state
         .inference("add", move |engine| {
             let io = |source| crate::Error::Io {
                 path: path.clone(),
@@ -225,12 +229,12 @@ pub async fn add_item(
                     tracing::warn!(error = %err, "cannot remove a refused upload");
                 }
             }
-            added
+            ItemResponse::of(engine, added?)
         })
         .await?;
-    tracing::info!(id = record.id, path = %record.path, "image uploaded");
+    tracing::info!(id = added.id, path = %added.path, "image uploaded");
     state.whiten_in_background();
-    Ok((StatusCode::CREATED, Json(record.into())))
+    Ok((StatusCode::CREATED, Json(added)))
 }
 
 /// `<unix ms>-<first 16 hex of sha256>.<ext>`: unique, sortable by time, and free of anything

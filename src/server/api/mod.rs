@@ -25,10 +25,13 @@ use utoipa_axum::routes;
 use super::error::{json_errors, ApiError, ErrorBody};
 use super::state::AppState;
 use super::{body, metrics, ui};
-use crate::engine::Engine;
+use crate::engine::{Engine, SearchOptions, MIN_WORD_SCORE};
 use crate::featurizer::ImageQuery;
-use crate::index::{Hit, ItemRecord, MediaKind, Region, SearchMode};
+use crate::image::PhotoFacts;
+use crate::index::{Filter, Hit, ItemRecord, LabelTerm, MediaKind, Near, Region, TakenRange};
+use crate::model::Label;
 use crate::verify::{LocalFeatures, VerifyOptions};
+use crate::words::WordQuery;
 
 /// Most results one request may ask for; the page offers up to 96.
 const MAX_K: usize = 200;
@@ -39,7 +42,8 @@ const DEFAULT_K: usize = 24;
 /// Builds the whole application: JSON API, OpenAPI, metrics, health and the embedded page.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = OpenApiRouter::<AppState>::with_openapi(ApiDoc::openapi())
-        .routes(routes!(search::search_upload))
+        .routes(routes!(search::search_upload, search::search_words))
+        .routes(routes!(search::suggest_words))
         .routes(routes!(search::similar))
         .routes(routes!(items::add_item))
         .routes(routes!(items::get_item, items::delete_item))
@@ -130,9 +134,87 @@ pub struct SearchQuery {
     /// verified result's file (about 20 ms of CPU each).
     #[param(minimum = 0, maximum = 50, default = 0)]
     verify: Option<usize>,
+    /// Words the results must show, through their ImageNet labels and WordNet ("dog" finds
+    /// every breed; "bird", "vehicle", "golden retriever"). `GET /api/search` ranks by them;
+    /// with an image query they filter. A word that names no class leaves no result.
+    q: Option<String>,
+    /// How sure the labels must be for a word to describe a result: the summed probability
+    /// of its labels under the word (0 to 1, default 0.2).
+    #[param(minimum = 0.0, maximum = 1.0, default = 0.2)]
+    min_score: Option<f32>,
+    /// Only photos taken in this range (their EXIF date): `2019..2021`, `2020-06`, `..2018`.
+    taken: Option<String>,
+    /// Only photos whose camera make or model contains this text (case-insensitive).
+    camera: Option<String>,
+    /// Only photos taken within KM kilometres of a place: `LAT,LON,KM`.
+    near: Option<String>,
+    /// Only files under this folder (a path as the server indexed it).
+    under: Option<String>,
+}
+
+/// A search request's parameters, checked before any work starts.
+pub struct Checked {
+    pub k: usize,
+    pub verify: VerifyOptions,
+    pub filter: Filter,
+    pub min_score: f32,
 }
 
 impl SearchQuery {
+    /// The parameters, checked: a bad one is a 400 before any work.
+    fn check(&self) -> Result<Checked, ApiError> {
+        Ok(Checked {
+            k: self.k()?,
+            verify: self.verify()?,
+            filter: self.filter()?,
+            min_score: self.min_score()?,
+        })
+    }
+
+    fn min_score(&self) -> Result<f32, ApiError> {
+        match self.min_score.unwrap_or(MIN_WORD_SCORE) {
+            p if (0.0..=1.0).contains(&p) => Ok(p),
+            _ => Err(ApiError::bad_request(
+                "invalid_min_score",
+                "min_score must be 0 to 1",
+            )),
+        }
+    }
+
+    /// The filter on facts and folders the parameters ask for (words aside).
+    fn filter(&self) -> Result<Filter, ApiError> {
+        let taken = self
+            .taken
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(str::parse::<TakenRange>)
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_taken", e))?;
+        let near = self
+            .near
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .map(str::parse::<Near>)
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_near", e))?;
+        let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
+        Ok(Filter {
+            taken,
+            camera: nonempty(&self.camera),
+            near,
+            under: nonempty(&self.under).into_iter().collect(),
+            labels: Vec::new(),
+        })
+    }
+
+    /// The parsed words of `q`, if given.
+    fn words(&self) -> Option<WordQuery> {
+        self.q
+            .as_deref()
+            .filter(|q| !q.trim().is_empty())
+            .map(|q| crate::words::vocabulary().parse(q))
+    }
+
     fn k(&self) -> Result<usize, ApiError> {
         match self.k.unwrap_or(DEFAULT_K) {
             k @ 1..=MAX_K => Ok(k),
@@ -154,17 +236,36 @@ impl SearchQuery {
     }
 
     /// Searches with `image` as asked: grouped by file unless `frames=true`, the top
-    /// `verify` re-ranked against the query image's local features when given.
+    /// `verify` re-ranked against the query image's local features when given, among the
+    /// items the filters and words let through.
     fn run(
         &self,
         engine: &Engine,
+        checked: &Checked,
         image: &ImageQuery,
-        k: usize,
-        verify: VerifyOptions,
         query: Option<&LocalFeatures>,
-    ) -> crate::Result<Vec<Hit>> {
-        let frames = self.frames.unwrap_or(false);
-        engine.search_image(image, k, SearchMode::Approximate, frames, verify, query)
+    ) -> crate::Result<SearchResponse> {
+        let started = Instant::now();
+        let words = self.words();
+        let mut filter = checked.filter.clone();
+        if let Some(words) = &words {
+            // A word that names nothing: a filter nothing passes.
+            filter.labels = Engine::word_terms(words, checked.min_score).unwrap_or_else(|| {
+                vec![LabelTerm {
+                    classes: Vec::new(),
+                    min_score: 1.0,
+                }]
+            });
+        }
+        let within = engine.matching_items(&filter)?;
+        let options = SearchOptions {
+            frames: self.frames.unwrap_or(false),
+            verify: checked.verify,
+            within: within.as_ref(),
+            ..SearchOptions::top(checked.k)
+        };
+        let hits = engine.search_image(image, &options, query)?;
+        SearchResponse::new(engine, hits, words, started)
     }
 }
 
@@ -213,7 +314,31 @@ pub struct SearchResult {
     /// region of it matched better than the whole.
     #[serde(rename = "box", skip_serializing_if = "Option::is_none")]
     region: Option<Region>,
+    /// Its most probable ImageNet classes, most probable first (at most 3).
+    labels: Vec<LabelResult>,
 }
+
+/// An ImageNet class the classifier saw in a result.
+#[derive(Serialize, ToSchema)]
+pub struct LabelResult {
+    class: u16,
+    /// The class's WordNet lemmas, e.g. "golden retriever".
+    name: &'static str,
+    probability: f32,
+}
+
+impl From<Label> for LabelResult {
+    fn from(label: Label) -> Self {
+        LabelResult {
+            class: label.class,
+            name: label.name(),
+            probability: label.probability,
+        }
+    }
+}
+
+/// Labels shown per result.
+const LABELS_SHOWN: usize = 3;
 
 impl From<Hit> for SearchResult {
     fn from(hit: Hit) -> Self {
@@ -229,6 +354,7 @@ impl From<Hit> for SearchResult {
             video: hit.kind == MediaKind::Video,
             inliers: hit.inliers,
             region: hit.region,
+            labels: Vec::new(),
         }
     }
 }
@@ -239,22 +365,73 @@ pub struct SearchResponse {
     results: Vec<SearchResult>,
     /// Server-side time for the whole search, in milliseconds.
     took_ms: f64,
+    /// With `q`: the words understood, each with the number of ImageNet classes it names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    words: Vec<WordResult>,
+    /// With `q`: words that name no ImageNet class (the answer is then empty).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unknown_words: Vec<String>,
+}
+
+/// A word of a query and how many ImageNet classes it names.
+#[derive(Serialize, ToSchema)]
+pub struct WordResult {
+    word: String,
+    classes: usize,
 }
 
 impl SearchResponse {
-    fn new(hits: Vec<Hit>, started: Instant) -> Self {
-        SearchResponse {
-            results: hits.into_iter().map(SearchResult::from).collect(),
+    /// The response for `hits`, each with its labels, and for the words asked, if any.
+    fn new(
+        engine: &Engine,
+        hits: Vec<Hit>,
+        words: Option<WordQuery>,
+        started: Instant,
+    ) -> crate::Result<Self> {
+        let ids: Vec<i64> = hits.iter().map(|hit| hit.id).collect();
+        let mut labels = engine.labels_of(&ids)?;
+        let results = hits
+            .into_iter()
+            .map(|hit| {
+                let shown = labels.remove(&hit.id).unwrap_or_default();
+                SearchResult {
+                    labels: shown
+                        .into_iter()
+                        .take(LABELS_SHOWN)
+                        .map(LabelResult::from)
+                        .collect(),
+                    ..SearchResult::from(hit)
+                }
+            })
+            .collect();
+        let (words, unknown_words) = match words {
+            Some(query) => (
+                query
+                    .terms
+                    .into_iter()
+                    .map(|term| WordResult {
+                        word: term.word,
+                        classes: term.classes.len(),
+                    })
+                    .collect(),
+                query.unknown,
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
+        Ok(SearchResponse {
+            results,
             took_ms: (started.elapsed().as_secs_f64() * 1e5).round() / 100.0,
-        }
+            words,
+            unknown_words,
+        })
     }
 }
 
 /// An indexed item's metadata.
 #[derive(Serialize, ToSchema)]
 pub struct ItemResponse {
-    id: i64,
-    path: String,
+    pub id: i64,
+    pub path: String,
     name: String,
     t: Option<f64>,
     width: u32,
@@ -264,6 +441,27 @@ pub struct ItemResponse {
     video: bool,
     thumbnail: String,
     original: String,
+    /// What the file's metadata says (EXIF): `taken`, `camera_make`, `camera_model`,
+    /// `latitude`, `longitude`, each when known.
+    facts: PhotoFacts,
+    /// Its most probable ImageNet classes, most probable first.
+    labels: Vec<LabelResult>,
+}
+
+impl ItemResponse {
+    /// The item's record with its facts and labels.
+    pub fn of(engine: &Engine, item: ItemRecord) -> crate::Result<ItemResponse> {
+        let facts = engine.facts(item.id)?;
+        let labels = engine
+            .labels_of(&[item.id])?
+            .remove(&item.id)
+            .unwrap_or_default();
+        Ok(ItemResponse {
+            facts,
+            labels: labels.into_iter().map(LabelResult::from).collect(),
+            ..ItemResponse::from(item)
+        })
+    }
 }
 
 impl From<ItemRecord> for ItemResponse {
@@ -280,6 +478,8 @@ impl From<ItemRecord> for ItemResponse {
             height: item.height,
             kind: item.kind.as_str().to_string(),
             video: item.kind == MediaKind::Video,
+            facts: PhotoFacts::default(),
+            labels: Vec::new(),
         }
     }
 }
