@@ -6,6 +6,9 @@
 # query of the video step. For the duplicates step, a half-size astronaut.png and an identical
 # pair of a wallpaper (both copies made here, so the step's move only touches them) are indexed
 # as well; the server runs with a write token, which the step enters on the page.
+# The words step searches "dog": opencv's chicky_512.png (indexed with its folder), a Pekinese,
+# comes first. The filter step narrows searches to the skimage folder, by its path as indexed
+# (canonical: the indexer resolves links).
 #
 # env: LOOKALIKE_BIN (default target/release/lookalike), LOOKALIKE_TESTDATA, CHROMIUM
 #      (default /usr/bin/chromium), SCREENSHOT (e.g. docs/screenshot.png), PORT (default 7891).
@@ -26,6 +29,9 @@ command -v node >/dev/null || die "Node.js 20+ is needed"
 command -v ffmpeg >/dev/null || die "ffmpeg is needed (scripts/setup.sh)"
 VIDEO="$TESTDATA/videos/bikes.mp4"
 [[ -f "$VIDEO" ]] || die "test video missing: run scripts/fetch-test-data.sh"
+WORDS_PHOTO="$TESTDATA/photos/opencv/chicky_512.png"
+[[ -f "$WORDS_PHOTO" ]] || die "test photo missing: run scripts/fetch-test-data.sh"
+FILTER_FOLDER="$(cd "$TESTDATA/photos/skimage" && pwd -P)"
 
 (cd "$HERE" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 
@@ -77,4 +83,6 @@ BASE_URL="http://127.0.0.1:$PORT" QUERY_IMAGE="$TESTDATA/photos/skimage/chelsea.
     TOKEN="$TOKEN" NEAR_DUPLICATE=astronaut-small.jpg \
     IDENTICAL_KEPT="$WORK/dups/new/wine.jpg" IDENTICAL_MOVED="$WORK/dups/old/wine.jpg" \
     DB="$WORK/db" \
+    WORDS_NAME="$(basename "$WORDS_PHOTO")" WORDS_LABEL=Pekinese \
+    FILTER_FOLDER="$FILTER_FOLDER" FILTER_QUERY="$WORDS_PHOTO" \
     node "$HERE/search.test.mjs" || die "failed; server log: $(tail -20 "$WORK/serve.log")"

@@ -10,6 +10,9 @@
 //      of skimage's astronaut.png), IDENTICAL_KEPT and IDENTICAL_MOVED (two indexed identical
 //      files, the second the older: the step keeps the first and moves the second), DB (the
 //      index folder: moved files go to DB/moved),
+//      WORDS_NAME (the name of an indexed photo that "dog" finds first, WORDS_LABEL its top
+//      label's first name), FILTER_FOLDER (an indexed folder, its path as indexed),
+//      FILTER_QUERY (an indexed photo outside FILTER_FOLDER),
 //      SCREENSHOT (optional: where to save a screenshot of the results, for the README),
 //      CHROMIUM (default /usr/bin/chromium).
 import assert from "node:assert/strict";
@@ -32,6 +35,10 @@ const nearDuplicate = required("NEAR_DUPLICATE");
 const identicalKept = realpathSync(required("IDENTICAL_KEPT"));
 const identicalMoved = realpathSync(required("IDENTICAL_MOVED"));
 const db = realpathSync(required("DB"));
+const wordsName = required("WORDS_NAME");
+const wordsLabel = required("WORDS_LABEL");
+const filterFolder = required("FILTER_FOLDER");
+const filterQuery = required("FILTER_QUERY");
 const timeout = 30_000;
 // A listing of duplicates scans the images indexed since the last scan first (run.sh has the
 // server do the first, long one before the page asks).
@@ -239,6 +246,99 @@ try {
   );
   await page.click("#player-close");
   await page.waitForFunction(() => !document.querySelector("#player").open, null, { timeout });
+
+  step(`words: typing "dog" suggests it; Enter finds ${wordsName} first, labelled ${wordsLabel}`);
+  await page.locator("#words").pressSequentially("dog", { delay: 30 });
+  await page.waitForFunction(
+    () => [...document.querySelectorAll("#words-suggestions option")].some((o) => o.value === "dog"),
+    null,
+    { timeout },
+  );
+  const suggested = await page.$$eval("#words-suggestions option", (options) => options.map((o) => o.value));
+  step(`suggestions for "dog": ${suggested.join(", ")}`);
+  await page.press("#words", "Enter");
+  await page.waitForFunction(
+    (name) => document.querySelector("#results .card:first-child .name")?.textContent === name,
+    wordsName,
+    { timeout },
+  );
+  const label = await page.textContent(`${firstCard} .label-line`);
+  step(`${wordsName} is labelled "${label}"`);
+  assert.match(label, new RegExp(`^${wordsLabel}\\b.* \\d+%$`), "the card shows its top label and its probability");
+  assert.match(await page.getAttribute(`${firstCard} .label-line`, "title"), new RegExp(wordsLabel));
+  assert.match(await page.textContent("#words-note"), /dog \(\d+ classes\)/, "the words understood are shown");
+  assert.ok(await page.isHidden("#error"), "no error should be shown");
+  assert.equal(new URL(page.url()).hash, "#q=dog");
+  assert.ok(await page.isHidden("#query-preview"), "a search by words has no query image");
+
+  step("the viewer shows the result's labels");
+  await page.click(`${firstCard} .open`);
+  await page.waitForSelector("#player[open]", { timeout });
+  await page.waitForSelector("#player-details:not([hidden]) #player-labels li", { timeout });
+  assert.match(await page.textContent("#player-labels li:first-child"), new RegExp(`^${wordsLabel}\\b`));
+  await page.click("#player-close");
+  await page.waitForFunction(() => !document.querySelector("#player").open, null, { timeout });
+
+  step('a word that names nothing ("xyzzy"): said so, no results, no error');
+  await page.fill("#words", "xyzzy");
+  await page.click("#words-form button[type=submit]");
+  await page.waitForFunction(
+    () => /No ImageNet class for: xyzzy/.test(document.querySelector("#words-note").textContent),
+    null,
+    { timeout },
+  );
+  assert.equal(await page.locator("#results .card").count(), 0, "no results");
+  assert.ok(await page.isHidden("#error"), "no error banner");
+  assert.ok(await page.isVisible("#empty"), "the empty state says why");
+  step(`the page says: "${await page.textContent("#words-note")}" / "${await page.textContent("#empty")}"`);
+
+  step(`the folder filter: ${basename(filterQuery)} finds only photos under ${filterFolder}`);
+  await page.click("#filters > summary");
+  await page.fill("#filter-under", filterFolder);
+  await page.setInputFiles("#file", filterQuery);
+  await page.waitForFunction(
+    () => /results? in \d+ ms · filtered$/.test(document.querySelector("#summary").textContent),
+    null,
+    { timeout },
+  );
+  const underFolder = (paths) => paths.length > 0 && paths.every((p) => p.startsWith(`${filterFolder}/`));
+  const shownPaths = () => page.$$eval("#results .card", (cards) => cards.map((c) => c.dataset.path));
+  let paths = await shownPaths();
+  assert.ok(underFolder(paths), `every result under ${filterFolder}: ${paths.join(", ")}`);
+  assert.equal(await page.textContent("#filter-count"), "1", "the disclosure counts the filters");
+
+  step("the filter narrows a similar click too");
+  const similarTo = await page.$eval("#results .card:nth-child(2)", (card) => card.dataset.id);
+  await page.click("#results .card:nth-child(2) .thumb");
+  await page.waitForFunction(
+    (id) => document.querySelector("#results .card:first-child")?.dataset.id === id,
+    similarTo,
+    { timeout },
+  );
+  paths = await shownPaths();
+  assert.ok(underFolder(paths), `every result under ${filterFolder}: ${paths.join(", ")}`);
+  assert.match(await page.textContent("#summary"), /· filtered$/);
+
+  step("a bad date (taken=2019-13) shows the server's message next to the filters");
+  const refusal = await (await fetch(`${baseUrl}/api/items/${similarTo}/similar?taken=2019-13`)).json();
+  await page.fill("#filter-taken", "2019-13");
+  await page.press("#filter-taken", "Enter");
+  await page.waitForSelector("#filter-error:not([hidden])", { timeout });
+  assert.equal(await page.textContent("#filter-error"), refusal.error.message);
+  assert.equal(await page.getAttribute("#filter-taken", "aria-invalid"), "true");
+  assert.ok(await page.isHidden("#error"), "the message is by the filters, not in the banner");
+  step(`the filters say: "${refusal.error.message}"`);
+
+  step("clearing the filters searches again, unfiltered");
+  await page.click("#filter-clear");
+  await page.waitForFunction(
+    () => /results? in \d+ ms$/.test(document.querySelector("#summary").textContent),
+    null,
+    { timeout },
+  );
+  assert.ok(await page.isHidden("#filter-error"));
+  assert.ok(await page.isHidden("#filter-count"));
+  assert.ok((await shownPaths()).length > 0, "the unfiltered results are back");
 
   step("Duplicates: the view lists the groups, thumbnails side by side, the keeper marked");
   await page.click("#nav-duplicates");

@@ -1,8 +1,11 @@
 // lookalike's page: pick, drop or paste an image (or name one already on the server), show the
-// most similar images; click one to search with it. A video result is the moment of the video
-// that matched: its thumbnail is that frame, and "open" plays the video from there in an
-// overlay. The Duplicates view (#duplicates) lists the groups of duplicate images, and tidies
-// them up with the server's write token. Plain DOM, no framework, no build step.
+// most similar images; click one to search with it. Or type words ("dog", "golden retriever"):
+// the images whose ImageNet labels they name. Each result shows its most probable label; the
+// filters (taken, camera, near, folder) narrow every search. A video result is the moment of
+// the video that matched: its thumbnail is that frame, and "open" plays the video from there
+// in an overlay; "open" on an image shows it there, with its labels and facts (EXIF). The
+// Duplicates view (#duplicates) lists the groups of duplicate images, and tidies them up with
+// the server's write token. Plain DOM, no framework, no build step.
 "use strict";
 
 const $ = (selector) => document.querySelector(selector);
@@ -15,6 +18,15 @@ const els = {
   itemRef: $("#item-ref"),
   k: $("#k"),
   verify: $("#verify"),
+  wordsForm: $("#words-form"),
+  words: $("#words"),
+  suggestions: $("#words-suggestions"),
+  wordsNote: $("#words-note"),
+  filters: $("#filters"),
+  filterForm: $("#filter-form"),
+  filterCount: $("#filter-count"),
+  filterError: $("#filter-error"),
+  filterClear: $("#filter-clear"),
   error: $("#error"),
   summary: $("#summary"),
   results: $("#results"),
@@ -27,6 +39,9 @@ const els = {
   playerRegion: $("#player-region"),
   playerTitle: $("#player-title"),
   playerClose: $("#player-close"),
+  playerDetails: $("#player-details"),
+  playerFacts: $("#player-facts"),
+  playerLabels: $("#player-labels"),
   searchView: $("#search-view"),
   navSearch: $("#nav-search"),
   navDuplicates: $("#nav-duplicates"),
@@ -41,7 +56,8 @@ const els = {
   token: $("#token"),
 };
 
-// The query being shown: { file } or { id }; a counter drops answers that arrive late.
+// The query being shown: { file }, { id } or { words }; a counter drops answers that arrive
+// late.
 let lastQuery = null;
 let generation = 0;
 let previewUrl = null;
@@ -56,7 +72,9 @@ async function api(url, options) {
   }
   if (!response.ok) {
     const message = body && body.error ? body.error.message : `${response.status} ${response.statusText}`;
-    throw new Error(message);
+    const error = new Error(message);
+    error.code = body && body.error ? body.error.code : null;
+    throw error;
   }
   return body;
 }
@@ -69,6 +87,7 @@ function showError(message) {
 function clearError() {
   els.error.hidden = true;
   els.error.textContent = "";
+  clearFilterError();
 }
 
 function setPreview(src) {
@@ -80,6 +99,16 @@ function setPreview(src) {
   $(".dropzone-title").textContent = "Drop another photo";
 }
 
+// A search by words has no query image: the drop area is as it was at first.
+function clearPreview() {
+  if (previewUrl) URL.revokeObjectURL(previewUrl);
+  previewUrl = null;
+  els.preview.hidden = true;
+  els.preview.removeAttribute("src");
+  els.dropzone.classList.remove("has-query");
+  $(".dropzone-title").textContent = "Drop a photo here";
+}
+
 function k() {
   return Number(els.k.value) || 24;
 }
@@ -89,21 +118,88 @@ function k() {
 const MAX_VERIFY = 50;
 const MIN_INLIERS = 18;
 
-// The query string of a search: k, and the depth of spatial verification when asked for.
-function searchParams() {
-  const verify = els.verify.checked ? `&verify=${Math.min(k(), MAX_VERIFY)}` : "";
-  return `k=${k()}${verify}`;
+// ---- Filters ----
+
+// The filter fields, by the query parameter each sets; every search carries the filled ones.
+const FILTERS = {
+  taken: $("#filter-taken"),
+  camera: $("#filter-camera"),
+  near: $("#filter-near"),
+  under: $("#filter-under"),
+  min_score: $("#filter-min-score"),
+};
+// The API's codes for a bad filter value, and the field at fault.
+const FILTER_ERRORS = {
+  invalid_taken: "taken",
+  invalid_near: "near",
+  invalid_min_score: "min_score",
+};
+
+// [parameter, value] of the filled filter fields.
+function activeFilters() {
+  return Object.entries(FILTERS)
+    .map(([param, input]) => [param, input.value.trim()])
+    .filter(([, value]) => value !== "");
 }
+
+function filterQuery() {
+  return activeFilters().map(([param, value]) => `&${param}=${encodeURIComponent(value)}`).join("");
+}
+
+function showFilterCount() {
+  const n = activeFilters().length;
+  els.filterCount.textContent = n > 0 ? String(n) : "";
+  els.filterCount.hidden = n === 0;
+  els.filterCount.title = n > 0 ? count(n, "filter applies", "filters apply") : "";
+}
+
+// A 400 about a filter value: said next to the filters (open), the field marked.
+function showFilterError(message, param) {
+  els.filters.open = true;
+  els.filterError.textContent = message;
+  els.filterError.hidden = false;
+  const input = FILTERS[param];
+  if (input) input.setAttribute("aria-invalid", "true");
+}
+
+function clearFilterError() {
+  els.filterError.hidden = true;
+  els.filterError.textContent = "";
+  for (const input of Object.values(FILTERS)) input.removeAttribute("aria-invalid");
+}
+
+// The query string of a search: k, the filters, and for an image the depth of spatial
+// verification when asked for.
+function searchParams({ image = true } = {}) {
+  const verify = image && els.verify.checked ? `&verify=${Math.min(k(), MAX_VERIFY)}` : "";
+  return `k=${k()}${verify}${filterQuery()}`;
+}
+
+// The filters the shown results went through (to search again when they change).
+let appliedFilters = "";
 
 async function run(url, options) {
   const mine = ++generation;
+  const query = lastQuery;
+  appliedFilters = filterQuery();
+  showFilterCount();
   clearError();
   document.body.classList.add("busy");
   try {
     const answer = await api(url, options);
-    if (mine === generation) render(answer);
+    if (mine === generation) render(answer, query);
   } catch (err) {
-    if (mine === generation) showError(err.message || String(err));
+    if (mine !== generation) return;
+    const param = FILTER_ERRORS[err.code];
+    if (param) {
+      // The results shown were not filtered so: they go.
+      showFilterError(err.message, param);
+      els.results.replaceChildren();
+      els.summary.textContent = "";
+      els.empty.hidden = true;
+    } else {
+      showError(err.message || String(err));
+    }
   } finally {
     if (mine === generation) document.body.classList.remove("busy");
   }
@@ -116,6 +212,7 @@ function searchFile(file) {
     return;
   }
   lastQuery = { file };
+  showWordsNote(null);
   setPreview(URL.createObjectURL(file));
   if (location.hash) history.pushState(null, "", location.pathname);
   routed = location.hash;
@@ -127,11 +224,100 @@ function searchFile(file) {
 function searchItem(id, { push = true } = {}) {
   closePlayer();
   lastQuery = { id };
+  showWordsNote(null);
   setPreview(`/api/items/${id}/thumbnail`);
   if (push && location.hash !== `#item=${id}`) history.pushState(null, "", `#item=${id}`);
   routed = location.hash;
   showView("search");
   run(`/api/items/${id}/similar?${searchParams()}`);
+}
+
+// ---- Words ----
+
+// The location of a search by words: #q=WORDS.
+function wordsHash(words) {
+  return `#q=${encodeURIComponent(words)}`;
+}
+
+function searchWords(text, { push = true } = {}) {
+  const words = text.trim();
+  if (!words) {
+    els.words.focus();
+    return;
+  }
+  closePlayer();
+  lastQuery = { words };
+  clearPreview();
+  showWordsNote(null);
+  if (push && location.hash !== wordsHash(words)) history.pushState(null, "", wordsHash(words));
+  routed = location.hash;
+  showView("search");
+  run(`/api/search?q=${encodeURIComponent(words)}&${searchParams({ image: false })}`);
+}
+
+// What the server made of the words: the ones it understood, with the number of ImageNet
+// classes each names, and those that name none. Nothing for a search by image.
+function showWordsNote(answer) {
+  const parts = [];
+  const known = answer?.words || [];
+  const unknown = answer?.unknown_words || [];
+  if (known.length > 0) {
+    const list = known.map((w) => `${w.word} (${count(w.classes, "class", "classes")})`).join(", ");
+    parts.push(`Searched for ${list}.`);
+  }
+  if (unknown.length > 0) parts.push(`No ImageNet class for: ${unknown.join(", ")}.`);
+  els.wordsNote.textContent = parts.join(" ");
+  els.wordsNote.classList.toggle("unknown", unknown.length > 0);
+}
+
+// Suggestions from the vocabulary as one types, for the word being typed: the text after the
+// last comma, else (when that names nothing) its last word. Asked 150 ms after the last
+// keystroke; an answer that comes after more typing is dropped.
+const SUGGEST_DELAY_MS = 150;
+let suggestTimer = 0;
+let suggestAbort = null;
+
+async function suggestionsFor(text) {
+  const cut = text.lastIndexOf(",") + 1;
+  let head = text.slice(0, cut);
+  let word = text.slice(cut);
+  const lead = word.match(/^\s*/)[0];
+  head += lead;
+  word = word.slice(lead.length);
+  if (word.trim().length === 0) return [];
+  const ask = async (prefix) => {
+    suggestAbort = new AbortController();
+    const url = `/api/words?prefix=${encodeURIComponent(prefix)}&limit=10`;
+    return api(url, { signal: suggestAbort.signal });
+  };
+  let found = await ask(word);
+  const space = word.trimEnd().lastIndexOf(" ");
+  if (found.length === 0 && space > 0) {
+    head += word.slice(0, space + 1);
+    found = await ask(word.slice(space + 1));
+  }
+  return found.map((s) => ({ value: head + s.word, classes: s.classes }));
+}
+
+function scheduleSuggestions() {
+  clearTimeout(suggestTimer);
+  suggestAbort?.abort();
+  const text = els.words.value;
+  suggestTimer = setTimeout(async () => {
+    let found;
+    try {
+      found = await suggestionsFor(text);
+    } catch {
+      return; // aborted by more typing, or the server is away: no suggestions
+    }
+    if (els.words.value !== text) return;
+    els.suggestions.replaceChildren(...found.map(({ value, classes }) => {
+      const option = document.createElement("option");
+      option.value = value;
+      option.label = count(classes, "class", "classes");
+      return option;
+    }));
+  }, SUGGEST_DELAY_MS);
 }
 
 // An id, or a URL of this server's /api/items/{id}/... (the page never fetches other sites).
@@ -202,7 +388,70 @@ function openViewer(result, media) {
   els.playerVideo.hidden = media !== els.playerVideo;
   els.playerImage.hidden = media !== els.playerImage;
   els.playerTitle.href = result.original;
+  els.playerDetails.hidden = true;
+  loadDetails(viewing);
   if (!els.player.open) els.player.showModal();
+}
+
+// "14 Jun 2020, 16:03" from the EXIF time "2020-06-14T16:03:00" (the camera's local time).
+function takenText(taken) {
+  const date = new Date(taken);
+  if (Number.isNaN(date.getTime())) return taken;
+  const timed = !/T00:00(:00)?$/.test(taken);
+  return date.toLocaleString(undefined, timed
+    ? { dateStyle: "medium", timeStyle: "short" }
+    : { dateStyle: "medium" });
+}
+
+// "Canon EOS 5D", not "Canon Canon EOS 5D".
+function cameraText(make, model) {
+  if (!make) return model || "";
+  if (!model) return make;
+  return model.toLowerCase().startsWith(make.toLowerCase()) ? model : `${make} ${model}`;
+}
+
+// The facts (EXIF) and labels of the item in the viewer, under the picture, when it has any.
+async function loadDetails(shown) {
+  let item;
+  try {
+    item = await api(`/api/items/${shown.result.id}`);
+  } catch {
+    return; // the details are extras: the picture is still shown
+  }
+  if (viewing !== shown) return;
+  const facts = item.facts || {};
+  const rows = [];
+  if (facts.taken) rows.push(["Taken", takenText(facts.taken)]);
+  const camera = cameraText(facts.camera_make, facts.camera_model);
+  if (camera) rows.push(["Camera", camera]);
+  if (facts.latitude != null && facts.longitude != null) {
+    const lat = facts.latitude.toFixed(5);
+    const lon = facts.longitude.toFixed(5);
+    const link = document.createElement("a");
+    link.href = `https://www.openstreetmap.org/?mlat=${lat}&mlon=${lon}#map=15/${lat}/${lon}`;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    link.textContent = `${lat}, ${lon}`;
+    link.title = "Show the place on OpenStreetMap";
+    rows.push(["Position", link]);
+  }
+  els.playerFacts.replaceChildren(...rows.flatMap(([term, value]) => {
+    const dt = document.createElement("dt");
+    dt.textContent = term;
+    const dd = document.createElement("dd");
+    dd.append(value);
+    return [dt, dd];
+  }));
+  const labels = item.labels || [];
+  els.playerLabels.replaceChildren(...labels.map((label) => {
+    const li = document.createElement("li");
+    li.textContent = labelText(label);
+    li.title = label.name;
+    return li;
+  }));
+  els.playerFacts.hidden = rows.length === 0;
+  els.playerLabels.hidden = labels.length === 0;
+  els.playerDetails.hidden = rows.length === 0 && labels.length === 0;
 }
 
 // Shows an image result whole, with the region the query was found in outlined.
@@ -254,18 +503,48 @@ els.player.addEventListener("click", (event) => {
   if (event.target === els.player) closePlayer(); // a click on the backdrop
 });
 
-function render(answer) {
+// "Pekinese 90%": a label's first name and its probability.
+function labelText(label) {
+  const percent = Math.round(label.probability * 100);
+  return `${label.name.split(", ")[0]} ${percent < 1 ? "<1" : percent}%`;
+}
+
+// Every name of the labels, one label a line.
+function labelsTitle(labels) {
+  return labels.map((l) => `${l.name}: ${Math.round(l.probability * 1000) / 10}%`).join("\n");
+}
+
+function render(answer, query) {
   const results = answer.results || [];
   els.results.replaceChildren(...results.map(card));
   els.empty.hidden = results.length > 0;
-  if (results.length === 0) els.empty.textContent = "The collection is empty: nothing to compare with yet.";
+  const filtered = activeFilters().some(([param]) => param !== "min_score");
+  if (query?.words != null) showWordsNote(answer);
+  if (results.length === 0) els.empty.textContent = emptyText(answer, query, filtered);
   const noun = results.length === 1 ? "result" : "results";
-  els.summary.textContent = `${results.length} ${noun} in ${Math.round(answer.took_ms)} ms`;
+  const narrowed = filtered ? " · filtered" : "";
+  els.summary.textContent = `${results.length} ${noun} in ${Math.round(answer.took_ms)} ms${narrowed}`;
+}
+
+// Why a search found nothing (not an error).
+function emptyText(answer, query, filtered) {
+  const among = filtered ? " among the photos the filters let through" : "";
+  if (query?.words != null) {
+    if (answer.unknown_words?.length) {
+      return "Nothing found: every word must name an ImageNet class (try another word, or a broader one).";
+    }
+    const words = (answer.words || []).map((w) => `“${w.word}”`);
+    const all = words.length > 1 ? `${words.slice(0, -1).join(", ")} and ${words.at(-1)}` : words[0];
+    return `No photo was labelled ${all || "so"}${among}.`;
+  }
+  if (filtered) return "No image matches the filters.";
+  return "The collection is empty: nothing to compare with yet.";
 }
 
 function card(result) {
   const node = els.template.content.firstElementChild.cloneNode(true);
   node.dataset.id = result.id;
+  node.dataset.path = result.path;
   const img = node.querySelector("img");
   img.src = result.thumbnail;
   img.alt = result.name;
@@ -303,12 +582,22 @@ function card(result) {
       event.preventDefault();
       play(result);
     });
-  } else if (result.box) {
-    open.title = "Show where the query was found";
+  } else {
+    open.title = result.box
+      ? "Show where the query was found"
+      : "Show the image with its labels and facts (Ctrl+click: the original)";
     open.addEventListener("click", (event) => {
+      // A click with a modifier opens the original, as a link does.
+      if (event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
       event.preventDefault();
       view(result);
     });
+  }
+  const labels = result.labels || [];
+  const labelLine = node.querySelector(".label-line");
+  if (labels.length > 0) {
+    labelLine.textContent = labelText(labels[0]);
+    labelLine.title = labelsTitle(labels);
   }
   node.querySelector(".thumb").addEventListener("click", () => {
     searchItem(result.id);
@@ -326,7 +615,7 @@ async function loadStats() {
     els.stats.textContent = `${n(stats.images, "image", "images")}${videos} · ${stats.model}`;
     if (!lastQuery) {
       els.empty.textContent = stats.items > 0
-        ? `Drop a photo to find its lookalikes among ${n(stats.files, "file", "files")}.`
+        ? `Drop a photo to find its lookalikes among ${n(stats.files, "file", "files")}, or search by words.`
         : "The collection is empty: index some photos first.";
     }
   } catch {
@@ -337,8 +626,8 @@ async function loadStats() {
 // The hash last acted on: going back and forth fires popstate and hashchange, once each.
 let routed = null;
 
-// #duplicates shows the Duplicates view; #item=ID searches by an item; anything else is the
-// search view as it was.
+// #duplicates shows the Duplicates view; #item=ID searches by an item; #q=WORDS by words;
+// anything else is the search view as it was.
 function fromHash() {
   if (location.hash === routed) return;
   routed = location.hash;
@@ -349,7 +638,21 @@ function fromHash() {
   }
   showView("search");
   const match = location.hash.match(/^#item=(\d+)$/);
-  if (match) searchItem(Number(match[1]), { push: false });
+  if (match) {
+    searchItem(Number(match[1]), { push: false });
+    return;
+  }
+  const words = location.hash.match(/^#q=(.+)$/);
+  if (words) {
+    let text;
+    try {
+      text = decodeURIComponent(words[1]);
+    } catch {
+      return;
+    }
+    els.words.value = text;
+    searchWords(text, { push: false });
+  }
 }
 
 function showView(name) {
@@ -640,13 +943,41 @@ els.form.addEventListener("submit", (event) => {
 function searchAgain() {
   if (lastQuery?.file) searchFile(lastQuery.file);
   else if (lastQuery?.id != null) searchItem(lastQuery.id, { push: false });
+  else if (lastQuery?.words != null) searchWords(lastQuery.words, { push: false });
 }
 els.k.addEventListener("change", searchAgain);
 els.verify.addEventListener("change", searchAgain);
 
+// Words: suggestions as one types; Enter or "Find" searches.
+els.words.addEventListener("input", scheduleSuggestions);
+els.wordsForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  clearTimeout(suggestTimer);
+  suggestAbort?.abort();
+  searchWords(els.words.value);
+});
+
+// Filters: a changed one (Enter, leaving the field, "Apply") searches again, once.
+function applyFilters() {
+  showFilterCount();
+  if (filterQuery() !== appliedFilters) searchAgain();
+}
+els.filterForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  applyFilters();
+});
+els.filterForm.addEventListener("change", applyFilters);
+els.filterForm.addEventListener("input", showFilterCount);
+els.filterClear.addEventListener("click", () => {
+  for (const input of Object.values(FILTERS)) input.value = "";
+  clearFilterError();
+  applyFilters();
+});
+
 window.addEventListener("popstate", fromHash);
 window.addEventListener("hashchange", fromHash);
 
+showFilterCount();
 loadStats();
 setInterval(loadStats, 30000);
 fromHash();
