@@ -6,6 +6,9 @@
 //!   cargo bench --bench throughput -- verify DIR [ROUNDS]         per candidate, 1 thread: its
 //!       local features from its file (what verification does now) vs matching features
 //!       kept from indexing, and the bytes those would take
+//!   cargo bench --bench throughput -- words DIR [ROUNDS]          per image, 1 thread: what
+//!       indexing adds for search by words (the labels kept from the logits, the EXIF facts
+//!       read from the file's bytes) against the decode + preprocess + network it already does
 //!
 //! The model comes from LOOKALIKE_MODEL_DIR (default .cache/models). Output: one JSON line.
 
@@ -26,8 +29,10 @@ fn main() {
         Some("embed") => embed(args.get(1).map_or("lite0", String::as_str), rounds(2)),
         Some("decode") => decode(Path::new(args.get(1).expect("decode DIR")), rounds(2)),
         Some("verify") => verify(Path::new(args.get(1).expect("verify DIR")), rounds(2)),
+        Some("words") => words(Path::new(args.get(1).expect("words DIR")), rounds(2)),
         _ => eprintln!(
-            "usage: throughput embed lite0|lite2 [ROUNDS] | decode DIR [ROUNDS] | verify DIR [ROUNDS]"
+            "usage: throughput embed lite0|lite2 [ROUNDS] | decode DIR [ROUNDS] | verify DIR \
+             [ROUNDS] | words DIR [ROUNDS]"
         ),
     }
 }
@@ -156,5 +161,63 @@ fn verify(dir: &Path, rounds: usize) {
         "{{\"bench\": \"verify\", \"dir\": \"{}\", \"files\": {}, \"ms_decode_and_match\": {from_file:.2}, \"ms_match_kept\": {from_kept:.2}, \"ms_features_of_decoded\": {extract:.2}, \"kept_bytes_per_image\": {bytes:.0}, \"rounds\": {rounds}}}",
         dir.display(),
         paths.len()
+    );
+}
+
+/// Microseconds per image on one thread: the labels kept from its logits and the EXIF facts
+/// read from its bytes (what search by words adds to indexing), against decoding,
+/// preprocessing and running the network on it (what indexing already did), over the images
+/// of `dir`.
+fn words(dir: &Path, rounds: usize) {
+    use lookalike::image::PhotoFacts;
+    use lookalike::model::kept_labels;
+    let paths = images_in(dir);
+    let files = ModelStore::new(model_dir())
+        .ensure(ModelKind::default())
+        .expect("model");
+    let featurizer = Featurizer::new(Embedder::load(&files, 1).expect("load"), Limits::default());
+    let bytes: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| std::fs::read(p).expect("read"))
+        .collect();
+    let mut logits = Vec::new();
+    let mut tensor = vec![0.0; featurizer.tensor_len()];
+    let indexing: Vec<f64> = (0..rounds)
+        .map(|_| {
+            logits.clear();
+            let start = Instant::now();
+            for b in &bytes {
+                featurizer.prepare_bytes(b, &mut tensor).expect("decode");
+                logits.push(featurizer.embed(&tensor, 1).expect("embed").logits);
+            }
+            start.elapsed().as_secs_f64() * 1e6 / bytes.len() as f64
+        })
+        .collect();
+    let per_image = |f: &dyn Fn(usize) -> usize| {
+        median(
+            (0..rounds)
+                .map(|_| {
+                    let start = Instant::now();
+                    let kept: usize = (0..bytes.len()).map(f).sum();
+                    std::hint::black_box(kept);
+                    start.elapsed().as_secs_f64() * 1e6 / bytes.len() as f64
+                })
+                .collect(),
+        )
+    };
+    let labels_us = per_image(&|i| kept_labels(&logits[i]).len());
+    let facts_us = per_image(&|i| usize::from(!PhotoFacts::of_bytes(&bytes[i]).is_empty()));
+    let kept: usize = logits.iter().map(|l| kept_labels(l).len()).sum();
+    let with_facts = bytes
+        .iter()
+        .filter(|b| !PhotoFacts::of_bytes(b).is_empty())
+        .count();
+    let indexing_us = median(indexing);
+    println!(
+        "{{\"bench\": \"words\", \"dir\": \"{}\", \"files\": {}, \"labels_us\": {labels_us:.1}, \"facts_us\": {facts_us:.1}, \"decode_and_network_us\": {indexing_us:.0}, \"added_share\": {:.5}, \"labels_per_image\": {:.2}, \"files_with_facts\": {with_facts}, \"rounds\": {rounds}}}",
+        dir.display(),
+        bytes.len(),
+        (labels_us + facts_us) / indexing_us,
+        kept as f64 / bytes.len() as f64,
     );
 }

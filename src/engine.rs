@@ -345,23 +345,25 @@ impl Engine {
         Ok(self.index.read()?.matching_items(filter)?)
     }
 
-    /// The filter term of each word of `query` (see [`crate::words`]), each met when the
-    /// labels it names add up to `min_score`. None when a word names nothing (or there are no
-    /// words): a search that must show it can only be empty.
-    pub fn word_terms(query: &WordQuery, min_score: f32) -> Option<Vec<LabelTerm>> {
-        if query.terms.is_empty() || !query.unknown.is_empty() {
-            return None;
+    /// The filter terms that keep what every word of `query` describes (see
+    /// [`crate::words`]): a term per word, met when the labels it names add up to
+    /// `min_score`. When a word names nothing (or there are no words), one term that nothing
+    /// meets: a search that must show the word can only be empty.
+    pub fn word_terms(query: &WordQuery, min_score: f32) -> Vec<LabelTerm> {
+        if !names_classes(query) {
+            return vec![LabelTerm {
+                classes: Vec::new(),
+                min_score: 1.0,
+            }];
         }
-        Some(
-            query
-                .terms
-                .iter()
-                .map(|term| LabelTerm {
-                    classes: term.classes.clone(),
-                    min_score,
-                })
-                .collect(),
-        )
+        query
+            .terms
+            .iter()
+            .map(|term| LabelTerm {
+                classes: term.classes.clone(),
+                min_score,
+            })
+            .collect()
     }
 
     /// The `k` files whose labels best match the words of `phrase` (see
@@ -377,9 +379,10 @@ impl Engine {
         options: &SearchOptions<'_>,
     ) -> Result<(WordQuery, Vec<Hit>)> {
         let query = crate::words::vocabulary().parse(phrase);
-        let Some(terms) = Engine::word_terms(&query, min_score) else {
+        if !names_classes(&query) {
             return Ok((query, Vec::new()));
-        };
+        }
+        let terms = Engine::word_terms(&query, min_score);
         let index = self.index.read()?;
         let mut scores: Option<HashMap<ItemId, f32>> = None;
         for term in &terms {
@@ -754,6 +757,11 @@ impl Engine {
     pub fn for_each_vector(&self, f: impl FnMut(&ItemRecord, &[f32])) -> Result<()> {
         Ok(self.index.read()?.for_each_vector(f)?)
     }
+}
+
+/// Whether every word of a query names ImageNet classes (and there is one).
+fn names_classes(query: &WordQuery) -> bool {
+    !query.terms.is_empty() && query.unknown.is_empty()
 }
 
 fn lock_poisoned() -> Error {

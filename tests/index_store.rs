@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use lookalike::descriptor::whitening::{is_due, parse_whitening, WhiteningOptions};
 use lookalike::descriptor::QueryExpansion;
 use lookalike::index::{
-    ContentHash, FileStamp, HnswParams, Index, IndexConfig, IndexError, ItemId, MediaKind, NewFile,
-    NewItem, SearchMode,
+    ContentHash, FileStamp, Filter, HnswParams, Index, IndexConfig, IndexError, ItemId, MediaKind,
+    NewFile, NewItem, SearchMode,
 };
 
 use common::vectors::{normalised, synthetic_image, Rng};
@@ -1096,6 +1096,93 @@ fn ann_benchmark() {
         t.elapsed().as_secs_f64() * 1000.0,
         exact[0].id == truth[0][0].1
     );
+}
+
+/// Search by words and filters at scale (issue 16), on an index built by
+/// `duplicate_scan_benchmark` (LOOKALIKE_BENCH_DB). Synthetic labels and facts are written
+/// into its catalog once: 4 labels per item (probabilities 0.6, 0.2, 0.1, 0.05, classes spread
+/// evenly), a date taken spread over 20 years. Prints the median milliseconds of: the label
+/// scores of a narrow, a middle and a broad word; the items a date filter lets through (a
+/// year, a day); and a top-10 search within them against the unfiltered search.
+#[test]
+#[ignore = "benchmark: needs a big index"]
+fn word_and_filter_search_benchmark() {
+    let db = PathBuf::from(std::env::var("LOOKALIKE_BENCH_DB").expect("LOOKALIKE_BENCH_DB"));
+    {
+        // Opening for writing migrates the catalog to the schema with labels.
+        drop(Index::open(&db).unwrap());
+        let conn = rusqlite::Connection::open(db.join("catalog.sqlite")).unwrap();
+        let labelled: i64 = conn
+            .query_row("SELECT COUNT(*) FROM labels", [], |r| r.get(0))
+            .unwrap();
+        if labelled == 0 {
+            let t = Instant::now();
+            conn.execute_batch(
+                "BEGIN;
+                 INSERT OR IGNORE INTO labels SELECT (id * 7919) % 1000, id, 0.6 FROM items;
+                 INSERT OR IGNORE INTO labels SELECT (id * 104729 + 13) % 1000, id, 0.2 FROM items;
+                 INSERT OR IGNORE INTO labels SELECT (id * 15485863 + 7) % 1000, id, 0.1 FROM items;
+                 INSERT OR IGNORE INTO labels SELECT (id * 32452843 + 3) % 1000, id, 0.05 FROM items;
+                 UPDATE files SET taken = strftime('%Y-%m-%dT%H:%M:%S',
+                     946684800 + (id * 104729) % 631152000, 'unixepoch');
+                 COMMIT;",
+            )
+            .unwrap();
+            eprintln!(
+                "wrote synthetic labels and dates in {:.1} s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let index = Index::open_read_only(&db).unwrap();
+    let median_ms = |f: &mut dyn FnMut() -> usize| -> (f64, usize) {
+        let mut found = 0;
+        let mut times: Vec<f64> = (0..5)
+            .map(|_| {
+                let t = Instant::now();
+                found = f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        (times[2], found)
+    };
+    let vocabulary = lookalike::words::vocabulary();
+    for word in ["golden retriever", "dog", "animal"] {
+        let classes = vocabulary.classes(word).unwrap();
+        let (ms, n) = median_ms(&mut || index.class_scores(classes, 0.2).unwrap().len());
+        eprintln!(
+            "label scores of {word:?} ({} classes): {n} items in {ms:.1} ms",
+            classes.len()
+        );
+    }
+    let query = index.vector(1).unwrap().unwrap();
+    let (ms, _) = median_ms(&mut || {
+        index
+            .search(&query, 10, SearchMode::Approximate)
+            .unwrap()
+            .len()
+    });
+    eprintln!("unfiltered top-10 search: {ms:.2} ms");
+    for taken in ["2019", "2019-06", "2019-06-01"] {
+        let filter = Filter {
+            taken: Some(taken.parse().unwrap()),
+            ..Filter::default()
+        };
+        let (filter_ms, n) =
+            median_ms(&mut || index.matching_items(&filter).unwrap().unwrap().len());
+        let within = index.matching_items(&filter).unwrap().unwrap();
+        let (search_ms, hits) = median_ms(&mut || {
+            index
+                .search_within(&query, 10, SearchMode::Approximate, Some(&within))
+                .unwrap()
+                .len()
+        });
+        eprintln!(
+            "taken {taken}: {n} items pass, filter {filter_ms:.1} ms, top-10 search within them \
+             {search_ms:.2} ms ({hits} hits)"
+        );
+    }
 }
 
 /// The duplicate finder's neighbour stage at scale (issue 15): every image's nearest

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use lookalike::engine::{Engine, SearchOptions, MIN_WORD_SCORE};
 use lookalike::featurizer::ImageQuery;
-use lookalike::index::{Filter, Hit, LabelTerm, MediaKind, Near, Region, SearchMode, TakenRange};
+use lookalike::index::{Filter, Hit, MediaKind, Near, Region, SearchMode, TakenRange};
 use lookalike::model::Label;
 use lookalike::verify::{LocalFeatures, VerifyOptions};
 use lookalike::video::{is_supported_video, FileMatch, VideoOptions};
@@ -242,13 +242,8 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
         .as_deref()
         .map(|text| lookalike::words::vocabulary().parse(text));
     if let (Some(words), true) = (&words, by_example) {
-        // Words narrow the search by example; a word that names nothing leaves no result.
-        filter.labels = Engine::word_terms(words, args.min_score).unwrap_or_else(|| {
-            vec![LabelTerm {
-                classes: Vec::new(),
-                min_score: 1.0,
-            }]
-        });
+        // Words narrow the search by example.
+        filter.labels = Engine::word_terms(words, args.min_score);
     }
     let within = engine.matching_items(&filter)?;
     let options = SearchOptions {

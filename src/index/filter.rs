@@ -241,13 +241,10 @@ impl Index {
                 conditions.push(format!("f.taken >= {}", bind(Value::Text(from.clone()))));
             }
             if let Some(to) = &range.to {
-                // The stored date cut to the bound's precision: "2021-12-31T..." is in "..2021".
-                let to_len = to.len() as i64;
-                conditions.push(format!(
-                    "substr(f.taken, 1, {}) <= {}",
-                    bind(Value::Integer(to_len)),
-                    bind(Value::Text(to.clone()))
-                ));
+                // Every date the bound prefixes sorts before the bound and '~' (which follows
+                // every character of a date): "2021-12-31T23:59:59" < "2021~". A plain range,
+                // so the index on `taken` serves both ends.
+                conditions.push(format!("f.taken < {}", bind(Value::Text(format!("{to}~")))));
             }
             conditions.push("f.taken IS NOT NULL".into());
         }

@@ -607,14 +607,9 @@ impl Index {
         if self.ann.items.exact_vector_into(id, &mut vector)? {
             return Ok(Some(dot(query, &vector)));
         }
-        let mut stmt = conn.prepare_cached("SELECT vector FROM items WHERE id = ?1")?;
-        let Some(blob) = stmt
-            .query_row([id], |r| r.get::<_, Vec<u8>>(0))
-            .optional()?
-        else {
+        let Some(vector) = self.catalog_vector(conn, id)? else {
             return Ok(None);
         };
-        catalog::decode_vector_into(&blob, self.config.dim, id, &mut vector)?;
         Ok(Some(match self.ann.items.whitening() {
             Some(w) => dot(query, &w.whitening.apply(&vector)),
             None => dot(query, &vector),
@@ -841,6 +836,15 @@ impl Index {
     /// The stored f32 vector of an item.
     pub fn vector(&self, id: ItemId) -> Result<Option<Vec<f32>>, IndexError> {
         let conn = self.readers.get()?;
+        self.catalog_vector(&conn, id)
+    }
+
+    /// An item's raw vector as the catalog holds it (None: no such item).
+    fn catalog_vector(
+        &self,
+        conn: &Connection,
+        id: ItemId,
+    ) -> Result<Option<Vec<f32>>, IndexError> {
         let mut stmt = conn.prepare_cached("SELECT vector FROM items WHERE id = ?1")?;
         let Some(blob) = stmt
             .query_row([id], |r| r.get::<_, Vec<u8>>(0))

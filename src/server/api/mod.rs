@@ -28,7 +28,7 @@ use super::{body, metrics, ui};
 use crate::engine::{Engine, SearchOptions, MIN_WORD_SCORE};
 use crate::featurizer::ImageQuery;
 use crate::image::PhotoFacts;
-use crate::index::{Filter, Hit, ItemRecord, LabelTerm, MediaKind, Near, Region, TakenRange};
+use crate::index::{Filter, Hit, ItemRecord, MediaKind, Near, Region, TakenRange};
 use crate::model::Label;
 use crate::verify::{LocalFeatures, VerifyOptions};
 use crate::words::WordQuery;
@@ -249,13 +249,7 @@ impl SearchQuery {
         let words = self.words();
         let mut filter = checked.filter.clone();
         if let Some(words) = &words {
-            // A word that names nothing: a filter nothing passes.
-            filter.labels = Engine::word_terms(words, checked.min_score).unwrap_or_else(|| {
-                vec![LabelTerm {
-                    classes: Vec::new(),
-                    min_score: 1.0,
-                }]
-            });
+            filter.labels = Engine::word_terms(words, checked.min_score);
         }
         let within = engine.matching_items(&filter)?;
         let options = SearchOptions {
