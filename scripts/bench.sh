@@ -7,6 +7,7 @@
 #   scripts/bench.sh embed       network throughput, Lite0 and Lite2, same ONNX file
 #   scripts/bench.sh decode      decode + preprocess, large camera JPEGs and small photos
 #   scripts/bench.sh index [N]   end-to-end `index` of N real photos (default 3000) + vector agreement
+#                                (CORPUS_DIR=DIR: the photos of DIR instead, e.g. one format's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -54,8 +55,14 @@ decode)
     ;;
 index)
     n="${2:-3000}"
-    corpus="$(mktemp -d)"
-    scripts/bench/corpus.sh "$corpus" "$n"
+    if [[ -n "${CORPUS_DIR:-}" ]]; then
+        corpus="$(mktemp -d)"
+        cp -rl "$CORPUS_DIR"/. "$corpus"/ 2>/dev/null || cp -r "$CORPUS_DIR"/. "$corpus"/
+        n=$(find "$corpus" -type f | wc -l)
+    else
+        corpus="$(mktemp -d)"
+        scripts/bench/corpus.sh "$corpus" "$n"
+    fi
     onnx="$(onnx_of lite0)"
     for round in 1 2 3; do
         rm -rf "$corpus.db" "$corpus.classic"

@@ -489,3 +489,75 @@ fn throughput() {
         );
     }
 }
+
+/// A real photo as a lossy WebP with an alpha channel, written by libwebp's own encoder: its
+/// left quarter fully transparent.
+fn photo_as_webp_with_alpha() -> (Vec<u8>, u32, u32) {
+    let photo = image::open(testdata().join("photos/sklearn/china.jpg"))
+        .expect("china.jpg")
+        .into_rgba8();
+    let (width, height) = photo.dimensions();
+    let mut rgba = photo;
+    for (x, _, px) in rgba.enumerate_pixels_mut() {
+        if x < width / 4 {
+            px[3] = 0;
+        }
+    }
+    let mut out = std::ptr::null_mut();
+    // SAFETY: `rgba` holds width x height RGBA pixels at a stride of 4 x width; libwebp writes
+    // the encoded bytes to a buffer of its own, freed below.
+    let bytes = unsafe {
+        let size = libwebp_sys::WebPEncodeRGBA(
+            rgba.as_raw().as_ptr(),
+            width as i32,
+            height as i32,
+            (width * 4) as i32,
+            90.0,
+            &mut out,
+        );
+        assert!(size > 0, "libwebp could not encode");
+        let bytes = std::slice::from_raw_parts(out, size).to_vec();
+        libwebp_sys::WebPFree(out.cast());
+        bytes
+    };
+    (bytes, width, height)
+}
+
+/// Still WebP is decoded by libwebp: the same pixels as the `image` crate's pure Rust decoder
+/// (an independent implementation of the format) within rounding, alpha composited on white,
+/// at full size, and a cut file refused as truncated.
+#[test]
+fn webp_is_decoded_by_libwebp_like_the_pure_rust_decoder() {
+    let (bytes, width, height) = photo_as_webp_with_alpha();
+    let limits = Limits::default();
+    let ours = decode_bytes(&bytes, 0, &limits).unwrap();
+    assert_eq!((ours.width, ours.height), (width, height));
+    assert_eq!(ours.image.dimensions(), (width, height));
+    let theirs = image::load_from_memory_with_format(&bytes, image::ImageFormat::WebP)
+        .unwrap()
+        .into_rgba8();
+    let mut on_white = RgbImage::new(width, height);
+    for (out, px) in on_white.pixels_mut().zip(theirs.pixels()) {
+        let alpha = u32::from(px[3]);
+        for c in 0..3 {
+            out[c] = ((u32::from(px[c]) * alpha + 255 * (255 - alpha) + 127) / 255) as u8;
+        }
+    }
+    let diff = mean_abs_diff(&ours.image, &on_white);
+    assert!(
+        diff < 1.0,
+        "mean abs diff {diff:.3} from the image crate's decoder"
+    );
+    // The transparent quarter is white, the rest is the photo.
+    assert!(ours.image.get_pixel(1, height / 2).0 == [255, 255, 255]);
+    assert!(ours.image.get_pixel(width - 2, height / 2).0 != [255, 255, 255]);
+
+    // Full size whatever the size asked for: what the classic pipeline (Pillow) decodes too.
+    let asked_small = decode_bytes(&bytes, 100, &limits).unwrap();
+    assert_eq!(asked_small.image.dimensions(), (width, height));
+
+    match decode_bytes(&bytes[..bytes.len() / 2], 0, &limits) {
+        Err(ImageError::Truncated(Format::WebP)) => {}
+        other => panic!("expected a truncated WebP, got {other:?}"),
+    }
+}

@@ -19,7 +19,9 @@ mod other;
 mod preprocess;
 mod sniff;
 mod thumbnail;
+
 mod turbo;
+mod webp;
 
 use std::fmt;
 use std::fs::File;
@@ -134,9 +136,9 @@ pub fn read_file(path: &Path, limits: &Limits) -> Result<Vec<u8>, ImageError> {
 /// Decodes an image held in memory (a file's content or an upload).
 ///
 /// `min_side`: the decoder may return a smaller image than the original, as long as its shorter
-/// side stays >= `min_side` (0 = always full size). Only JPEG shrinks (in the DCT domain, by
-/// 1/2, 1/4 or 1/8, the largest reduction that keeps the shorter side >= `min_side`, as
-/// Pillow's `draft` picks it); other formats come back at full size.
+/// side stays >= `min_side` (0 = always full size). JPEG shrinks in the DCT domain, by 1/2, 1/4
+/// or 1/8, the largest reduction that keeps the shorter side >= `min_side` (as Pillow's `draft`
+/// picks it); other formats come back at full size.
 pub fn decode_bytes(bytes: &[u8], min_side: u32, limits: &Limits) -> Result<Decoded, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty);
@@ -158,6 +160,10 @@ pub fn decode_bytes(bytes: &[u8], min_side: u32, limits: &Limits) -> Result<Deco
     };
     match format {
         Format::Jpeg => jpeg::decode(bytes, min_side, limits),
+        Format::WebP => match webp::decode(bytes, limits)? {
+            Some(still) => Ok(still),
+            None => other::decode(bytes, format, limits),
+        },
         _ => other::decode(bytes, format, limits),
     }
 }

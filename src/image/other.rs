@@ -36,6 +36,19 @@ pub(super) fn decode(bytes: &[u8], format: Format, limits: &Limits) -> Result<De
     })
 }
 
+/// The orientation a file's metadata asks for (none when unreadable): the header and metadata
+/// chunks are read, not the pixels.
+pub(super) fn orientation_of(bytes: &[u8], format: Format) -> Orientation {
+    let reader = image::ImageReader::with_format(Cursor::new(bytes), image_format(format));
+    reader
+        .into_decoder()
+        .and_then(|mut decoder| decoder.orientation())
+        .unwrap_or_else(|error| {
+            tracing::debug!(%error, "ignoring unreadable orientation metadata");
+            Orientation::NoTransforms
+        })
+}
+
 fn image_format(format: Format) -> ImageFormat {
     match format {
         Format::Jpeg => ImageFormat::Jpeg,
@@ -113,7 +126,7 @@ pub(super) fn to_rgb_on_white(image: DynamicImage) -> RgbImage {
     }
 }
 
-fn composite_on_white(rgba: &RgbaImage) -> RgbImage {
+pub(super) fn composite_on_white(rgba: &RgbaImage) -> RgbImage {
     let mut rgb = RgbImage::new(rgba.width(), rgba.height());
     for (out, px) in rgb.pixels_mut().zip(rgba.pixels()) {
         let alpha = u32::from(px[3]);
