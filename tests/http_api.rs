@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::server::Running;
 use common::vectors::{normalised, synthetic_image};
 use common::{model_dir, photo, testdata};
 use lookalike::descriptor::whitening::{min_vectors, WhiteningOptions};
 use lookalike::descriptor::DescriptorOptions;
 use lookalike::engine::{Engine, EngineOptions};
 use lookalike::index::{Index, IndexConfig};
-use lookalike::server::{serve_with, ServerConfig};
+use lookalike::server::ServerConfig;
 use reqwest::blocking::{multipart, Client, Response};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -34,52 +35,6 @@ fn video(name: &str) -> PathBuf {
 fn open_engine(db: &Path) -> Arc<Engine> {
     let options = EngineOptions::new(db.to_path_buf(), model_dir());
     Arc::new(Engine::open(&options).expect("open the engine (is the model fetched?)"))
-}
-
-/// A server running on its own thread and runtime, on 127.0.0.1 with a free port.
-struct Running {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Running {
-    fn start(config: ServerConfig, engine: Arc<Engine>) -> Running {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                let shutdown = async {
-                    let _ = stopped.await;
-                };
-                serve_with(listener, config, engine, shutdown).await
-            })
-        });
-        Running {
-            base,
-            stop: Some(stop),
-            thread: Some(thread),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Triggers the graceful shutdown and waits for `serve_with` to return.
-    fn shutdown(mut self) -> anyhow::Result<()> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.thread.take().unwrap().join().unwrap()
-    }
 }
 
 struct Shared {
@@ -124,9 +79,6 @@ fn shared() -> &'static Shared {
             },
             engine.clone(),
         );
-        for server in [&writable, &read_only] {
-            wait_healthy(server);
-        }
         Shared {
             engine,
             writable,
@@ -143,21 +95,6 @@ fn client() -> Client {
         .timeout(Duration::from_secs(120))
         .build()
         .unwrap()
-}
-
-fn wait_healthy(server: &Running) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if client()
-            .get(server.url("/healthz"))
-            .send()
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("server at {} did not come up", server.base);
 }
 
 fn assert_healthy(server: &Running) {
@@ -985,7 +922,6 @@ fn an_upload_that_makes_a_whitening_due_learns_it_in_the_background() {
         ..ServerConfig::default()
     };
     let server = Running::start(config, engine.clone());
-    wait_healthy(&server);
 
     let response = client()
         .post(server.url("/api/items"))
@@ -1187,7 +1123,6 @@ fn beyond_the_inference_slots_requests_wait_then_get_503() {
         ..ServerConfig::default()
     };
     let server = Running::start(config, s.engine.clone());
-    wait_healthy(&server);
     let big = std::fs::read(photo("wallpapers/plasma-workspace-wallpapers_usr_share_wallpapers_Flow_contents_images_5120x2880.jpg")).unwrap();
     let statuses: Vec<(u16, Value)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..6)
@@ -1239,7 +1174,6 @@ fn beyond_the_inference_slots_requests_wait_then_get_503() {
 fn graceful_shutdown_stops_listening() {
     let s = shared();
     let server = Running::start(ServerConfig::default(), s.engine.clone());
-    wait_healthy(&server);
     let url = server.url("/healthz");
     server
         .shutdown()
@@ -1260,7 +1194,6 @@ fn images_indexed_by_another_process_become_searchable() {
         ..ServerConfig::default()
     };
     let server = Running::start(config, served);
-    wait_healthy(&server);
     let items = || -> u64 {
         let stats: Value = client()
             .get(server.url("/api/stats"))

@@ -9,68 +9,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use common::server::Running;
 use common::{model_dir, photo};
 use lookalike::engine::{Engine, EngineOptions};
-use lookalike::server::{serve_with, ServerConfig};
+use lookalike::server::ServerConfig;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "dup-token-7c21";
 
-/// A server on its own thread and runtime, on 127.0.0.1 with a free port; stopped on drop.
-struct Running {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<anyhow::Result<()>>>,
+/// JSON requests to a running server.
+trait Requests {
+    fn get(&self, path: &str) -> Value;
+    fn post(&self, path: &str, body: Value) -> RequestBuilder;
 }
 
-impl Running {
-    fn start(config: ServerConfig, engine: Arc<Engine>) -> Running {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener)?;
-                let shutdown = async {
-                    let _ = stopped.await;
-                };
-                serve_with(listener, config, engine, shutdown).await
-            })
-        });
-        let running = Running {
-            base,
-            stop: Some(stop),
-            thread: Some(thread),
-        };
-        running.wait_healthy();
-        running
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if client()
-                .get(self.url("/healthz"))
-                .send()
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("server at {} did not come up", self.base);
-    }
-
+impl Requests for Running {
     fn get(&self, path: &str) -> Value {
         let response = client().get(self.url(path)).send().unwrap();
         assert_eq!(response.status(), 200, "GET {path}");
@@ -79,17 +33,6 @@ impl Running {
 
     fn post(&self, path: &str, body: Value) -> RequestBuilder {
         client().post(self.url(path)).json(&body)
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

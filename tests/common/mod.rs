@@ -2,6 +2,7 @@
 //! how to run the `lookalike` binary.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod server;
 pub mod vectors;
 
 use std::collections::HashMap;
