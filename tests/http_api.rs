@@ -611,6 +611,32 @@ fn search_by_words_with_labels_suggestions_and_filters() {
         .unwrap()
         .contains("Pekinese"));
     assert!(item["facts"].is_object());
+
+    // An upload tells its EXIF facts (written by ExifTool: tests/fixtures/CREDITS.md).
+    let response = client()
+        .post(s.writable.url("/api/items"))
+        .bearer_auth(TOKEN)
+        .multipart(image_form(&common::fixture("china_exif.png")))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let added: Value = response.json().unwrap();
+    assert_eq!(added["facts"]["taken"], "2021-02-28T23:59:59", "{added}");
+    assert_eq!(added["facts"]["camera_make"], "NIKON CORPORATION");
+    assert_eq!(added["camera"], "NIKON D70");
+    let latitude = added["facts"]["latitude"].as_f64().unwrap();
+    assert!((latitude + 33.8568).abs() < 1e-4, "{latitude}");
+    let id = added["id"].as_i64().unwrap();
+    assert_eq!(
+        get_json(server, &format!("/api/items/{id}"))["camera"],
+        "NIKON D70"
+    );
+    let removed = client()
+        .delete(s.writable.url(&format!("/api/items/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert!(removed.status().is_success());
 }
 
 /// The indexed frames of the shared server's video, in time order.

@@ -561,3 +561,38 @@ fn webp_is_decoded_by_libwebp_like_the_pure_rust_decoder() {
         other => panic!("expected a truncated WebP, got {other:?}"),
     }
 }
+
+/// Hostile WebP: a header declaring 16383 x 16383 pixels is refused before any pixel memory
+/// is allocated, and every cut of a real WebP is an error, never a panic or a bigger buffer
+/// than its picture (the allocations counted are ours: libwebp's own go through malloc).
+#[test]
+fn hostile_webp_is_refused_before_allocating() {
+    // RIFF, then a lossless (VP8L) bitstream header: signature 0x2f, then width - 1 and
+    // height - 1 in 14 bits each, an alpha bit and a 3-bit version (0).
+    let dims: u32 = 16382 | (16382 << 14);
+    let mut vp8l = vec![0x2f];
+    vp8l.extend_from_slice(&dims.to_le_bytes());
+    vp8l.extend_from_slice(&[0; 16]);
+    let mut bytes = b"RIFF".to_vec();
+    bytes.extend_from_slice(&(4 + 8 + vp8l.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(b"WEBPVP8L");
+    bytes.extend_from_slice(&(vp8l.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(&vp8l);
+    let (result, largest) = largest_allocation(|| decode_bytes(&bytes, 0, &Limits::default()));
+    match result {
+        Err(ImageError::TooLarge { width, height, .. }) => {
+            assert_eq!((width, height), (16383, 16383));
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert!(largest < 1 << 20, "largest allocation {largest} bytes");
+
+    let (webp, width, height) = photo_as_webp_with_alpha();
+    let full = (width * height * 4) as usize;
+    for cut in (0..webp.len()).step_by(97) {
+        let (result, largest) =
+            largest_allocation(|| decode_bytes(&webp[..cut], 0, &Limits::default()));
+        assert!(result.is_err(), "cut at {cut} of {} decoded", webp.len());
+        assert!(largest <= full, "cut at {cut}: {largest} bytes");
+    }
+}

@@ -438,6 +438,9 @@ pub struct ItemResponse {
     /// What the file's metadata says (EXIF): `taken`, `camera_make`, `camera_model`,
     /// `latitude`, `longitude`, each when known.
     facts: PhotoFacts,
+    /// The camera for display, from `facts`' make and model without repeating the make
+    /// ("NIKON D70", not "NIKON CORPORATION NIKON D70").
+    camera: Option<String>,
     /// Its most probable ImageNet classes, most probable first.
     labels: Vec<LabelResult>,
 }
@@ -451,6 +454,7 @@ impl ItemResponse {
             .remove(&item.id)
             .unwrap_or_default();
         Ok(ItemResponse {
+            camera: facts.camera(),
             facts,
             labels: labels.into_iter().map(LabelResult::from).collect(),
             ..ItemResponse::from(item)
@@ -473,6 +477,7 @@ impl From<ItemRecord> for ItemResponse {
             kind: item.kind.as_str().to_string(),
             video: item.kind == MediaKind::Video,
             facts: PhotoFacts::default(),
+            camera: None,
             labels: Vec::new(),
         }
     }

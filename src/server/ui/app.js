@@ -403,13 +403,6 @@ function takenText(taken) {
     : { dateStyle: "medium" });
 }
 
-// "Canon EOS 5D", not "Canon Canon EOS 5D".
-function cameraText(make, model) {
-  if (!make) return model || "";
-  if (!model) return make;
-  return model.toLowerCase().startsWith(make.toLowerCase()) ? model : `${make} ${model}`;
-}
-
 // The facts (EXIF) and labels of the item in the viewer, under the picture, when it has any.
 async function loadDetails(shown) {
   let item;
@@ -422,8 +415,7 @@ async function loadDetails(shown) {
   const facts = item.facts || {};
   const rows = [];
   if (facts.taken) rows.push(["Taken", takenText(facts.taken)]);
-  const camera = cameraText(facts.camera_make, facts.camera_model);
-  if (camera) rows.push(["Camera", camera]);
+  if (item.camera) rows.push(["Camera", item.camera]);
   if (facts.latitude != null && facts.longitude != null) {
     const lat = facts.latitude.toFixed(5);
     const lon = facts.longitude.toFixed(5);
