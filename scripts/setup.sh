@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what building and testing lookalike needs on a fresh Debian machine (idempotent):
-# cmake + nasm build the vendored libjpeg-turbo; ffmpeg decodes videos; Chromium and its
+# cmake + nasm build the vendored libjpeg-turbo; libheif (with its HEVC and AV1 decoders, found
+# through pkg-config) reads HEIC and AVIF; ffmpeg decodes videos; Chromium and its
 # driver run the browser test; wrk drives the load test. Rust and Python come with the machine.
 # With --tests, also what the Spark test (tests/spark.rs) runs: a headless Java runtime from
 # Debian and, in .cache/spark-venv, PySpark and pyarrow from PyPI at pinned versions.
@@ -13,6 +14,8 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v nasm >/dev/null || need+=(nasm)
 command -v ffmpeg >/dev/null || need+=(ffmpeg)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+pkg-config --exists libheif 2>/dev/null || need+=(libheif-dev)
 need_java=false
 if $tests; then
     command -v chromium >/dev/null || need+=(chromium)

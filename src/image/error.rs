@@ -13,7 +13,9 @@ pub enum ImageError {
     Empty,
 
     /// The magic bytes match no image format at all (e.g. a text file named `.jpg`).
-    #[error("not an image: the content is not JPEG, PNG, WebP, GIF, BMP or TIFF data")]
+    #[error(
+        "not an image: the content is not JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC, AVIF or camera RAW data"
+    )]
     NotAnImage,
 
     /// A real image in a format (or a format feature) lookalike cannot decode.

@@ -139,7 +139,7 @@ fn adobe_cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
 
 /// The EXIF orientation, from the APP1 "Exif" segment before the first scan. Unreadable EXIF
 /// means "as stored": a broken tag must not cost the user their photo.
-fn exif_orientation(bytes: &[u8]) -> Orientation {
+pub(super) fn exif_orientation(bytes: &[u8]) -> Orientation {
     let Some(tiff) = exif_segment(bytes) else {
         return Orientation::NoTransforms;
     };

@@ -14,12 +14,14 @@
 mod dc_only;
 mod error;
 pub mod facts;
+mod heif;
 mod jpeg;
 mod other;
+mod png;
 mod preprocess;
+mod raw;
 mod sniff;
 mod thumbnail;
-
 mod turbo;
 mod webp;
 
@@ -83,6 +85,35 @@ pub enum Format {
     Gif,
     Bmp,
     Tiff,
+    /// HEIC/HEIF: HEVC-coded pictures in an ISO-BMFF container (what phones write).
+    Heif,
+    /// AV1-coded pictures in the same container.
+    Avif,
+    /// A camera's raw sensor data file (CR2, CR3, NEF, ARW, DNG, ...): its embedded JPEG
+    /// preview is what gets decoded.
+    Raw,
+}
+
+impl Format {
+    /// Whether web browsers display this format: the others are served as a JPEG rendition.
+    pub fn browser_displays(self) -> bool {
+        !matches!(self, Format::Tiff | Format::Heif | Format::Raw)
+    }
+
+    /// The usual file extension for content of this format (lower case, without the dot).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Jpeg => "jpg",
+            Format::Png => "png",
+            Format::WebP => "webp",
+            Format::Gif => "gif",
+            Format::Bmp => "bmp",
+            Format::Tiff => "tif",
+            Format::Heif => "heic",
+            Format::Avif => "avif",
+            Format::Raw => "dng",
+        }
+    }
 }
 
 impl fmt::Display for Format {
@@ -94,6 +125,9 @@ impl fmt::Display for Format {
             Format::Gif => "GIF",
             Format::Bmp => "BMP",
             Format::Tiff => "TIFF",
+            Format::Heif => "HEIC",
+            Format::Avif => "AVIF",
+            Format::Raw => "RAW",
         })
     }
 }
@@ -138,7 +172,7 @@ pub fn read_file(path: &Path, limits: &Limits) -> Result<Vec<u8>, ImageError> {
 /// `min_side`: the decoder may return a smaller image than the original, as long as its shorter
 /// side stays >= `min_side` (0 = always full size). JPEG shrinks in the DCT domain, by 1/2, 1/4
 /// or 1/8, the largest reduction that keeps the shorter side >= `min_side` (as Pillow's `draft`
-/// picks it); other formats come back at full size.
+/// picks it), and so does a RAW file's JPEG preview; other formats come back at full size.
 pub fn decode_bytes(bytes: &[u8], min_side: u32, limits: &Limits) -> Result<Decoded, ImageError> {
     if bytes.is_empty() {
         return Err(ImageError::Empty);
@@ -164,6 +198,10 @@ pub fn decode_bytes(bytes: &[u8], min_side: u32, limits: &Limits) -> Result<Deco
             Some(still) => Ok(still),
             None => other::decode(bytes, format, limits),
         },
+        Format::Heif | Format::Avif => heif::decode(bytes, format, limits),
+        Format::Raw => raw::decode(bytes, min_side, limits),
+        Format::Tiff if raw::is_raw_tiff(bytes) => raw::decode(bytes, min_side, limits),
+        Format::Png => png::decode(bytes, limits),
         _ => other::decode(bytes, format, limits),
     }
 }

@@ -12,8 +12,14 @@ use crate::index::FileStamp;
 use crate::video::is_supported_video;
 
 /// File extensions lookalike indexes as images (lower case). The decoder still checks the
-/// magic bytes: a text file named `.jpg` is reported, not indexed.
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+/// magic bytes: a text file named `.jpg` is reported, not indexed. The last row holds the
+/// camera RAW formats (Adobe, Canon, Nikon, Sony, Fujifilm, Olympus, Panasonic, Pentax,
+/// Samsung, Hasselblad, Epson, Leica).
+const IMAGE_EXTENSIONS: &[&str] = &[
+    "jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif", "hif", "avif",
+    "dng", "cr2", "cr3", "nef", "nrw", "arw", "sr2", "srf", "raf", "orf", "rw2", "pef", "srw",
+    "3fr", "erf", "rwl",
+];
 
 /// A file that needs (re)indexing.
 #[derive(Debug, Clone)]

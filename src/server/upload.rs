@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use crate::image::{sniff, Format};
+use crate::image::sniff;
 
 /// The bytes of an uploaded image (not decoded yet: the engine does that, under its limits).
 pub struct ImageUpload(pub Bytes);
@@ -69,12 +69,5 @@ impl<S: Send + Sync> FromRequest<S> for ImageUpload {
 /// The file extension for stored uploads, from the bytes' signature. Never taken from the
 /// client's file name, so a stored upload can only ever be served back as an image.
 pub fn stored_extension(bytes: &[u8]) -> Option<&'static str> {
-    Some(match sniff(bytes)? {
-        Format::Jpeg => "jpg",
-        Format::Png => "png",
-        Format::WebP => "webp",
-        Format::Gif => "gif",
-        Format::Bmp => "bmp",
-        Format::Tiff => "tif",
-    })
+    Some(sniff(bytes)?.extension())
 }
