@@ -299,7 +299,11 @@ fn heic_avif_and_raw_photos_are_indexed_and_found() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["avif_coffee.avif", "heic_coffee.heic", "raw_subifd_preview.dng"]
+        [
+            "avif_coffee.avif",
+            "heic_coffee.heic",
+            "raw_subifd_preview.dng"
+        ]
     );
     for result in results {
         let score = result["score"].as_f64().unwrap();
