@@ -1253,3 +1253,79 @@ fn images_indexed_by_another_process_become_searchable() {
     assert_eq!(items(), 2);
     server.shutdown().unwrap();
 }
+
+#[test]
+fn heic_and_avif_are_searched_uploaded_and_shown_as_browsers_can() {
+    let s = shared();
+    let server = &s.writable;
+    // Search by a HEIC upload: the photo it was encoded from is indexed (skimage/coffee.png).
+    let answer = search_file(server, &common::fixture("heic_coffee.heic"), 1);
+    assert!(paths(&answer)[0].ends_with("coffee.png"), "{answer}");
+    assert!(
+        answer["results"][0]["score"].as_f64().unwrap() > 0.9,
+        "{answer}"
+    );
+
+    // Upload a HEIC with EXIF: added with its facts, stored with its own extension.
+    let response = client()
+        .post(server.url("/api/items"))
+        .bearer_auth(TOKEN)
+        .multipart(image_form(&common::fixture("heic_china_exif_gps.heic")))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let added: Value = response.json().unwrap();
+    assert!(
+        added["path"].as_str().unwrap().ends_with(".heic"),
+        "{added}"
+    );
+    assert_eq!(added["camera"], "Canon EOS 5D Mark II", "{added}");
+    let id = added["id"].as_i64().unwrap();
+
+    // Browsers cannot show HEIC: the original comes as a full-size JPEG, and so does the
+    // thumbnail.
+    for route in ["original", "thumbnail"] {
+        let response = client()
+            .get(server.url(&format!("/api/items/{id}/{route}")))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{route}");
+        assert_eq!(
+            response.headers()[reqwest::header::CONTENT_TYPE],
+            "image/jpeg"
+        );
+        let jpeg = image::load_from_memory(&response.bytes().unwrap()).unwrap();
+        assert_eq!((jpeg.width(), jpeg.height()), (64, 48), "{route}");
+    }
+    let removed = client()
+        .delete(server.url(&format!("/api/items/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert!(removed.status().is_success());
+
+    // Browsers show AVIF: its original is served as it is.
+    let response = client()
+        .post(server.url("/api/items"))
+        .bearer_auth(TOKEN)
+        .multipart(image_form(&common::fixture("avif_chelsea_alpha.avif")))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let id = response.json::<Value>().unwrap()["id"].as_i64().unwrap();
+    let original = client()
+        .get(server.url(&format!("/api/items/{id}/original")))
+        .send()
+        .unwrap();
+    assert_eq!(original.status(), StatusCode::OK);
+    assert_eq!(
+        original.bytes().unwrap().as_ref(),
+        std::fs::read(common::fixture("avif_chelsea_alpha.avif")).unwrap()
+    );
+    let removed = client()
+        .delete(server.url(&format!("/api/items/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert!(removed.status().is_success());
+}

@@ -11,12 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 use utoipa::ToSchema;
 
 use super::{parse_id, ItemResponse};
-use crate::image::{decode_file, thumbnail_jpeg, Limits};
+use crate::image::{decode_file, sniff, thumbnail_jpeg, Format, Limits, SNIFF_LEN};
 use crate::index::{ItemRecord, MediaKind};
 use crate::server::auth::WriteAccess;
 use crate::server::error::{ApiError, ErrorBody};
@@ -28,6 +29,10 @@ use crate::video::{frame_at, VideoOptions, STILL_TIMEOUT};
 /// enough to stay ~15 KB.
 const THUMB_SIDE: u32 = 320;
 const THUMB_QUALITY: u8 = 80;
+/// Longest side of the JPEG served for an original that browsers cannot display: a screen's
+/// worth (a 4K display), and a bound on the work a click costs for a 100 MP file.
+const RENDITION_SIDE: u32 = 4096;
+const RENDITION_QUALITY: u8 = 90;
 /// The item's record, or 404 naming the id.
 async fn lookup(state: &AppState, id: i64) -> Result<ItemRecord, ApiError> {
     state
@@ -64,7 +69,8 @@ pub async fn get_item(
 }
 
 /// The original file, with its content type (`image/*`, or `video/*` for a video: range
-/// requests are supported, so a browser can seek in it).
+/// requests are supported, so a browser can seek in it). A photo in a format browsers do not
+/// display (HEIC, TIFF, camera RAW) comes as a JPEG rendition instead.
 #[utoipa::path(
     get,
     path = "/api/items/{id}/original",
@@ -77,6 +83,8 @@ pub async fn get_item(
          content((Vec<u8> = "image/*"), (Vec<u8> = "video/*"))),
         (status = 400, description = "Non-numeric id", body = ErrorBody),
         (status = 404, description = "No such item, or its file is gone", body = ErrorBody),
+        (status = 422, description = "A photo served as a JPEG rendition no longer decodes",
+         body = ErrorBody),
     )
 )]
 pub async fn original(
@@ -86,6 +94,18 @@ pub async fn original(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let item = lookup(&state, id).await?;
+    if item.kind == MediaKind::Image && !browser_displays(&item.path).await {
+        let path = PathBuf::from(&item.path);
+        let jpeg = state.thumbnailing(move || rendition_of(&path)).await?;
+        return Ok((
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "private, max-age=3600"),
+            ],
+            jpeg,
+        )
+            .into_response());
+    }
     let response = match ServeFile::new(&item.path).oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
@@ -167,6 +187,28 @@ fn thumbnail_of(item: &ItemRecord, path: &std::path::Path) -> Result<Vec<u8>, Ap
         }
     };
     Ok(thumbnail_jpeg(&image, THUMB_SIDE, THUMB_QUALITY).map_err(crate::Error::from)?)
+}
+
+/// Whether browsers display the file as it is, from its magic bytes. An unreadable file is
+/// served as it is too (which reports it missing).
+async fn browser_displays(path: &str) -> bool {
+    let mut head = Vec::with_capacity(SNIFF_LEN);
+    let read = async {
+        let file = tokio::fs::File::open(path).await?;
+        file.take(SNIFF_LEN as u64).read_to_end(&mut head).await
+    };
+    read.await.is_err() || sniff(&head).is_none_or(Format::browser_displays)
+}
+
+/// A JPEG rendition of a photo for the browser: full size up to [`RENDITION_SIDE`].
+fn rendition_of(path: &std::path::Path) -> Result<Vec<u8>, ApiError> {
+    if !path.exists() {
+        return Err(gone());
+    }
+    let image = decode_file(path, 0, &Limits::default())
+        .map_err(crate::Error::from)?
+        .image;
+    Ok(thumbnail_jpeg(&image, RENDITION_SIDE, RENDITION_QUALITY).map_err(crate::Error::from)?)
 }
 
 /// Upload an image into the collection. It is stored under the server's upload folder with a
