@@ -22,6 +22,8 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q numpy pillow onnxruntime==1.32.0
 fi
+# pillow-heif lets the classic pipeline's Pillow open HEIC (scripts/bench/formats.sh).
+"$VENV/bin/python" -c 'import pillow_heif' 2>/dev/null || "$VENV/bin/pip" install -q pillow-heif==1.8.1
 PY="$VENV/bin/python"
 cargo build --release --locked --quiet
 BIN="$ROOT/target/release/lookalike"

@@ -14,9 +14,12 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.environ.get("CLASSIC_DIR", os.path.join(HERE, "../../../shared/bench")))
 import numpy as np  # noqa: E402
+import pillow_heif  # noqa: E402
 import classic_pipeline as classic  # noqa: E402
 
-EXTS = classic.EXTS
+# Pillow opens HEIC once pillow-heif is registered (and AVIF by itself), as a user would set it up.
+pillow_heif.register_heif_opener()
+EXTS = classic.EXTS + (".heic", ".heif", ".avif")
 BATCH = 16
 
 
