@@ -596,3 +596,26 @@ fn hostile_webp_is_refused_before_allocating() {
         assert!(largest <= full, "cut at {cut}: {largest} bytes");
     }
 }
+
+#[test]
+fn a_webp_chunk_larger_than_the_file_is_refused_without_allocating_it() {
+    // tests/fuzz.rs found it: the EXIF chunk of a real WebP declaring 3.75 GiB made the
+    // orientation lookup allocate that much before reading.
+    let mut bytes = std::fs::read(fixture("china_exif.webp")).unwrap();
+    let at = bytes
+        .windows(4)
+        .position(|w| w == b"EXIF")
+        .expect("an EXIF chunk")
+        + 4;
+    bytes[at..at + 4].copy_from_slice(&0xF000_0000u32.to_le_bytes());
+    let (result, largest) = largest_allocation(|| decode_bytes(&bytes, 0, &Limits::default()));
+    assert!(
+        matches!(result, Err(ImageError::Truncated(Format::WebP))),
+        "{:?}",
+        result.map(|d| d.image.dimensions())
+    );
+    assert!(largest < 1 << 20, "largest allocation {largest} bytes");
+    // The file as written still decodes, its EXIF chunk read by our own chunk walk.
+    let whole = decode("china_exif.webp");
+    assert_eq!((whole.width, whole.height), (64, 48));
+}

@@ -140,21 +140,7 @@ fn adobe_cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
 /// The EXIF orientation, from the APP1 "Exif" segment before the first scan. Unreadable EXIF
 /// means "as stored": a broken tag must not cost the user their photo.
 pub(super) fn exif_orientation(bytes: &[u8]) -> Orientation {
-    let Some(tiff) = exif_segment(bytes) else {
-        return Orientation::NoTransforms;
-    };
-    let exif = match exif::Reader::new().read_raw(tiff.to_vec()) {
-        Ok(exif) => exif,
-        Err(error) => {
-            tracing::debug!(%error, "ignoring unreadable EXIF data");
-            return Orientation::NoTransforms;
-        }
-    };
-    exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY)
-        .and_then(|field| field.value.get_uint(0))
-        .and_then(|value| u8::try_from(value).ok())
-        .and_then(Orientation::from_exif)
-        .unwrap_or(Orientation::NoTransforms)
+    exif_segment(bytes).map_or(Orientation::NoTransforms, super::tiff_orientation)
 }
 
 /// The TIFF payload of the first APP1 "Exif\0\0" segment, walking marker segments from SOI up

@@ -216,6 +216,24 @@ fn orient(image: image::RgbImage, orientation: image::metadata::Orientation) -> 
     dynamic.into_rgb8()
 }
 
+/// The orientation in an EXIF block (a TIFF structure: APP1's payload, a WebP EXIF chunk),
+/// `NoTransforms` when it has none or cannot be read.
+fn tiff_orientation(tiff: &[u8]) -> image::metadata::Orientation {
+    use image::metadata::Orientation;
+    let exif = match exif::Reader::new().read_raw(tiff.to_vec()) {
+        Ok(exif) => exif,
+        Err(error) => {
+            tracing::debug!(%error, "ignoring unreadable EXIF data");
+            return Orientation::NoTransforms;
+        }
+    };
+    exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY)
+        .and_then(|field| field.value.get_uint(0))
+        .and_then(|value| u8::try_from(value).ok())
+        .and_then(Orientation::from_exif)
+        .unwrap_or(Orientation::NoTransforms)
+}
+
 /// Whether an orientation swaps width and height (the 90/270 degree ones).
 fn swaps_axes(orientation: image::metadata::Orientation) -> bool {
     use image::metadata::Orientation::*;

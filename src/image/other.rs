@@ -36,21 +36,6 @@ pub(super) fn decode(bytes: &[u8], format: Format, limits: &Limits) -> Result<De
     })
 }
 
-/// The orientation a file's metadata asks for (none when unreadable): the header and metadata
-/// chunks are read, not the pixels.
-pub(super) fn orientation_of(bytes: &[u8], format: Format) -> Orientation {
-    let Ok(image_format) = image_format(format) else {
-        return Orientation::NoTransforms;
-    };
-    image::ImageReader::with_format(Cursor::new(bytes), image_format)
-        .into_decoder()
-        .and_then(|mut decoder| decoder.orientation())
-        .unwrap_or_else(|error| {
-            tracing::debug!(%error, "ignoring unreadable orientation metadata");
-            Orientation::NoTransforms
-        })
-}
-
 /// The `image` crate's name for a format it decodes.
 fn image_format(format: Format) -> Result<ImageFormat, ImageError> {
     Ok(match format {

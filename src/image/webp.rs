@@ -5,15 +5,22 @@
 //! those photos (the network is the bottleneck) and moved 21% of their vectors below a cosine of
 //! 0.99 with the classic pipeline's, which decodes WebP at full size: so it decodes at full
 //! size too. Animated WebP (first frame) stays with the `image` crate.
+//!
+//! Every chunk of the RIFF container is checked to fit in the file before either decoder sees
+//! it: the `image` crate's WebP decoder allocates an EXIF chunk's declared size before reading
+//! it, so a 2 KB file declaring a 4 GB chunk asked for 4 GB (found by tests/fuzz.rs; where the
+//! allocation fails, the process aborts).
 
+use image::metadata::Orientation;
 use image::{RgbImage, RgbaImage};
 use libwebp_sys as webp;
 
-use super::other::{composite_on_white, orientation_of};
-use super::{orient, swaps_axes, Decoded, Format, ImageError, Limits};
+use super::other::composite_on_white;
+use super::{orient, swaps_axes, tiff_orientation, Decoded, Format, ImageError, Limits};
 
 /// Decodes a still WebP; None for an animation, which the caller decodes otherwise.
 pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Option<Decoded>, ImageError> {
+    let chunks = chunks(bytes)?;
     let mut config =
         webp::WebPDecoderConfig::new().map_err(|()| corrupt("libwebp refused to start"))?;
     // SAFETY: `bytes` is a live slice of the given length; `config.input` is a plain struct
@@ -57,7 +64,13 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Option<Decoded>, I
     } else {
         RgbImage::from_raw(width, height, pixels).ok_or_else(|| corrupt("short output"))?
     };
-    let orientation = orientation_of(bytes, Format::WebP);
+    let orientation = chunks.iter().find(|chunk| &chunk.kind == b"EXIF").map_or(
+        Orientation::NoTransforms,
+        |Chunk { payload: exif, .. }| {
+            // Some writers keep JPEG's "Exif\0\0" prefix in the chunk.
+            tiff_orientation(exif.strip_prefix(b"Exif\0\0").unwrap_or(exif))
+        },
+    );
     let (width, height) = if swaps_axes(orientation) {
         (height, width)
     } else {
@@ -69,6 +82,29 @@ pub(super) fn decode(bytes: &[u8], limits: &Limits) -> Result<Option<Decoded>, I
         height,
         format: Format::WebP,
     }))
+}
+
+/// A chunk of the RIFF container: its type and payload.
+struct Chunk<'a> {
+    kind: [u8; 4],
+    payload: &'a [u8],
+}
+
+/// The chunks of a RIFF WebP file, each one checked to lie within the data.
+fn chunks(bytes: &[u8]) -> Result<Vec<Chunk<'_>>, ImageError> {
+    let mut chunks = Vec::new();
+    let mut rest = bytes.get(12..).ok_or(ImageError::Truncated(Format::WebP))?;
+    while rest.len() >= 8 {
+        let kind = [rest[0], rest[1], rest[2], rest[3]];
+        let size = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+        let payload = rest
+            .get(8..8 + size)
+            .ok_or(ImageError::Truncated(Format::WebP))?;
+        chunks.push(Chunk { kind, payload });
+        // Chunks are padded to an even size.
+        rest = rest.get(8 + size + size % 2..).unwrap_or_default();
+    }
+    Ok(chunks)
 }
 
 fn check(status: webp::VP8StatusCode) -> Result<(), ImageError> {
