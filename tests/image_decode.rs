@@ -133,6 +133,45 @@ fn lossy_formats_decode_close_to_the_reference() {
 }
 
 #[test]
+fn a_gif_frame_larger_than_its_screen_is_refused_before_decoding() {
+    // The fixture's 64x48 screen kept, its first frame's descriptor rewritten to 15000x15000
+    // (tests/fuzz.rs found such a file costing 1 GB): refused by the pixel limit up front.
+    let mut bytes = std::fs::read(fixture("china_2frames.gif")).unwrap();
+    let frame = first_gif_frame_descriptor(&bytes);
+    bytes[frame + 5..frame + 7].copy_from_slice(&15_000u16.to_le_bytes());
+    bytes[frame + 7..frame + 9].copy_from_slice(&15_000u16.to_le_bytes());
+    let (result, largest) = largest_allocation(|| decode_bytes(&bytes, 0, &Limits::default()));
+    match result {
+        Err(ImageError::TooLarge { width, height, .. }) => {
+            assert_eq!((width, height), (15_000, 15_000))
+        }
+        other => panic!(
+            "expected TooLarge, got {:?}",
+            other.map(|d| d.image.dimensions())
+        ),
+    }
+    assert!(largest < 1 << 20, "largest allocation {largest} bytes");
+}
+
+/// Where the first image descriptor (0x2C) of a GIF starts, found by the textbook walk: past
+/// the screen descriptor, the global colour table and any extension blocks.
+fn first_gif_frame_descriptor(gif: &[u8]) -> usize {
+    let mut at = 13;
+    if gif[10] & 0x80 != 0 {
+        at += 3 * (1 << ((gif[10] & 7) + 1));
+    }
+    while gif[at] == 0x21 {
+        at += 2;
+        while gif[at] != 0 {
+            at += 1 + gif[at] as usize;
+        }
+        at += 1;
+    }
+    assert_eq!(gif[at], 0x2C, "an image descriptor");
+    at
+}
+
+#[test]
 fn gif_gives_the_first_frame_not_the_second() {
     let d = decode("china_2frames.gif");
     let mut inverted = reference();

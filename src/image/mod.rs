@@ -47,7 +47,9 @@ pub struct Limits {
 
 impl Default for Limits {
     /// 128 megapixels covers every camera sold today (the largest are ~100 MP) while capping a
-    /// decode at ~400 MB of RGB; 256 MiB covers any real photo file.
+    /// decode's result at ~400 MB of RGB; the decoders' own buffers come on top (up to ~11
+    /// bytes a pixel for a 16-bit RGBA PNG, 19 for one a single row wide: RELIABILITY.md).
+    /// 256 MiB covers any real photo file.
     fn default() -> Self {
         Limits {
             max_pixels: 128_000_000,

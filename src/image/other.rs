@@ -17,6 +17,13 @@ pub(super) fn decode(bytes: &[u8], format: Format, limits: &Limits) -> Result<De
         .map_err(|e| decode_error(format, e, None))?;
     let (width, height) = decoder.dimensions();
     limits.check(format, width, height)?;
+    if format == Format::Gif {
+        // The decoder builds the first frame at its own size before cropping it to the
+        // screen: a 64x48 screen may hold a 15000x15000 frame (tests/fuzz.rs found it).
+        if let Some((frame_width, frame_height)) = gif_first_frame_size(bytes) {
+            limits.check(format, frame_width, frame_height)?;
+        }
+    }
     let orientation = decoder.orientation().unwrap_or_else(|error| {
         tracing::debug!(%error, "ignoring unreadable orientation metadata");
         Orientation::NoTransforms
@@ -34,6 +41,38 @@ pub(super) fn decode(bytes: &[u8], format: Format, limits: &Limits) -> Result<De
         height,
         format,
     })
+}
+
+/// The size of a GIF's first frame, from its image descriptor: found by skipping the header,
+/// the global colour table and the extension blocks before it, every length bounds-checked.
+fn gif_first_frame_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let flags = *bytes.get(10)?;
+    let mut pos = 13;
+    if flags & 0x80 != 0 {
+        pos += 3 << ((flags & 0x07) + 1);
+    }
+    loop {
+        match *bytes.get(pos)? {
+            // Extension: label, then data sub-blocks (a length byte each) up to an empty one.
+            0x21 => {
+                pos += 2;
+                loop {
+                    let length = usize::from(*bytes.get(pos)?);
+                    pos += 1 + length;
+                    if length == 0 {
+                        break;
+                    }
+                }
+            }
+            0x2C => {
+                let descriptor = bytes.get(pos + 1..pos + 9)?;
+                let width = u16::from_le_bytes([descriptor[4], descriptor[5]]);
+                let height = u16::from_le_bytes([descriptor[6], descriptor[7]]);
+                return Some((u32::from(width), u32::from(height)));
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// The `image` crate's name for a format it decodes.
