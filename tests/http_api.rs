@@ -487,6 +487,28 @@ fn get_json(server: &Running, path: &str) -> Value {
     response.json().unwrap()
 }
 
+/// Uploads a file into the collection with the write token; the new item, answered 201.
+fn add_item(server: &Running, path: &Path) -> Value {
+    let response = client()
+        .post(server.url("/api/items"))
+        .bearer_auth(TOKEN)
+        .multipart(image_form(path))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED, "{}", path.display());
+    response.json().unwrap()
+}
+
+/// Removes an item with the write token, which must succeed.
+fn remove_item(server: &Running, id: i64) {
+    let removed = client()
+        .delete(server.url(&format!("/api/items/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert!(removed.status().is_success(), "removing {id}");
+}
+
 fn paths(answer: &Value) -> Vec<&str> {
     answer["results"]
         .as_array()
@@ -613,14 +635,7 @@ fn search_by_words_with_labels_suggestions_and_filters() {
     assert!(item["facts"].is_object());
 
     // An upload tells its EXIF facts (written by ExifTool: tests/fixtures/CREDITS.md).
-    let response = client()
-        .post(s.writable.url("/api/items"))
-        .bearer_auth(TOKEN)
-        .multipart(image_form(&common::fixture("china_exif.png")))
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let added: Value = response.json().unwrap();
+    let added = add_item(&s.writable, &common::fixture("china_exif.png"));
     assert_eq!(added["facts"]["taken"], "2021-02-28T23:59:59", "{added}");
     assert_eq!(added["facts"]["camera_make"], "NIKON CORPORATION");
     assert_eq!(added["camera"], "NIKON D70");
@@ -631,12 +646,7 @@ fn search_by_words_with_labels_suggestions_and_filters() {
         get_json(server, &format!("/api/items/{id}"))["camera"],
         "NIKON D70"
     );
-    let removed = client()
-        .delete(s.writable.url(&format!("/api/items/{id}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .unwrap();
-    assert!(removed.status().is_success());
+    remove_item(&s.writable, id);
 }
 
 /// The indexed frames of the shared server's video, in time order.
@@ -1267,14 +1277,7 @@ fn heic_and_avif_are_searched_uploaded_and_shown_as_browsers_can() {
     );
 
     // Upload a HEIC with EXIF: added with its facts, stored with its own extension.
-    let response = client()
-        .post(server.url("/api/items"))
-        .bearer_auth(TOKEN)
-        .multipart(image_form(&common::fixture("heic_china_exif_gps.heic")))
-        .send()
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let added: Value = response.json().unwrap();
+    let added = add_item(server, &common::fixture("heic_china_exif_gps.heic"));
     assert!(
         added["path"].as_str().unwrap().ends_with(".heic"),
         "{added}"
@@ -1297,22 +1300,12 @@ fn heic_and_avif_are_searched_uploaded_and_shown_as_browsers_can() {
         let jpeg = image::load_from_memory(&response.bytes().unwrap()).unwrap();
         assert_eq!((jpeg.width(), jpeg.height()), (64, 48), "{route}");
     }
-    let removed = client()
-        .delete(server.url(&format!("/api/items/{id}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .unwrap();
-    assert!(removed.status().is_success());
+    remove_item(server, id);
 
     // Browsers show AVIF: its original is served as it is.
-    let response = client()
-        .post(server.url("/api/items"))
-        .bearer_auth(TOKEN)
-        .multipart(image_form(&common::fixture("avif_chelsea_alpha.avif")))
-        .send()
+    let id = add_item(server, &common::fixture("avif_chelsea_alpha.avif"))["id"]
+        .as_i64()
         .unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let id = response.json::<Value>().unwrap()["id"].as_i64().unwrap();
     let original = client()
         .get(server.url(&format!("/api/items/{id}/original")))
         .send()
@@ -1322,10 +1315,5 @@ fn heic_and_avif_are_searched_uploaded_and_shown_as_browsers_can() {
         original.bytes().unwrap().as_ref(),
         std::fs::read(common::fixture("avif_chelsea_alpha.avif")).unwrap()
     );
-    let removed = client()
-        .delete(server.url(&format!("/api/items/{id}")))
-        .bearer_auth(TOKEN)
-        .send()
-        .unwrap();
-    assert!(removed.status().is_success());
+    remove_item(server, id);
 }

@@ -4,46 +4,15 @@
 //! tests/fixtures/CREDITS.md (made by tests/fixtures/make_raw.py).
 
 mod common;
+#[path = "support/largest_allocation.rs"]
+mod largest_allocation;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use common::fixture;
+use largest_allocation::largest_allocation;
 use lookalike::image::{decode_bytes, decode_file, sniff, Decoded, Format, ImageError, Limits};
 use sha2::{Digest, Sha256};
-
-// ---- the largest single allocation made by the current thread, to show that damaged files
-// cost bounded memory ----
-
-struct TrackingAllocator;
-
-thread_local! {
-    static LARGEST_ALLOCATION: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; only records sizes in a const-initialised
-// thread-local (no allocation, no re-entrancy).
-unsafe impl GlobalAlloc for TrackingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = LARGEST_ALLOCATION.try_with(|l| l.set(l.get().max(layout.size())));
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let _ = LARGEST_ALLOCATION.try_with(|l| l.set(l.get().max(layout.size())));
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = LARGEST_ALLOCATION.try_with(|l| l.set(l.get().max(new_size)));
-        System.realloc(ptr, layout, new_size)
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: TrackingAllocator = TrackingAllocator;
 
 // ---- fixtures ----
 
@@ -216,10 +185,9 @@ fn decode_damaged(bytes: &[u8], what: &str) -> Result<Decoded, ImageError> {
         max_pixels: 2_000_000,
         ..Limits::default()
     };
-    LARGEST_ALLOCATION.with(|l| l.set(0));
-    let result = catch_unwind(AssertUnwindSafe(|| decode_bytes(bytes, 64, &limits)))
-        .unwrap_or_else(|_| panic!("{what}: panicked"));
-    let largest = LARGEST_ALLOCATION.with(|l| l.get());
+    let (result, largest) =
+        largest_allocation(|| catch_unwind(AssertUnwindSafe(|| decode_bytes(bytes, 64, &limits))));
+    let result = result.unwrap_or_else(|_| panic!("{what}: panicked"));
     assert!(
         largest < 16 << 20,
         "{what}: allocated {largest} bytes at once"

@@ -143,12 +143,23 @@ pub(super) fn exif_orientation(bytes: &[u8]) -> Orientation {
     exif_segment(bytes).map_or(Orientation::NoTransforms, super::tiff_orientation)
 }
 
-/// The TIFF payload of the first APP1 "Exif\0\0" segment, walking marker segments from SOI up
-/// to the first scan (EXIF must come before it), with every length bounds-checked.
+/// The TIFF payload of the first APP1 "Exif\0\0" segment (EXIF must come before the scans).
 pub(crate) fn exif_segment(bytes: &[u8]) -> Option<&[u8]> {
-    let mut pos = 2; // after SOI
-    loop {
-        // Markers may be preceded by any number of 0xFF fill bytes.
+    header_segments(bytes).find_map(|(marker, segment)| {
+        (marker == 0xE1 && segment.starts_with(b"Exif\0\0")).then(|| &segment[6..])
+    })
+}
+
+/// The marker segments of a JPEG from SOI up to its first scan, as (marker, payload), every
+/// length bounds-checked: the walk ends at the scan, at EOI, or where the data stops making
+/// sense. Standalone markers (RSTn, TEM) and 0xFF fill bytes are skipped.
+pub(super) fn header_segments(bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut pos = if bytes.starts_with(&[0xFF, 0xD8]) {
+        2
+    } else {
+        bytes.len()
+    };
+    std::iter::from_fn(move || loop {
         while *bytes.get(pos)? == 0xFF && *bytes.get(pos + 1)? == 0xFF {
             pos += 1;
         }
@@ -169,11 +180,9 @@ pub(crate) fn exif_segment(bytes: &[u8]) -> Option<&[u8]> {
             *bytes.get(pos + 3)?,
         ]));
         let segment = bytes.get(pos + 4..(pos + 2).checked_add(length)?)?;
-        if marker == 0xE1 && segment.starts_with(b"Exif\0\0") {
-            return Some(&segment[6..]);
-        }
         pos += 2 + length;
-    }
+        return Some((marker, segment));
+    })
 }
 
 #[cfg(test)]

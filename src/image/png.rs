@@ -211,53 +211,18 @@ fn corrupt(reason: String) -> ImageError {
     }
 }
 
+/// The tracking allocator the decode tests share (it is this test binary's global allocator).
+#[cfg(test)]
+#[path = "../../tests/support/largest_allocation.rs"]
+mod largest_allocation;
+
 #[cfg(test)]
 mod tests {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
     use image::DynamicImage;
     use png::chunk::ChunkType;
 
+    use super::largest_allocation::largest_allocation;
     use super::*;
-
-    // ---- the largest allocation a test makes (as in tests/image_decode.rs) ----
-
-    struct TrackingAllocator;
-
-    thread_local! {
-        static LARGEST_ALLOCATION: Cell<usize> = const { Cell::new(0) };
-    }
-
-    // SAFETY: every call is forwarded to the system allocator unchanged; the thread-local
-    // bookkeeping allocates nothing.
-    unsafe impl GlobalAlloc for TrackingAllocator {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let _ = LARGEST_ALLOCATION.try_with(|l| l.set(l.get().max(layout.size())));
-            System.alloc(layout)
-        }
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            System.dealloc(ptr, layout)
-        }
-        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            let _ = LARGEST_ALLOCATION.try_with(|l| l.set(l.get().max(layout.size())));
-            System.alloc_zeroed(layout)
-        }
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            let _ = LARGEST_ALLOCATION.try_with(|l| l.set(l.get().max(new_size)));
-            System.realloc(ptr, layout, new_size)
-        }
-    }
-
-    #[global_allocator]
-    static ALLOCATOR: TrackingAllocator = TrackingAllocator;
-
-    /// Runs `f` and returns its result with the largest allocation it made on this thread.
-    fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
-        LARGEST_ALLOCATION.with(|l| l.set(0));
-        let result = f();
-        (result, LARGEST_ALLOCATION.with(|l| l.get()))
-    }
 
     // ---- building PNG files ----
 

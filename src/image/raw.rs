@@ -220,51 +220,24 @@ fn largest<'a>(candidates: &[&'a [u8]]) -> Option<Preview<'a>> {
 }
 
 /// The width and height in a JPEG's frame header (SOF0-2: baseline, extended, progressive,
-/// 8-bit), found by walking the marker segments from SOI, each length bounds-checked; `None`
-/// for anything else, including a frame of another kind or no frame before the scan.
+/// 8-bit); `None` for anything else, including a frame of another kind or no frame before the
+/// scan.
 fn frame_size(jpeg: &[u8]) -> Option<(u32, u32)> {
-    if !jpeg.starts_with(&[0xFF, 0xD8]) {
+    let (marker, segment) = super::jpeg::header_segments(jpeg).find(
+        |(marker, _)| matches!(marker, 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF),
+    )?;
+    // Lossless, hierarchical and arithmetic-coded frames: not a preview.
+    if !matches!(marker, 0xC0..=0xC2) {
         return None;
     }
-    let mut pos = 2;
-    loop {
-        // Markers may be preceded by any number of 0xFF fill bytes.
-        while *jpeg.get(pos)? == 0xFF && *jpeg.get(pos + 1)? == 0xFF {
-            pos += 1;
-        }
-        if *jpeg.get(pos)? != 0xFF {
-            return None;
-        }
-        let marker = *jpeg.get(pos + 1)?;
-        match marker {
-            0x01 | 0xD0..=0xD7 => {
-                pos += 2;
-                continue;
-            }
-            0xDA | 0xD9 => return None,
-            _ => {}
-        }
-        let length = usize::from(u16::from_be_bytes([
-            *jpeg.get(pos + 2)?,
-            *jpeg.get(pos + 3)?,
-        ]));
-        let segment = jpeg.get(pos + 4..(pos + 2).checked_add(length)?)?;
-        match marker {
-            0xC0..=0xC2 => {
-                let &[precision, h1, h0, w1, w0, ..] = segment else {
-                    return None;
-                };
-                let (width, height) = (
-                    u32::from(u16::from_be_bytes([w1, w0])),
-                    u32::from(u16::from_be_bytes([h1, h0])),
-                );
-                return (precision == 8 && width > 0 && height > 0).then_some((width, height));
-            }
-            // Lossless, hierarchical and arithmetic-coded frames: not a preview.
-            0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
-            _ => pos += 2 + length,
-        }
-    }
+    let &[precision, h1, h0, w1, w0, ..] = segment else {
+        return None;
+    };
+    let (width, height) = (
+        u32::from(u16::from_be_bytes([w1, w0])),
+        u32::from(u16::from_be_bytes([h1, h0])),
+    );
+    (precision == 8 && width > 0 && height > 0).then_some((width, height))
 }
 
 /// Fujifilm RAF: a fixed header whose big-endian u32s at 84 and 88 are the JPEG preview's
