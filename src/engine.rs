@@ -108,6 +108,15 @@ pub struct Engine {
     verifying: std::sync::Mutex<()>,
 }
 
+/// Saves the ANN snapshot when due after a committed change. A failure (disk full) is logged,
+/// not returned: the change is committed either way, and the snapshot is derived data that the
+/// next checkpoint or open rebuilds from the catalog.
+fn checkpoint_if_due(index: &mut Index) {
+    if let Err(e) = index.checkpoint_if_due() {
+        tracing::warn!(error = %e, "could not save the ANN snapshot (the change is committed)");
+    }
+}
+
 /// The index behind a readers-writer lock: searches run in parallel, a commit briefly
 /// excludes them. A poisoned lock (a thread panicked holding it) becomes an error, not a panic.
 pub(crate) struct SharedIndex(RwLock<Index>);
@@ -306,7 +315,8 @@ impl Engine {
             .to_str()
             .ok_or_else(|| Error::NotIndexed(canonical.clone()))?
             .to_owned();
-        let ids = self.index.write()?.add(vec![NewFile {
+        let mut index = self.index.write()?;
+        let ids = index.add(vec![NewFile {
             path,
             stamp: ingest::stamp_of(&metadata),
             content_hash: Some(ContentHash::of_bytes(bytes)),
@@ -321,6 +331,7 @@ impl Engine {
                 regions: embedded.regions,
             }],
         }])?;
+        checkpoint_if_due(&mut index);
         ids.first().copied().ok_or(Error::NotIndexed(canonical))
     }
 
@@ -723,7 +734,7 @@ impl Engine {
     pub fn remove_items(&self, ids: &[ItemId]) -> Result<usize> {
         let mut index = self.index.write()?;
         let removed = index.remove_items(ids)?;
-        index.checkpoint()?;
+        checkpoint_if_due(&mut index);
         Ok(removed)
     }
 
@@ -740,7 +751,7 @@ impl Engine {
             .collect();
         let mut index = self.index.write()?;
         let removed = index.remove_paths(&keys)?;
-        index.checkpoint()?;
+        checkpoint_if_due(&mut index);
         Ok(removed)
     }
 

@@ -347,3 +347,59 @@ fn kill_9_mid_run_loses_nothing_committed_and_the_next_run_resumes() {
         assert!(hit["score"].as_f64().unwrap() > 0.999, "{hit}");
     }
 }
+
+/// A second writer never interleaves with the first: `lookalike index` while
+/// `lookalike serve --token` (which takes uploads) has the index open is refused at once,
+/// naming the server's process, and changes nothing; once the server stops, it runs.
+#[test]
+fn index_while_a_writing_server_runs_is_refused_with_who_holds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, dir, more) = (
+        tmp.path().join("db"),
+        tmp.path().join("photos"),
+        tmp.path().join("more"),
+    );
+    copy_photos(&dir, &PHOTOS[..2]);
+    copy_photos(&more, &PHOTOS[2..4]);
+    index(&db, &dir);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = lookalike(&db)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("LOOKALIKE_TOKEN", "secret-token")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    wait_for("the server", || {
+        reqwest::blocking::get(&healthz).is_ok_and(|r| r.status().is_success())
+    });
+
+    let refused = lookalike(&db)
+        .args(["index", more.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a second writer ran: {stderr}");
+    assert!(
+        stderr.contains("being written by another process")
+            && stderr.contains(&format!("pid {} (lookalike)", server.id())),
+        "the refusal names the server: {stderr}"
+    );
+    assert!(!stderr.contains("secret-token"), "{stderr}");
+    assert_eq!(item_count(&db), 2, "the refused run changed nothing");
+
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(
+        index(&db, &more)["added"],
+        2,
+        "free once the server is gone"
+    );
+    assert_eq!(item_count(&db), 4);
+}

@@ -1224,7 +1224,12 @@ fn graceful_shutdown_stops_listening() {
 fn images_indexed_by_another_process_become_searchable() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db");
-    let served = open_engine(&db);
+    // What `lookalike index` does from another process: its own engine on the same index,
+    // which it writes while `lookalike serve` (without a token) only reads it.
+    let writer = open_engine(&db);
+    let mut options = EngineOptions::new(db.clone(), model_dir());
+    options.read_only = true;
+    let served = Arc::new(Engine::open(&options).unwrap());
     let config = ServerConfig {
         refresh_interval: Duration::from_millis(200),
         ..ServerConfig::default()
@@ -1241,8 +1246,6 @@ fn images_indexed_by_another_process_become_searchable() {
     };
     assert_eq!(items(), 0);
 
-    // What `lookalike index` does from another process: its own engine on the same index.
-    let writer = open_engine(&db);
     let report = writer
         .index_paths(&[photo("sklearn")], &Default::default())
         .unwrap();

@@ -535,6 +535,146 @@ fn removed_items_never_come_back() {
 }
 
 #[test]
+fn a_second_writer_is_refused_while_the_first_is_open() {
+    let dir = TempDir::new("lock");
+    let mut first = Index::create_or_open(dir.path(), &config()).unwrap();
+    first.add(images(0, 10)).unwrap();
+    for second in [
+        Index::open(dir.path()),
+        Index::create_or_open(dir.path(), &config()),
+    ] {
+        let refused = second.err().expect("a second writer is refused");
+        let IndexError::Locked { holder, .. } = &refused else {
+            panic!("expected Locked, got {refused}");
+        };
+        assert!(
+            holder.starts_with(&format!("pid {} (", std::process::id())),
+            "the holder is named: {refused}"
+        );
+        assert!(refused
+            .to_string()
+            .contains("one process writes an index at a time"));
+    }
+    let reader = Index::open_read_only(dir.path()).expect("readers are never blocked");
+    assert_eq!(
+        top_path(&reader, &vector_for(3), SearchMode::Exact),
+        Some("img3.jpg".into())
+    );
+    drop(first);
+    let mut second = Index::open(dir.path()).expect("free once the first writer is gone");
+    second.add(images(10, 1)).unwrap();
+}
+
+/// The result of a one-number query on `dir`'s catalog.
+fn catalog_number(dir: &Path, sql: &str) -> u64 {
+    let conn = rusqlite::Connection::open(dir.join("catalog.sqlite")).unwrap();
+    conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64
+}
+
+/// Rows in the catalog's `tombstones` table.
+fn tombstone_rows(dir: &Path) -> u64 {
+    catalog_number(dir, "SELECT count(*) FROM tombstones")
+}
+
+/// The catalog's size in pages, wherever they are (the database file or its WAL).
+fn catalog_pages(dir: &Path) -> u64 {
+    catalog_number(dir, "PRAGMA page_count")
+}
+
+/// Bytes of the files whose names start with `prefix` in `dir`.
+fn bytes_of(dir: &Path, prefix: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+/// A library with heavy churn (a tenth of it replaced, 30 times over) keeps its tombstones,
+/// its catalog and its ANN snapshot bounded, and readers that slept through the pruning of the
+/// removals they missed still never return a removed item.
+#[test]
+fn tombstones_are_pruned_so_churn_stays_bounded() {
+    const LIBRARY: u64 = 2000;
+    const TURNOVER: u64 = 200;
+    const ROUNDS: u64 = 30;
+    let dir = TempDir::new("churn");
+    let mut writer = Index::create_or_open(dir.path(), &config()).unwrap();
+    writer.add(images(0, LIBRARY)).unwrap();
+    writer.checkpoint().unwrap();
+    let (catalog_before, snapshot_before) =
+        (catalog_pages(dir.path()), bytes_of(dir.path(), "ann-"));
+    let mut follows = Index::open_read_only(dir.path()).unwrap();
+    let mut sleeps = Index::open_read_only(dir.path()).unwrap();
+
+    let mut live: std::collections::VecDeque<u64> = (0..LIBRARY).collect();
+    let mut removed = Vec::new();
+    let mut most_tombstones = 0;
+    for round in 0..ROUNDS {
+        let victims: Vec<u64> = live.drain(..TURNOVER as usize).collect();
+        let paths: Vec<String> = victims.iter().map(|s| format!("img{s}.jpg")).collect();
+        assert_eq!(writer.remove_paths(&paths).unwrap(), victims.len());
+        removed.extend(victims);
+        let base = LIBRARY + round * TURNOVER;
+        writer.add(images(base, TURNOVER)).unwrap();
+        live.extend(base..base + TURNOVER);
+        writer.checkpoint_if_due().unwrap();
+        most_tombstones = most_tombstones.max(tombstone_rows(dir.path()));
+        follows.refresh().unwrap();
+    }
+    writer.checkpoint().unwrap();
+    let (catalog_after, snapshot_after) = (catalog_pages(dir.path()), bytes_of(dir.path(), "ann-"));
+    eprintln!(
+        "churn of {} removals: at most {most_tombstones} tombstone rows; catalog {catalog_before} \
+         -> {catalog_after} pages (its WAL {} bytes), snapshot {snapshot_before} -> \
+         {snapshot_after} bytes",
+        removed.len(),
+        bytes_of(dir.path(), "catalog.sqlite-wal")
+    );
+    // Each due checkpoint (1,000 changes) prunes what the snapshot before it covered: at most
+    // about two checkpoints' worth are kept, never the 6,000 removals made.
+    assert!(
+        most_tombstones <= 2 * (1000 + TURNOVER),
+        "{most_tombstones} tombstones kept"
+    );
+    assert!(tombstone_rows(dir.path()) <= 1000 + TURNOVER);
+    assert!(
+        catalog_after < catalog_before * 3 / 2,
+        "catalog {catalog_before} -> {catalog_after} pages"
+    );
+    assert!(
+        snapshot_after < snapshot_before * 3 / 2,
+        "snapshot {snapshot_before} -> {snapshot_after} bytes"
+    );
+
+    // One reader followed along; the other slept through every round, and its snapshot is gone
+    // too, so only the catalog (whose tombstones are pruned) can bring it up to date.
+    for file in snapshot_files(dir.path()) {
+        std::fs::remove_file(file).unwrap();
+    }
+    follows.refresh().unwrap();
+    sleeps.refresh().unwrap();
+    for reader in [&follows, &sleeps] {
+        for mode in [SearchMode::Approximate, SearchMode::Exact] {
+            for gone in removed.iter().step_by(97) {
+                let hits = reader.search(&vector_for(*gone), 10, mode).unwrap();
+                assert!(
+                    hits.iter().all(|h| h.path != format!("img{gone}.jpg")),
+                    "{mode:?} returned removed img{gone}.jpg"
+                );
+            }
+            for kept in live.iter().step_by(97) {
+                assert_eq!(
+                    top_path(reader, &vector_for(*kept), mode),
+                    Some(format!("img{kept}.jpg"))
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn another_model_or_dimension_is_a_clear_error() {
     let dir = TempDir::new("config");
     Index::create_or_open(dir.path(), &config()).unwrap();

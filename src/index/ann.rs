@@ -348,6 +348,15 @@ impl Ann {
         if target == self.applied {
             return Ok(Changes::default());
         }
+        if self.applied.items > 0 && self.applied.tombstones < catalog::pruned_through(&tx)? {
+            // The removals since our state were pruned (the writer saved a snapshot covering
+            // them meanwhile): start over from the catalog alone, which is always complete.
+            tracing::info!(layer = ?self.layer, "ANN state older than the pruned removals: rebuilding");
+            let newest_seen = self.newest_seen;
+            let whitening = self.whitening.clone();
+            *self = Ann::empty(self.layer, self.role, self.raw_dim, whitening, self.params)?;
+            self.newest_seen = newest_seen;
+        }
         let from = self.applied;
         let removed = catalog::removed_between(&tx, from, target)?;
         self.apply_removed(&removed)?;
@@ -583,6 +592,19 @@ impl Ann {
         self.snapshot = Some(self.applied);
         self.newest_seen = self.newest_seen.max(Some(self.applied));
         Ok(true)
+    }
+
+    /// The watermark of the snapshot file this state matches, if it matches one.
+    pub fn saved(&self) -> Option<Watermark> {
+        self.snapshot.filter(|wm| *wm == self.applied)
+    }
+
+    /// How many catalog changes (ids added, removals) this state holds beyond its snapshot
+    /// file; an upper bound, as added ids may have been removed since.
+    pub fn unsaved(&self) -> u64 {
+        let saved = self.snapshot.unwrap_or_default();
+        (self.applied.items - saved.items).unsigned_abs()
+            + (self.applied.tombstones - saved.tombstones).unsigned_abs()
     }
 
     fn version(&self) -> Option<i64> {

@@ -410,6 +410,40 @@ pub(crate) fn count_added_since(conn: &Connection, since: Watermark) -> Result<u
     Ok(n as u64)
 }
 
+/// Deletes the tombstones with `seq <= through` (every ANN snapshot kept covers them) and
+/// records it, so that a library with heavy churn does not grow its catalog without bound.
+/// `sqlite_sequence` keeps the high-water mark, so [`watermark`] is unchanged.
+pub(crate) fn prune_tombstones(conn: &mut Connection, through: i64) -> Result<u64, IndexError> {
+    if through <= pruned_through(conn)? {
+        return Ok(0);
+    }
+    let tx = conn.transaction()?;
+    let pruned = tx.execute("DELETE FROM tombstones WHERE seq <= ?1", [through])?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('tombstones_pruned_through', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [through.to_string()],
+    )?;
+    tx.commit()?;
+    Ok(pruned as u64)
+}
+
+/// The last tombstone pruned (0: none): a state that applied fewer removals than this cannot
+/// catch up from the catalog any more.
+pub(crate) fn pruned_through(conn: &Connection) -> Result<i64, IndexError> {
+    let value: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'tombstones_pruned_through'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    value.map_or(Ok(0), |v| {
+        v.parse()
+            .map_err(|_| IndexError::Corrupt(format!("meta.tombstones_pruned_through: {v:?}")))
+    })
+}
+
 /// Ids removed in `(from.tombstones, to.tombstones]`.
 pub(crate) fn removed_between(
     conn: &Connection,

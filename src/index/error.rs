@@ -30,6 +30,15 @@ pub enum IndexError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 
+    /// Another process has the index open for writing (see `writer_lock.rs`): one process
+    /// writes an index at a time.
+    #[error(
+        "the index in {dir} is being written by another process ({holder}): one process \
+         writes an index at a time. Wait for it to finish, or, if it is `lookalike serve`, \
+         add files through it (POST /api/index, or uploads)"
+    )]
+    Locked { dir: PathBuf, holder: String },
+
     /// A write was attempted through a handle opened with `Index::open_read_only`.
     #[error("the index is open read-only")]
     ReadOnly,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 
 use super::ann::{self, Ann, Changes, HnswParams, Layer, OpenReport, Role};
-use super::catalog::StoredWhitening;
+use super::catalog::{StoredWhitening, Watermark};
 use super::error::IndexError;
 use super::types::IndexConfig;
 
@@ -96,6 +96,24 @@ impl Layers {
             regions.save(dir)?;
         }
         Ok(())
+    }
+
+    /// The watermark every layer's snapshot file covers, when each matches its state.
+    pub fn saved(&self) -> Option<Watermark> {
+        let items = self.items.saved()?;
+        let Some(regions) = &self.regions else {
+            return Some(items);
+        };
+        let regions = regions.saved()?;
+        Some(Watermark {
+            items: items.items.min(regions.items),
+            tombstones: items.tombstones.min(regions.tombstones),
+        })
+    }
+
+    /// How many catalog changes (items added, removals) the items' snapshot file misses.
+    pub fn unsaved(&self) -> u64 {
+        self.items.unsaved()
     }
 
     /// Whether a reader should reopen (see [`Ann::wants_reopen`]) for either layer.

@@ -10,7 +10,8 @@
 //! whitened vectors and every search (approximate or exact) scores in the whitened space; the
 //! catalog keeps the raw vectors, which a whitening is learned (and re-learned) from.
 //!
-//! One process writes ([`Index::create_or_open`], [`Index::open`]); any number read
+//! One process writes ([`Index::create_or_open`], [`Index::open`]), which a lock on the
+//! directory enforces (a second writer gets [`IndexError::Locked`]); any number read
 //! ([`Index::open_read_only`]) and pick up the writer's commits with [`Index::refresh`].
 
 mod ann;
@@ -24,6 +25,7 @@ mod layers;
 mod region_codec;
 mod region_search;
 mod types;
+mod writer_lock;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -50,6 +52,7 @@ use catalog::{ReadPool, StoredWhitening, CATALOG_FILE, RECORD_COLUMNS};
 use flat::{dot, Scored, TopK};
 use layers::Layers;
 pub(crate) use region_codec::{decode as decode_regions, encode as encode_regions};
+use writer_lock::WriterLock;
 
 /// Extra ANN candidates fetched beyond `k`: the ones near the k-th are re-scored with the
 /// exact f32 vectors, and the rest make up for hits that another process removed since our
@@ -72,6 +75,10 @@ struct Ranked {
 /// Filters that let through at most this many items are searched by scoring each of their
 /// items (~1 µs each from the ANN's vectors, a catalog read otherwise) rather than by the graph.
 const SCORE_EACH_WITHIN: usize = 4096;
+
+/// Catalog changes an ANN snapshot may miss before [`Index::checkpoint_if_due`] saves a new
+/// one: replaying 1,000 rows costs well under a second on open.
+const CHECKPOINT_EVERY: u64 = 1000;
 
 /// Rows projected per gemm by an exact search under whitening.
 const EXACT_BATCH: usize = 1024;
@@ -97,6 +104,11 @@ pub struct Index {
     config: IndexConfig,
     /// The write connection; None for a read-only handle.
     writer: Option<Mutex<Connection>>,
+    /// Held with `writer`: no other process writes this index meanwhile.
+    _writer_lock: Option<WriterLock>,
+    /// Removals (tombstone seqs) up to here are covered by the snapshot before the newest: the
+    /// next checkpoint prunes them from the catalog.
+    prunable_tombstones: i64,
     readers: ReadPool,
     ann: Layers,
 }
@@ -153,6 +165,8 @@ impl Index {
             dir: dir.to_path_buf(),
             config,
             writer: None,
+            _writer_lock: None,
+            prunable_tombstones: 0,
             readers: ReadPool::new(path),
             ann,
         })
@@ -167,6 +181,7 @@ impl Index {
         if wanted.is_none() {
             catalog_path(dir)?;
         }
+        let lock = WriterLock::acquire(dir)?;
         let mut conn = catalog::open_writer(&path, wanted.is_some())?;
         let config = catalog::migrate(&mut conn, dir, wanted)?.ok_or_else(|| not_found(dir))?;
         if let Some(wanted) = wanted {
@@ -184,6 +199,8 @@ impl Index {
             dir: dir.to_path_buf(),
             config,
             writer: Some(Mutex::new(conn)),
+            _writer_lock: Some(lock),
+            prunable_tombstones: report.snapshot.map_or(0, |wm| wm.tombstones),
             readers: ReadPool::new(path),
             ann,
         };
@@ -911,8 +928,9 @@ impl Index {
     }
 
     /// Picks up what other processes committed since we opened or last refreshed (additions
-    /// and removals, or a newly activated whitening); returns how many changes that was. Two
-    /// tiny queries when nothing changed.
+    /// and removals, or a newly activated whitening); returns how many changes were replayed
+    /// from the catalog (a newer snapshot brings the rest). Two tiny queries when nothing
+    /// changed.
     pub fn refresh(&mut self) -> Result<usize, IndexError> {
         let active = catalog::active_whitening_version(&*self.readers.get()?)?;
         if active != self.whitening_info().map(|w| w.version) {
@@ -931,36 +949,76 @@ impl Index {
             self.ann = ann;
             return Ok(report.replayed.total());
         }
-        let changes = match self.writer.as_mut() {
+        // A newer snapshot first: re-viewing it is cheaper than replaying what it covers, and
+        // the removals it covers may be pruned from the catalog already.
+        let mut changes = self.reopen_if_wanted()?;
+        changes += match self.writer.as_mut() {
             Some(writer) => {
                 let conn = writer.get_mut().unwrap_or_else(|e| e.into_inner());
                 self.ann.catch_up(conn)?
             }
             None => self.ann.catch_up(&mut *self.readers.get()?)?,
-        };
-        if self.ann.wants_reopen(&self.dir)? {
-            let mut conn = self.readers.get()?;
-            let params = self.ann.items.params();
-            let whitening = self.ann.items.whitening().cloned();
-            let (ann, _) = Layers::open(
-                &self.dir,
-                &mut conn,
-                &self.config,
-                whitening,
-                params,
-                Role::Reader,
-            )?;
-            self.ann = ann;
         }
-        Ok(changes.total())
+        .total();
+        // The delta may have outgrown brute force.
+        changes += self.reopen_if_wanted()?;
+        Ok(changes)
+    }
+
+    /// A reader's [`Layers::open`] when [`Layers::wants_reopen`]; returns the changes replayed.
+    fn reopen_if_wanted(&mut self) -> Result<usize, IndexError> {
+        if !self.ann.wants_reopen(&self.dir)? {
+            return Ok(0);
+        }
+        let mut conn = self.readers.get()?;
+        let params = self.ann.items.params();
+        let whitening = self.ann.items.whitening().cloned();
+        let (ann, report) = Layers::open(
+            &self.dir,
+            &mut conn,
+            &self.config,
+            whitening,
+            params,
+            Role::Reader,
+        )?;
+        self.ann = ann;
+        Ok(report.replayed.total())
     }
 
     /// Saves the ANN snapshot (atomically) so that the next open, and readers, start from it
-    /// instead of replaying the catalog. Call at the end of a run and every few minutes.
+    /// instead of replaying the catalog, then prunes the tombstones it covers. Call at the end
+    /// of a run; during one, [`Index::checkpoint_if_due`].
     pub fn checkpoint(&mut self) -> Result<(), IndexError> {
         self.apply_committed()?;
         self.ann.save(&self.dir)?;
+        let Some(saved) = self.ann.saved() else {
+            return Ok(());
+        };
+        // Through the previous snapshot, not this one: a reader that caught up to that one
+        // still finds every removal it misses in the catalog, and one further behind reopens
+        // from this snapshot (see `refresh`).
+        let through = std::mem::replace(&mut self.prunable_tombstones, saved.tombstones);
+        let pruned = catalog::prune_tombstones(self.writer()?, through)?;
+        if pruned > 0 {
+            tracing::debug!(
+                pruned,
+                through,
+                "pruned the tombstones the ANN snapshots cover"
+            );
+        }
         Ok(())
+    }
+
+    /// [`Index::checkpoint`] once the snapshot misses 1,000 changes: a crash or
+    /// a reader's open then replays at most that many, and a delete or an upload costs no
+    /// snapshot write of the whole graph (seconds at a million items). Returns whether it saved.
+    pub fn checkpoint_if_due(&mut self) -> Result<bool, IndexError> {
+        self.apply_committed()?;
+        if self.ann.unsaved() < CHECKPOINT_EVERY {
+            return Ok(false);
+        }
+        self.checkpoint()?;
+        Ok(true)
     }
 
     /// Whether searches run on a memory-mapped snapshot (a reader close to the writer).
