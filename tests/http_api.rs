@@ -1320,3 +1320,174 @@ fn heic_and_avif_are_searched_uploaded_and_shown_as_browsers_can() {
     );
     remove_item(server, id);
 }
+
+/// Sends `request` as raw bytes on a fresh connection and returns what the server answers
+/// until it closes the connection or `wait` passes (None: nothing, or still open).
+fn raw_exchange(server: &str, request: &[u8], wait: Duration) -> Option<String> {
+    use std::io::{Read, Write};
+    let addr = server.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.write_all(request).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => Some(String::from_utf8_lossy(&answer).into_owned()),
+        Err(_) => None,
+    }
+}
+
+/// Slowloris: clients that send their headers a byte at a time, or hold a keep-alive
+/// connection idle, are cut off after the header timeout, and while they hold every allowed
+/// connection, a normal client still gets its answer once their time is up.
+#[test]
+fn slow_clients_are_cut_off_and_cannot_hold_every_connection() {
+    let s = shared();
+    let server = Running::start(
+        ServerConfig {
+            header_timeout: Duration::from_secs(1),
+            max_connections: 4,
+            ..ServerConfig::default()
+        },
+        s.engine.clone(),
+    );
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let server = server.base.clone();
+            std::thread::spawn(move || {
+                raw_exchange(
+                    &server,
+                    b"GET /api/stats HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+                    Duration::from_secs(10),
+                )
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // All four slots are held; this one waits in the backlog until they are cut off.
+    let started = Instant::now();
+    assert_healthy(&server);
+    let waited = started.elapsed();
+    for client in slow {
+        let answer = client.join().unwrap();
+        assert!(
+            answer.is_some(),
+            "a client with half its headers sent was never cut off"
+        );
+    }
+    assert!(waited < Duration::from_secs(8), "waited {waited:?}");
+    let idle = raw_exchange(
+        &server.base,
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .expect("an idle keep-alive connection is closed after the header timeout");
+    assert!(idle.starts_with("HTTP/1.1 200"), "{idle}");
+}
+
+/// A body declared over the limit is refused from its headers (not after 32 MiB arrive), and
+/// one that stops arriving is answered 408 after the body timeout.
+#[test]
+fn bodies_over_the_limit_or_too_slow_are_refused_early() {
+    let s = shared();
+    let server = Running::start(
+        ServerConfig {
+            max_body_bytes: MAX_BODY,
+            body_timeout: Duration::from_secs(1),
+            ..ServerConfig::default()
+        },
+        s.engine.clone(),
+    );
+    let declared = format!(
+        "POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n\
+         Content-Length: {}\r\n\r\n",
+        MAX_BODY + 1
+    );
+    let answer = raw_exchange(&server.base, declared.as_bytes(), Duration::from_secs(10))
+        .expect("answered without the body");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+
+    let stalled = "POST /api/search HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n\
+                   Content-Length: 1000\r\n\r\n0123456789";
+    let answer = raw_exchange(&server.base, stalled.as_bytes(), Duration::from_secs(10))
+        .expect("answered although the body stalled");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_timeout"), "{answer}");
+    assert_healthy(&server);
+}
+
+/// DNS rebinding: a loopback server answers requests naming it as localhost or by address
+/// (and names allowed with --allowed-host), and refuses every other name before doing
+/// anything.
+#[test]
+fn requests_naming_another_host_are_refused() {
+    let s = shared();
+    let server = Running::start(
+        ServerConfig {
+            allowed_hosts: vec!["photos.home.arpa".into()],
+            ..ServerConfig::default()
+        },
+        s.engine.clone(),
+    );
+    let get = |host: &str| {
+        let request =
+            format!("GET /api/stats HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        raw_exchange(&server.base, request.as_bytes(), Duration::from_secs(10)).unwrap()
+    };
+    for host in [
+        "localhost:7878",
+        "127.0.0.1",
+        "[::1]:7878",
+        "photos.home.arpa",
+    ] {
+        let answer = get(host);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{host}: {answer}");
+    }
+    for host in [
+        "rebind.evil.example",
+        "rebind.evil.example:7878",
+        "localhost.evil.example",
+    ] {
+        let answer = get(host);
+        assert!(answer.starts_with("HTTP/1.1 421"), "{host}: {answer}");
+        assert!(answer.contains("unknown_host"), "{host}: {answer}");
+        assert!(!answer.contains("\"items\""), "{host}: {answer}");
+    }
+}
+
+/// Made-up HTTP methods all count as one metrics label: /metrics cannot be grown by clients.
+#[test]
+fn made_up_methods_do_not_grow_the_metrics() {
+    let server = &shared().read_only;
+    for i in 0..20 {
+        let request = format!(
+            "METHOD{i} /api/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        );
+        raw_exchange(&server.base, request.as_bytes(), Duration::from_secs(10)).unwrap();
+    }
+    let metrics = client()
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(!metrics.contains("METHOD"), "made-up methods became labels");
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+}
+
+#[test]
+fn a_token_no_request_could_present_is_refused_at_start() {
+    for token in ["", " secret", "secret\n"] {
+        let config = ServerConfig {
+            token: Some(token.into()),
+            ..ServerConfig::default()
+        };
+        let refused = lookalike::server::AppState::new(config, shared().engine.clone())
+            .err()
+            .expect("refused");
+        assert!(
+            refused.to_string().contains("the token is empty"),
+            "{refused}"
+        );
+    }
+}

@@ -21,6 +21,11 @@ pub struct ServeArgs {
     /// the server is read-only
     #[arg(long, env = "LOOKALIKE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A host name the server answers to besides localhost and IP addresses (repeatable).
+    /// Requests naming another host are refused (421), which stops DNS-rebinding pages from
+    /// reading a server bound to loopback; on another address, checked once one is given
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    allowed_hosts: Vec<String>,
     /// Folders whose files `POST /api/index` may index (repeatable)
     #[arg(long = "root", value_name = "DIR")]
     roots: Vec<PathBuf>,
@@ -41,6 +46,14 @@ pub struct ServeArgs {
 
 pub fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
     let writes = args.token.is_some();
+    if !args.bind.ip().is_loopback() && !writes {
+        tracing::warn!(
+            bind = %args.bind,
+            "serving the network without a token: writes are off, but anyone who can reach \
+             {} can search and download every indexed file, with its path and GPS position",
+            args.bind
+        );
+    }
     let engine = Arc::new(global.engine(!writes)?);
     let upload_dir = global.db_dir()?.join("uploads");
     let mut roots = Vec::new();
@@ -64,6 +77,7 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
         max_concurrent_inferences: args.max_inferences.max(1),
         queue_timeout: Duration::from_secs(args.queue_timeout),
         references: args.reference,
+        allowed_hosts: args.allowed_hosts,
         ..ServerConfig::default()
     };
     tokio::runtime::Builder::new_multi_thread()

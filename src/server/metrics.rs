@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
@@ -94,23 +95,33 @@ impl Metrics {
 }
 
 /// Middleware recording every request. The route label is the route template
-/// (`/api/items/{id}`), never the raw path, so label cardinality stays bounded.
+/// (`/api/items/{id}`), never the raw path, and the method one of a fixed few, so label
+/// cardinality stays bounded whatever clients send (2,000 made-up methods once grew
+/// `/metrics` to 75 MB).
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let method = request.method().as_str().to_string();
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let start = Instant::now();
     let response = next.run(request).await;
     let metrics = state.metrics();
     metrics
         .latency
-        .with_label_values(&[route.as_str(), method.as_str()])
+        .with_label_values(&[route.as_str(), method])
         .observe(start.elapsed().as_secs_f64());
     metrics
         .requests
-        .with_label_values(&[route.as_str(), method.as_str(), response.status().as_str()])
+        .with_label_values(&[route.as_str(), method, response.status().as_str()])
         .inc();
     response
 }

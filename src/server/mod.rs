@@ -9,6 +9,7 @@ mod api;
 mod auth;
 mod body;
 mod error;
+mod host;
 mod metrics;
 mod roots;
 mod state;
@@ -23,7 +24,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::engine::Engine;
 
@@ -43,6 +48,9 @@ pub struct ServerConfig {
     /// Where `POST /api/items` stores uploads. When writes are enabled it must lie inside one of
     /// `roots` (checked at start), so uploaded files live where the operator allowed files.
     pub upload_dir: PathBuf,
+    /// Host names the server answers to besides `localhost` and IP addresses (see `host.rs`:
+    /// the DNS-rebinding defence). Empty: every name when not bound to loopback.
+    pub allowed_hosts: Vec<String>,
     /// Reference folders of the duplicate groups (`/api/duplicates`): their files are never
     /// dropped, and one of them is the keeper of a group that has some.
     pub references: Vec<PathBuf>,
@@ -55,6 +63,13 @@ pub struct ServerConfig {
     pub queue_timeout: Duration,
     /// How often the engine picks up what another process (`lookalike index`) committed.
     pub refresh_interval: Duration,
+    /// Connections served at once; past it, new ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and an idle keep-alive
+    /// connection may wait for the next request, before it is closed (slow clients).
+    pub header_timeout: Duration,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -64,11 +79,15 @@ impl Default for ServerConfig {
             token: None,
             roots: Vec::new(),
             upload_dir: PathBuf::from("uploads"),
+            allowed_hosts: Vec::new(),
             references: Vec::new(),
             max_body_bytes: 32 << 20,
             max_concurrent_inferences: 2,
             queue_timeout: Duration::from_secs(5),
             refresh_interval: Duration::from_secs(2),
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -93,12 +112,69 @@ pub async fn serve_with(
     let refresher = tokio::spawn(refresh_loop(state.clone()));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "lookalike server listening on http://{addr}/");
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    accept_loop(listener, &state, shutdown).await;
     refresher.abort();
     tracing::info!("server stopped");
-    result.context("server error")
+    Ok(())
+}
+
+/// Longest a graceful shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves connections until `shutdown`, then lets in-flight requests finish. Unlike
+/// `axum::serve`, every connection gets a header-read timeout (which also closes idle
+/// keep-alive connections) and their number is capped, so slow or idle clients cannot hold
+/// every socket (slowloris).
+async fn accept_loop(
+    listener: TcpListener,
+    state: &AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let config = state.config();
+    let app = router(state.clone());
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout);
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(config.max_connections.max(1)));
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot,
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slot else { break };
+        let stream = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let stream = match stream {
+            Ok((stream, _peer)) => stream,
+            Err(err) => {
+                // Out of file descriptors, or a connection reset before it was accepted:
+                // neither is fatal; pause so that a lasting condition does not spin.
+                tracing::warn!(error = %err, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let connection =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; stopping anyway");
+    }
 }
 
 /// Calls `engine.refresh()` every `refresh_interval`, so images that `lookalike index` adds in

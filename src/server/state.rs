@@ -7,12 +7,17 @@ use std::time::Instant;
 use anyhow::Context;
 use tokio::sync::{Mutex, Semaphore};
 
+use super::body;
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::roots::Roots;
 use super::thumbs::ThumbCache;
 use super::ServerConfig;
 use crate::engine::Engine;
+
+/// Request bodies held in memory at once, in bodies of the largest size allowed: enough for
+/// every inference slot's upload and as many more arriving, bounded whatever the clients do.
+const BODIES_IN_FLIGHT: usize = 8;
 
 /// Thumbnail cache budget: ~4,000 thumbnails of ~16 KB.
 const THUMB_CACHE_BYTES: usize = 64 << 20;
@@ -36,12 +41,21 @@ struct Inner {
     duplicates_job: Mutex<()>,
     thumbs: ThumbCache,
     metrics: Metrics,
+    /// Bytes of request bodies being received at once (see `body.rs`).
+    body_budget: Arc<Semaphore>,
 }
 
 impl AppState {
-    /// Checks the configuration (roots exist; with writes on, the upload folder is created and
+    /// Checks the configuration (a token that can be presented; roots exist; with writes on, the upload folder is created and
     /// must lie inside a root) and prepares the shared pieces.
     pub fn new(config: ServerConfig, engine: Arc<Engine>) -> anyhow::Result<AppState> {
+        if let Some(token) = &config.token {
+            anyhow::ensure!(
+                !token.is_empty() && token.trim() == token,
+                "the token is empty or starts or ends with white space: no request could ever \
+                 present it"
+            );
+        }
         let roots = Roots::new(&config.roots)?;
         let upload_dir = match config.token {
             None => None,
@@ -70,11 +84,19 @@ impl AppState {
             duplicates_job: Mutex::new(()),
             thumbs: ThumbCache::new(THUMB_CACHE_BYTES),
             metrics: Metrics::new().context("cannot set up metrics")?,
+            body_budget: Arc::new(Semaphore::new(body::budget_units(
+                config.max_body_bytes.saturating_mul(BODIES_IN_FLIGHT),
+            ) as usize)),
             engine,
             config,
             roots,
             upload_dir,
         })))
+    }
+
+    /// The memory budget of request bodies being received.
+    pub fn body_budget(&self) -> &Arc<Semaphore> {
+        &self.0.body_budget
     }
 
     pub fn engine(&self) -> &Arc<Engine> {

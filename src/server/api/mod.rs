@@ -24,7 +24,7 @@ use utoipa_axum::routes;
 
 use super::error::{json_errors, ApiError, ErrorBody};
 use super::state::AppState;
-use super::{body, metrics, ui};
+use super::{body, host, metrics, ui};
 use crate::engine::{Engine, SearchOptions, MIN_WORD_SCORE};
 use crate::featurizer::ImageQuery;
 use crate::image::PhotoFacts;
@@ -74,6 +74,7 @@ pub fn router(state: AppState) -> Router {
         metrics::track,
     ))
     .layer(DefaultBodyLimit::max(state.config().max_body_bytes))
+    .layer(middleware::from_fn_with_state(state.clone(), host::check))
     .with_state(state)
 }
 
