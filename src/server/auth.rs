@@ -2,7 +2,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
@@ -47,24 +47,31 @@ impl FromRequestParts<AppState> for WriteAccess {
     type Rejection = Denied;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Denied> {
-        let Some(expected) = state.config().token.as_deref() else {
-            return Err(Denied::Disabled);
-        };
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
-        match given {
-            Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => {
-                Ok(WriteAccess)
-            }
-            _ => Err(Denied::BadToken),
+        let checked = check(&parts.headers, state);
+        if let Err(Denied::BadToken) = checked {
+            // Guessing leaves a trace (the token itself is never logged).
+            tracing::warn!(method = %parts.method, path = %parts.uri.path(), "write refused: missing or wrong token");
         }
+        checked.map(|()| WriteAccess)
+    }
+}
+
+/// Whether `headers` carry the server's write token.
+pub fn check(headers: &HeaderMap, state: &AppState) -> Result<(), Denied> {
+    let Some(expected) = state.config().token.as_deref() else {
+        return Err(Denied::Disabled);
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    match given {
+        Some(given) if constant_time_eq(given.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => Err(Denied::BadToken),
     }
 }
 

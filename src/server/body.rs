@@ -7,11 +7,14 @@
 //! we accept is read whole anyway, so reading first costs nothing but the bytes of refused
 //! requests, which the size limit bounds.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use http_body_util::BodyExt;
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -39,7 +42,7 @@ pub async fn buffer(State(state): State<AppState>, request: Request, next: Next)
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return too_large(limit);
+        return refuse_unread(request, config.body_timeout, limit).await;
     }
     // Bodies being read at once share a memory budget (a chunked body is counted at the
     // limit): many clients each sending a body just under the limit wait for their turn, or
@@ -85,6 +88,25 @@ pub async fn buffer(State(state): State<AppState>, request: Request, next: Next)
         )
         .into_response(),
     }
+}
+
+/// Answers 413 to a body declared over the limit without keeping any of it. A client waiting
+/// for `100 Continue` is answered at once; any other is already sending, and an answer before
+/// its body ends would reach it as a broken connection, so the body is read and dropped first
+/// (within the body timeout).
+async fn refuse_unread(request: Request, within: Duration, limit: usize) -> Response {
+    let expects_continue = request
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if !expects_continue {
+        let mut body = request.into_body();
+        let _ = tokio::time::timeout(within, async {
+            while let Some(Ok(_)) = body.frame().await {}
+        })
+        .await;
+    }
+    too_large(limit)
 }
 
 fn too_large(limit: usize) -> Response {

@@ -41,22 +41,34 @@ impl Roots {
                 "path must be an absolute server-side path",
             ));
         }
-        let canonical = requested.canonicalize().map_err(|err| match err.kind() {
-            io::ErrorKind::NotFound => ApiError::not_found("path does not exist"),
-            _ => ApiError::new(
+        let outside = || {
+            ApiError::new(
                 StatusCode::FORBIDDEN,
-                "path_forbidden",
-                "path is not accessible",
-            ),
+                "path_outside_roots",
+                "path is outside the folders this server may index",
+            )
+        };
+        let canonical = requested.canonicalize().map_err(|err| {
+            // Whether a path outside the roots exists is none of the client's business: only
+            // one that names a root (without `..`) may be told it is missing.
+            let inside = !requested
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+                && self.contains(requested);
+            match err.kind() {
+                io::ErrorKind::NotFound if inside => ApiError::not_found("path does not exist"),
+                _ if inside => ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "path_forbidden",
+                    "path is not accessible",
+                ),
+                _ => outside(),
+            }
         })?;
         if self.contains(&canonical) {
             Ok(canonical)
         } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "path_outside_roots",
-                "path is outside the folders this server may index",
-            ))
+            Err(outside())
         }
     }
 }
@@ -87,6 +99,12 @@ mod tests {
             roots.resolve(missing.to_str().unwrap()).unwrap_err().status,
             404
         );
+        // Outside the roots, missing and present paths get the same answer.
+        for elsewhere in [dir.path().join("nowhere"), dir.path().join("photos-private")] {
+            let refused = roots.resolve(elsewhere.to_str().unwrap()).unwrap_err();
+            assert_eq!(refused.status, 403);
+            assert_eq!(refused.code, "path_outside_roots");
+        }
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink(dir.path().join("photos-private"), root.join("link"))
