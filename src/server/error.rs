@@ -1,7 +1,10 @@
 //! Every error the server answers is JSON: `{"error": {"code": "...", "message": "..."}}`.
 //!
 //! Client errors carry a human message; server errors are logged with their cause and answered
-//! with a generic message, so no internal path or backtrace leaks out.
+//! with a generic message, so no internal path or backtrace leaks out. Two kinds of server
+//! fault are named to the client all the same, because the client can do nothing useful with
+//! "internal error" and the names carry no path: the server's storage refusing a write (disk
+//! full, read-only or failing: [`storage_fault`]) and a missing ffmpeg.
 
 use axum::extract::multipart::{MultipartError, MultipartRejection};
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
@@ -100,25 +103,123 @@ impl From<Error> for ApiError {
             Error::Image(err) => image_error(err),
             Error::UnknownItem(id) => ApiError::not_found(format!("no item with id {id}")),
             Error::NotIndexed(_) => ApiError::not_found("no such item"),
-            other => ApiError::internal(other),
+            other => storage_fault(&other).unwrap_or_else(|| ApiError::internal(other)),
         }
     }
 }
 
 /// A video that no longer decodes is the file's fault (422); a missing or broken ffmpeg is the
-/// installation's (500, logged).
+/// installation's (500, logged; a missing one is named, so that the operator knows what to
+/// install).
 impl From<VideoError> for ApiError {
     fn from(err: VideoError) -> Self {
-        if err.is_user_error() {
-            ApiError::new(
+        match err {
+            err if err.is_user_error() => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "undecodable_video",
                 err.to_string(),
-            )
-        } else {
-            ApiError::internal(err)
+            ),
+            VideoError::FfmpegMissing { .. } => {
+                tracing::error!(error = %err, "cannot decode a video");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "ffmpeg_missing",
+                    "ffmpeg is not installed on the server, so it cannot decode videos",
+                )
+            }
+            VideoError::Engine(err) => (*err).into(),
+            err => ApiError::internal(err),
         }
     }
+}
+
+/// How the server's storage can refuse a write, and what the client is told about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StorageFault {
+    /// No space left, a quota, or a file size limit.
+    Full,
+    /// A read-only file system (or an index SQLite could only open read-only).
+    ReadOnly,
+    /// Any other write failure (SQLite's "disk I/O error").
+    Failing,
+}
+
+impl StorageFault {
+    /// The fault an I/O error reports, if it is one of the storage's.
+    fn of_io(err: &std::io::Error) -> Option<StorageFault> {
+        use std::io::ErrorKind;
+        match err.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
+                Some(StorageFault::Full)
+            }
+            ErrorKind::ReadOnlyFilesystem => Some(StorageFault::ReadOnly),
+            _ => None,
+        }
+    }
+
+    /// The fault a SQLite error reports, if it is one of the storage's.
+    fn of_sqlite(err: &rusqlite::Error) -> Option<StorageFault> {
+        use rusqlite::ErrorCode;
+        match err.sqlite_error_code()? {
+            ErrorCode::DiskFull => Some(StorageFault::Full),
+            ErrorCode::ReadOnly => Some(StorageFault::ReadOnly),
+            ErrorCode::SystemIoFailure => Some(StorageFault::Failing),
+            _ => None,
+        }
+    }
+
+    fn answer(self, description: &str) -> ApiError {
+        let (status, code, what, advice) = match self {
+            StorageFault::Full => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                "the server's disk is full",
+                "retry once space has been freed on the server",
+            ),
+            StorageFault::ReadOnly => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "read_only_storage",
+                "the server's index is on a read-only file system",
+                "the server can search but not add",
+            ),
+            StorageFault::Failing => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                "the server could not write to its disk",
+                "the server log has the details",
+            ),
+        };
+        ApiError::new(status, code, format!("{what} ({description}): {advice}"))
+    }
+}
+
+/// The answer to a write that the server's storage refused, found anywhere in `err`'s chain of
+/// causes: 507 Insufficient Storage ("unable to store the representation needed to complete
+/// the request") when the disk is full or read-only, 500 `storage_error` when it failed
+/// otherwise. The cause is logged in full like any server error's; the client gets the
+/// operating system's or SQLite's short description, which names no path.
+fn storage_fault(err: &(dyn std::error::Error + 'static)) -> Option<ApiError> {
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        cause = current.source();
+        let found = if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            // A custom io::Error's text may hold a path; an OS error's never does.
+            let description = match io.raw_os_error() {
+                Some(_) => io.to_string(),
+                None => io.kind().to_string(),
+            };
+            StorageFault::of_io(io).map(|fault| (fault, description))
+        } else if let Some(sqlite) = current.downcast_ref::<rusqlite::Error>() {
+            StorageFault::of_sqlite(sqlite).map(|fault| (fault, sqlite.to_string()))
+        } else {
+            None
+        };
+        if let Some((fault, description)) = found {
+            tracing::error!(error = %err, "the server's storage refused a write");
+            return Some(fault.answer(&description));
+        }
+    }
+    None
 }
 
 /// Maps a decoding failure of client-supplied bytes to the status that tells the client what to
@@ -222,4 +323,104 @@ pub async fn json_errors(
         HeaderValue::from_static("nosniff"),
     );
     json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::IndexError;
+
+    fn io(path: &str, errno: i32) -> Error {
+        Error::Io {
+            path: path.into(),
+            source: std::io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    /// A SQLite failure as rusqlite reports it: the code, and SQLite's message for it.
+    fn sqlite(code: std::ffi::c_int, message: &str) -> Error {
+        let error = rusqlite::ffi::Error::new(code);
+        let failure = rusqlite::Error::SqliteFailure(error, Some(message.into()));
+        Error::Index(IndexError::from(failure))
+    }
+
+    #[track_caller]
+    fn assert_answer(answer: ApiError, status: StatusCode, code: &str, cause: &str) {
+        assert_eq!((answer.status, answer.code), (status, code), "{answer:?}");
+        assert!(answer.message.contains(cause), "{answer:?}");
+        assert!(
+            !answer.message.contains("/srv"),
+            "a path leaked: {answer:?}"
+        );
+    }
+
+    #[test]
+    fn storage_faults_are_named_without_their_paths() {
+        let insufficient = StatusCode::INSUFFICIENT_STORAGE;
+        let upload = "/srv/photos/uploads/1-ab.png";
+        assert_answer(
+            io(upload, 28).into(),
+            insufficient,
+            "disk_full",
+            "No space left",
+        );
+        assert_answer(
+            io(upload, 27).into(),
+            insufficient,
+            "disk_full",
+            "File too large",
+        );
+        assert_answer(
+            io(upload, 30).into(),
+            insufficient,
+            "read_only_storage",
+            "Read-only file system",
+        );
+        assert_answer(
+            sqlite(rusqlite::ffi::SQLITE_FULL, "database or disk is full").into(),
+            insufficient,
+            "disk_full",
+            "database or disk is full",
+        );
+        assert_answer(
+            sqlite(
+                rusqlite::ffi::SQLITE_READONLY,
+                "attempt to write a readonly database",
+            )
+            .into(),
+            insufficient,
+            "read_only_storage",
+            "readonly",
+        );
+        assert_answer(
+            sqlite(rusqlite::ffi::SQLITE_IOERR_WRITE, "disk I/O error").into(),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage_error",
+            "disk I/O error",
+        );
+        // Through the video path too (the index failed while a video was being added).
+        let video = VideoError::Engine(Box::new(io(upload, 28)));
+        assert_answer(video.into(), insufficient, "disk_full", "No space left");
+    }
+
+    #[test]
+    fn other_server_faults_stay_internal_and_a_missing_ffmpeg_says_so() {
+        let internal = StatusCode::INTERNAL_SERVER_ERROR;
+        let generic = "internal server error";
+        assert_answer(io("/srv/x", 13).into(), internal, "internal", generic);
+        let corrupt = sqlite(
+            rusqlite::ffi::SQLITE_CORRUPT,
+            "database disk image is malformed",
+        );
+        assert_answer(corrupt.into(), internal, "internal", generic);
+        let missing = VideoError::FfmpegMissing {
+            program: "/srv/bin/ffmpeg".into(),
+        };
+        assert_answer(
+            missing.into(),
+            internal,
+            "ffmpeg_missing",
+            "ffmpeg is not installed",
+        );
+    }
 }

@@ -255,13 +255,10 @@ pub async fn add_item(
     let path = dir.join(upload_name(&bytes, ext));
     let added = state
         .inference("add", move |engine| {
-            let io = |source| crate::Error::Io {
+            store_upload(&path, &bytes).map_err(|source| crate::Error::Io {
                 path: path.clone(),
                 source,
-            };
-            std::fs::File::create_new(&path)
-                .and_then(|mut f| f.write_all(&bytes))
-                .map_err(io)?;
+            })?;
             let added = engine
                 .add_bytes(&bytes, &path)
                 .and_then(|id| engine.item(id)?.ok_or(crate::Error::UnknownItem(id)));
@@ -277,6 +274,22 @@ pub async fn add_item(
     tracing::info!(id = added.id, path = %added.path, "image uploaded");
     state.whiten_in_background();
     Ok((StatusCode::CREATED, Json(added)))
+}
+
+/// Writes an upload to its new file and makes it durable before the catalog, which commits
+/// with a full sync, can point at it; a full disk may only say so at the sync. A write that
+/// fails (disk full) removes what it wrote, so that no truncated image is left for a later
+/// `POST /api/index` of the upload folder to trip on.
+fn store_upload(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::File::create_new(path)?;
+    let written = file.write_all(bytes).and_then(|()| file.sync_all());
+    if written.is_err() {
+        drop(file);
+        if let Err(err) = std::fs::remove_file(path) {
+            tracing::warn!(error = %err, "cannot remove a partly written upload");
+        }
+    }
+    written
 }
 
 /// `<unix ms>-<first 16 hex of sha256>.<ext>`: unique, sortable by time, and free of anything
