@@ -1495,3 +1495,56 @@ fn a_token_no_request_could_present_is_refused_at_start() {
         );
     }
 }
+
+/// An upload deleted is forgotten with its file (the catalog's file count does not grow with
+/// every upload and delete), and an indexed file swapped for a symlink to another file is not
+/// served: neither as an original nor as a thumbnail.
+#[test]
+fn deleted_uploads_are_forgotten_and_swapped_files_are_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir_all(&photos).unwrap();
+    let kept = photos.join("coffee.png");
+    let swapped = photos.join("chelsea.png");
+    std::fs::copy(photo("skimage/coffee.png"), &kept).unwrap();
+    std::fs::copy(photo("skimage/chelsea.png"), &swapped).unwrap();
+    let engine = open_engine(&dir.path().join("db"));
+    engine
+        .index_paths(std::slice::from_ref(&photos), &Default::default())
+        .unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let server = Running::start(
+        ServerConfig {
+            token: Some(TOKEN.into()),
+            roots: vec![root.clone()],
+            upload_dir: root.join("uploads"),
+            ..ServerConfig::default()
+        },
+        engine.clone(),
+    );
+    let files = || get_json(&server, "/api/stats")["files"].as_u64().unwrap();
+    assert_eq!(files(), 2);
+    let uploaded = add_item(&server, &photo("sklearn/flower.jpg"));
+    assert_eq!(files(), 3);
+    remove_item(&server, uploaded["id"].as_i64().unwrap());
+    assert_eq!(files(), 2, "the deleted upload's file row is gone too");
+
+    let id_of = |path: &Path| {
+        engine.indexed_items(path).unwrap().expect("indexed")[0]
+            .0
+            .id
+    };
+    let (kept_id, swapped_id) = (id_of(&kept), id_of(&swapped));
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "not for the network").unwrap();
+    std::fs::remove_file(&swapped).unwrap();
+    std::os::unix::fs::symlink(&secret, &swapped).unwrap();
+    for route in ["original", "thumbnail"] {
+        let url = server.url(&format!("/api/items/{swapped_id}/{route}"));
+        let body = assert_error(client().get(url).send().unwrap(), 409, "file_changed");
+        assert!(!body.to_string().contains("not for the network"));
+        let url = server.url(&format!("/api/items/{kept_id}/{route}"));
+        assert_eq!(client().get(url).send().unwrap().status(), StatusCode::OK);
+    }
+}

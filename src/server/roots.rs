@@ -100,7 +100,10 @@ mod tests {
             404
         );
         // Outside the roots, missing and present paths get the same answer.
-        for elsewhere in [dir.path().join("nowhere"), dir.path().join("photos-private")] {
+        for elsewhere in [
+            dir.path().join("nowhere"),
+            dir.path().join("photos-private"),
+        ] {
             let refused = roots.resolve(elsewhere.to_str().unwrap()).unwrap_err();
             assert_eq!(refused.status, 403);
             assert_eq!(refused.code, "path_outside_roots");

@@ -44,6 +44,23 @@ fn gone() -> ApiError {
     ApiError::not_found("the item's file is no longer on the server")
 }
 
+/// The item's file, if it is still the file indexed: the size and modification time the
+/// catalog recorded. Anything else (edited since, or swapped for a symlink to another file by
+/// someone who can write the folder) is not served: an original or a thumbnail shows what was
+/// indexed, never whatever the path leads to now.
+async fn indexed_file(item: &ItemRecord) -> Result<PathBuf, ApiError> {
+    let path = PathBuf::from(&item.path);
+    let metadata = tokio::fs::metadata(&path).await.map_err(|_| gone())?;
+    if !metadata.is_file() || crate::ingest::stamp_of(&metadata) != item.stamp {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "file_changed",
+            "the item's file changed since it was indexed: index it again to show it",
+        ));
+    }
+    Ok(path)
+}
+
 /// An indexed item's metadata.
 #[utoipa::path(
     get,
@@ -83,6 +100,7 @@ pub async fn get_item(
          content((Vec<u8> = "image/*"), (Vec<u8> = "video/*"))),
         (status = 400, description = "Non-numeric id", body = ErrorBody),
         (status = 404, description = "No such item, or its file is gone", body = ErrorBody),
+        (status = 409, description = "The file changed since it was indexed", body = ErrorBody),
         (status = 422, description = "A photo served as a JPEG rendition no longer decodes",
          body = ErrorBody),
     )
@@ -94,8 +112,8 @@ pub async fn original(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let item = lookup(&state, id).await?;
-    if item.kind == MediaKind::Image && !browser_displays(&item.path).await {
-        let path = PathBuf::from(&item.path);
+    let path = indexed_file(&item).await?;
+    if item.kind == MediaKind::Image && !browser_displays(&path).await {
         let jpeg = state.thumbnailing(move || rendition_of(&path)).await?;
         return Ok((
             [
@@ -106,7 +124,7 @@ pub async fn original(
         )
             .into_response());
     }
-    let response = match ServeFile::new(&item.path).oneshot(request).await {
+    let response = match ServeFile::new(&path).oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
@@ -132,6 +150,7 @@ pub async fn original(
         (status = 200, description = "JPEG thumbnail", content_type = "image/jpeg"),
         (status = 400, description = "Non-numeric id", body = ErrorBody),
         (status = 404, description = "No such item, or its file is gone", body = ErrorBody),
+        (status = 409, description = "The file changed since it was indexed", body = ErrorBody),
         (status = 415, description = "No thumbnail for this kind of file", body = ErrorBody),
         (status = 422, description = "The file (image or video) no longer decodes", body = ErrorBody),
     )
@@ -145,10 +164,7 @@ pub async fn thumbnail(
         Some(jpeg) => jpeg,
         None => {
             let item = lookup(&state, id).await?;
-            let path = PathBuf::from(&item.path);
-            if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-                return Err(gone());
-            }
+            let path = indexed_file(&item).await?;
             let jpeg = state
                 .thumbnailing(move || thumbnail_of(&item, &path))
                 .await
@@ -191,7 +207,7 @@ fn thumbnail_of(item: &ItemRecord, path: &std::path::Path) -> Result<Vec<u8>, Ap
 
 /// Whether browsers display the file as it is, from its magic bytes. An unreadable file is
 /// served as it is too (which reports it missing).
-async fn browser_displays(path: &str) -> bool {
+async fn browser_displays(path: &std::path::Path) -> bool {
     let mut head = Vec::with_capacity(SNIFF_LEN);
     let read = async {
         let file = tokio::fs::File::open(path).await?;
@@ -331,15 +347,26 @@ pub async fn delete_item(
 ) -> Result<Json<Removed>, ApiError> {
     let id = parse_id(&id)?;
     let item = lookup(&state, id).await?;
+    let path = PathBuf::from(&item.path);
+    // An upload's file goes with its item: forgotten by the catalog too (its one item with
+    // it), or every upload and delete would leave a file row behind. An indexed file stays
+    // known, so that the next scan does not add it again.
+    let upload = state.upload_dir().is_some_and(|dir| path.starts_with(dir));
+    let forget = path.clone();
     let removed = state
-        .blocking(move |engine| engine.remove_items(&[id]))
+        .blocking(move |engine| {
+            if upload {
+                engine.remove_paths(&[forget])
+            } else {
+                engine.remove_items(&[id])
+            }
+        })
         .await?;
     if removed == 0 {
         return Err(crate::Error::UnknownItem(id).into());
     }
     state.thumbs().remove(id);
-    let path = PathBuf::from(&item.path);
-    if state.upload_dir().is_some_and(|dir| path.starts_with(dir)) {
+    if upload {
         if let Err(err) = tokio::fs::remove_file(&path).await {
             tracing::warn!(error = %err, id, "cannot delete the uploaded file of a removed item");
         }
