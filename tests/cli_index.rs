@@ -403,3 +403,28 @@ fn index_while_a_writing_server_runs_is_refused_with_who_holds_it() {
     );
     assert_eq!(item_count(&db), 4);
 }
+
+/// `lookalike search ... | head`: the reader leaving early is no error (and no panic).
+#[test]
+fn search_output_cut_short_by_its_reader_is_not_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, dir) = (tmp.path().join("db"), tmp.path().join("photos"));
+    let files = copy_photos(&dir, &PHOTOS[..3]);
+    index(&db, &dir);
+    for format in [&["--json"][..], &[]] {
+        let mut child = lookalike(&db)
+            .arg("search")
+            .args(format)
+            .args(files.iter().map(|f| f.to_str().unwrap()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Closed before the model has even loaded: every line written meets a closed pipe.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{format:?}: {}: {stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

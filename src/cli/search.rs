@@ -1,6 +1,7 @@
 //! `lookalike search`: one result list per query, as text or as JSON lines (a contract that
 //! scripts rely on: fields may be added, never changed or removed).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -320,6 +321,7 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
     }
 
     let mut failed = false;
+    let mut stdout = std::io::stdout().lock();
     for out in &mut outputs {
         let ids: Vec<i64> = out.results.iter().map(|r| r.id).collect();
         let mut labels = engine.labels_of(&ids)?;
@@ -333,9 +335,9 @@ pub fn run(global: &Global, args: SearchArgs) -> Result<ExitCode> {
         }
         failed |= out.error.is_some();
         if args.json {
-            println!("{}", serde_json::to_string(out)?);
+            writeln!(stdout, "{}", serde_json::to_string(out)?)?;
         } else {
-            print_text(out);
+            print_text(&mut stdout, out)?;
         }
     }
     Ok(if failed {
@@ -368,13 +370,13 @@ fn output(query: String, result: Result<Vec<ResultRow>, String>) -> QueryOutput 
     }
 }
 
-fn print_text(out: &QueryOutput) {
-    println!("{}", out.query);
+fn print_text(w: &mut impl Write, out: &QueryOutput) -> std::io::Result<()> {
+    writeln!(w, "{}", out.query)?;
     if let Some(error) = &out.error {
-        println!("  error: {error}");
+        writeln!(w, "  error: {error}")?;
     }
     if !out.unknown_words.is_empty() {
-        println!("  no ImageNet class for: {}", out.unknown_words.join(", "));
+        writeln!(w, "  no ImageNet class for: {}", out.unknown_words.join(", "))?;
     }
     for (rank, row) in out.results.iter().enumerate() {
         let at = row.t.map(|t| format!(" @ {t:.1}s")).unwrap_or_default();
@@ -394,12 +396,14 @@ fn print_text(out: &QueryOutput) {
             Some(top) => format!(", {} {:.2}", top.name, top.probability),
             None => String::new(),
         };
-        println!(
+        writeln!(
+            w,
             "  {:>3}. {:.4}  {}{at}  (id {}{query_at}{inliers}{region}{labels})",
             rank + 1,
             row.score,
             row.path,
             row.id
-        );
+        )?;
     }
+    Ok(())
 }
