@@ -376,7 +376,11 @@ fn print_text(w: &mut impl Write, out: &QueryOutput) -> std::io::Result<()> {
         writeln!(w, "  error: {error}")?;
     }
     if !out.unknown_words.is_empty() {
-        writeln!(w, "  no ImageNet class for: {}", out.unknown_words.join(", "))?;
+        writeln!(
+            w,
+            "  no ImageNet class for: {}",
+            out.unknown_words.join(", ")
+        )?;
     }
     for (rank, row) in out.results.iter().enumerate() {
         let at = row.t.map(|t| format!(" @ {t:.1}s")).unwrap_or_default();
