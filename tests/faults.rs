@@ -974,10 +974,9 @@ fn damaged_or_deleted_ann_snapshots_are_rebuilt_from_the_catalog_with_the_same_a
 }
 
 /// Bytes changed inside a snapshot whose structure stays valid (bit rot, a bad copy): usearch
-/// keeps no checksum, and the writer only checks the item snapshot's vector count, so the
-/// damaged region vectors are used, and kept by every later snapshot.
+/// keeps no checksum, so the hash written beside each snapshot is what catches it; without
+/// it the damaged region vectors were used, and kept by every later snapshot.
 #[test]
-#[ignore = "not detected yet: ANN snapshots carry no checksum (RELIABILITY.md, Faults)"]
 fn bytes_changed_inside_a_region_snapshot_do_not_change_the_answers() {
     let tmp = tempfile::tempdir().unwrap();
     let index = RegionAnswers::new(tmp.path());

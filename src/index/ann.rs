@@ -1,7 +1,8 @@
 //! The HNSW index (usearch), derived data rebuilt from the catalog whenever in doubt.
 //!
 //! On disk: snapshots named `ann-<items>-<tombstones>.usearch` after the [`Watermark`] they
-//! cover, written atomically (temp file, fsync, rename, fsync of the directory). The name is the
+//! cover, written atomically (temp file, fsync, rename, fsync of the directory), each with a
+//! hash of its bytes beside it (see `checksum.rs`). The name is the
 //! tag, so a snapshot and its tag can never disagree, whatever moment a crash hits. A snapshot
 //! of whitened vectors is named `ann-<items>-<tombstones>-w<version>.usearch` after the
 //! whitening version it was built with; only snapshots of the active version are used.
@@ -24,6 +25,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use rusqlite::Connection;
 use usearch::{IndexOptions, MetricKind, ScalarKind};
 
+use super::checksum;
 use super::catalog::{self, region_key, region_of_key, StoredWhitening, Watermark, MAX_REGIONS};
 use super::error::{ann_err, IndexError};
 use super::filter::ItemSet;
@@ -61,6 +63,9 @@ impl Default for HnswParams {
 /// switches to a loaded index (a newer snapshot, if the writer made one, is preferred).
 /// At 1280-d, 10k vectors cost about 1-2 ms per query on one core.
 const MAX_FLAT_DELTA: usize = 10_000;
+
+/// The largest snapshot a reader hashes before viewing it (about 0.1-0.3 s of hashing).
+const VERIFY_VIEWED_UP_TO: u64 = 512 << 20;
 
 /// Rows read from the catalog per replay batch (bounded memory during a full rebuild).
 const REPLAY_BATCH: usize = 4096;
@@ -248,7 +253,7 @@ impl Ann {
                     report.rejected += 1;
                     tracing::warn!(path = %path.display(), %reason, "ignoring unusable ANN snapshot");
                     if role == Role::Writer {
-                        remove_file_logged(path);
+                        remove_snapshot(path);
                     }
                 }
             }
@@ -576,11 +581,14 @@ impl Ann {
         self.hnsw.save(utf8(&temp)?).map_err(ann_err)?;
         let synced = fs::File::open(&temp).and_then(|f| f.sync_all());
         synced.map_err(|e| IndexError::io(&temp, e))?;
+        // The hash is in place before the snapshot is: a snapshot is never seen without it.
+        let hash_temp = dir.join(format!("{name}{}{TEMP_SUFFIX}", checksum::SUFFIX));
+        checksum::write(&temp, &path, &hash_temp)?;
         fs::rename(&temp, &path).map_err(|e| IndexError::io(&path, e))?;
         sync_dir(dir)?;
         for (wm, old) in list_snapshots(dir, self.layer, self.version())? {
             if wm != self.applied && wm.within(self.applied) {
-                remove_file_logged(&old);
+                remove_snapshot(&old);
             }
         }
         tracing::info!(
@@ -664,6 +672,13 @@ fn open_snapshot(
     }
     let behind = catalog::count_added_since(conn, wm).map_err(|e| e.to_string())?;
     let view = role == Role::Reader && behind as usize <= MAX_FLAT_DELTA;
+    // A reader viewing a large snapshot skips the hash, which would read every byte of a
+    // file it otherwise maps in milliseconds; the writer's open (which reads it all anyway)
+    // catches the damage and replaces the snapshot.
+    let bytes = fs::metadata(path).map_or(0, |m| m.len());
+    if !view || bytes <= VERIFY_VIEWED_UP_TO {
+        checksum::verify(path)?;
+    }
     let hnsw = new_hnsw(storage, params, threads).map_err(|e| e.to_string())?;
     let opened = if view {
         hnsw.view(path_str)
@@ -779,7 +794,7 @@ pub(crate) fn remove_other_versions(
 ) -> Result<(), IndexError> {
     for (_, version, path) in all_snapshots(dir, layer)? {
         if version != keep {
-            remove_file_logged(&path);
+            remove_snapshot(&path);
         }
     }
     Ok(())
@@ -804,13 +819,29 @@ fn remove_temp_files(dir: &Path, layer: Layer) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(layer.prefix()) && name.ends_with(TEMP_SUFFIX) {
+        if !name.starts_with(layer.prefix()) {
+            continue;
+        }
+        // A hash left without its snapshot (a crash between writing the two) goes too.
+        let orphan_hash = name
+            .strip_suffix(checksum::SUFFIX)
+            .is_some_and(|snapshot| !dir.join(snapshot).exists());
+        if name.ends_with(TEMP_SUFFIX) || orphan_hash {
             remove_file_logged(&entry.path());
         }
     }
 }
 
 /// Best effort: a leftover file wastes disk space but is never read as valid.
+/// Deletes a snapshot and its hash.
+fn remove_snapshot(path: &Path) {
+    remove_file_logged(path);
+    let hash = checksum::path_of(path);
+    if hash.exists() {
+        remove_file_logged(&hash);
+    }
+}
+
 fn remove_file_logged(path: &Path) {
     if let Err(e) = fs::remove_file(path) {
         tracing::warn!(path = %path.display(), error = %e, "could not remove old ANN file");

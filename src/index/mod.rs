@@ -16,6 +16,7 @@
 
 mod ann;
 mod catalog;
+mod checksum;
 mod duplicate_store;
 mod error;
 mod filter;
