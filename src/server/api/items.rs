@@ -160,10 +160,13 @@ pub async fn thumbnail(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
+    // Looked up even when cached: a thumbnail made while its item was being deleted can land
+    // in the cache after the delete emptied it (found by the mixed load), and must not outlive
+    // the item.
+    let item = lookup(&state, id).await?;
     let jpeg = match state.thumbs().get(id) {
         Some(jpeg) => jpeg,
         None => {
-            let item = lookup(&state, id).await?;
             let path = indexed_file(&item).await?;
             let jpeg = state
                 .thumbnailing(move || thumbnail_of(&item, &path))
