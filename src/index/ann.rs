@@ -25,8 +25,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use rusqlite::Connection;
 use usearch::{IndexOptions, MetricKind, ScalarKind};
 
-use super::checksum;
 use super::catalog::{self, region_key, region_of_key, StoredWhitening, Watermark, MAX_REGIONS};
+use super::checksum;
 use super::error::{ann_err, IndexError};
 use super::filter::ItemSet;
 use super::flat::{Flat, Scored};
