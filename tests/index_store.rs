@@ -674,6 +674,38 @@ fn tombstones_are_pruned_so_churn_stays_bounded() {
     }
 }
 
+/// A catalog lost (truncated to nothing) beside the snapshots of its index is refused by
+/// every open, instead of a reader asking to upgrade and a writer silently starting anew.
+#[test]
+fn an_emptied_catalog_beside_its_snapshots_is_refused_not_replaced() {
+    let dir = TempDir::new("lost");
+    let mut index = Index::create_or_open(dir.path(), &config()).unwrap();
+    index.add(images(0, 50)).unwrap();
+    index.checkpoint().unwrap();
+    drop(index);
+    std::fs::write(dir.path().join("catalog.sqlite"), b"").unwrap();
+    for side in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("catalog.sqlite{side}")));
+    }
+    let opens = [
+        Index::open(dir.path()).err(),
+        Index::open_read_only(dir.path()).err(),
+        Index::create_or_open(dir.path(), &config()).err(),
+    ];
+    for refused in opens {
+        let refused = refused.expect("refused");
+        assert!(
+            matches!(refused, IndexError::LostCatalog { .. }),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("Restore it from a backup"));
+    }
+    assert!(
+        !snapshot_files(dir.path()).is_empty(),
+        "the snapshots are left alone"
+    );
+}
+
 #[test]
 fn another_model_or_dimension_is_a_clear_error() {
     let dir = TempDir::new("config");

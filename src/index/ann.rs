@@ -801,6 +801,11 @@ pub(crate) fn remove_other_versions(
 }
 
 /// Total size of `layer`'s snapshot files in `dir`.
+/// Whether `dir` holds any item snapshot (of any whitening): the trace of an index.
+pub(crate) fn has_snapshots(dir: &Path) -> Result<bool, IndexError> {
+    Ok(!all_snapshots(dir, Layer::Items)?.is_empty())
+}
+
 pub(crate) fn snapshot_bytes(dir: &Path, layer: Layer) -> Result<u64, IndexError> {
     let mut total = 0;
     for (_, _, path) in all_snapshots(dir, layer)? {

@@ -178,7 +178,8 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, IndexError> {
     Ok(conn)
 }
 
-fn user_version(conn: &Connection) -> Result<i64, IndexError> {
+/// The schema version the catalog holds (0: none yet).
+pub(crate) fn user_version(conn: &Connection) -> Result<i64, IndexError> {
     Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
 }
 

@@ -55,6 +55,16 @@ pub enum IndexError {
         supported: i64,
     },
 
+    /// The catalog is empty (no schema) while the directory holds ANN snapshots: the index's
+    /// source of truth was lost (truncated, replaced), and starting a new one there would
+    /// silently throw the old one away.
+    #[error(
+        "the catalog in {dir} is empty, but the directory holds the ANN snapshots of an \
+         index: its catalog.sqlite was lost or truncated. Restore it from a backup, or delete \
+         the *.usearch files to start a new index there"
+    )]
+    LostCatalog { dir: PathBuf },
+
     /// The catalog holds data that breaks its own invariants (hand edits, disk damage).
     #[error("corrupt catalog: {0}")]
     Corrupt(String),

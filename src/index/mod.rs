@@ -158,6 +158,7 @@ impl Index {
     pub fn open_read_only_with(dir: &Path, params: HnswParams) -> Result<Index, IndexError> {
         let path = catalog_path(dir)?;
         let mut conn = catalog::open_reader(&path)?;
+        check_not_lost(&conn, dir)?;
         catalog::check_schema_for_reading(&conn, dir)?;
         let config = catalog::read_config(&conn)?.ok_or_else(|| not_found(dir))?;
         let whitening = catalog::active_whitening(&conn)?.map(Arc::new);
@@ -184,6 +185,7 @@ impl Index {
         }
         let lock = WriterLock::acquire(dir)?;
         let mut conn = catalog::open_writer(&path, wanted.is_some())?;
+        check_not_lost(&conn, dir)?;
         let config = catalog::migrate(&mut conn, dir, wanted)?.ok_or_else(|| not_found(dir))?;
         if let Some(wanted) = wanted {
             if *wanted != config {
@@ -1040,6 +1042,16 @@ impl Index {
         }
         Ok(())
     }
+}
+
+/// Refuses a catalog without a schema beside ANN snapshots (see [`IndexError::LostCatalog`]).
+fn check_not_lost(conn: &Connection, dir: &Path) -> Result<(), IndexError> {
+    if catalog::user_version(conn)? == 0 && ann::has_snapshots(dir)? {
+        return Err(IndexError::LostCatalog {
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// The catalog path of an existing index in `dir`.
