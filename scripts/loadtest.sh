@@ -30,6 +30,8 @@ FMNIST="$TESTDATA/fashion-mnist/train-images-idx3-ubyte.gz"
 
 log() { echo "loadtest: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=lib/serve.sh
+source "$ROOT/scripts/lib/serve.sh"
 
 [[ -x "$BIN" ]] || die "no binary at $BIN: cargo build --release, or set LOOKALIKE_BIN"
 [[ -f "$FMNIST" && -f "$QUERY" ]] || die "test data missing: run scripts/fetch-test-data.sh"
@@ -56,17 +58,7 @@ log "indexed in $(( $(date +%s) - start )) s"
 
 # 3. The server.
 SERVER_LOG="$WORK/serve.log"
-# shellcheck disable=SC2086 # SERVE_ARGS is a list of options
-"$BIN" --db "$DB" serve --bind "127.0.0.1:$PORT" ${SERVE_ARGS:-} >"$SERVER_LOG" 2>&1 &
-SERVER=$!
-trap 'kill "$SERVER" 2>/dev/null || true' EXIT
-URL="http://127.0.0.1:$PORT"
-for _ in $(seq 1 600); do
-    curl -fs "$URL/healthz" >/dev/null 2>&1 && break
-    kill -0 "$SERVER" 2>/dev/null || die "the server exited: $(tail -5 "$SERVER_LOG")"
-    sleep 0.1
-done
-curl -fs "$URL/healthz" >/dev/null || die "the server did not come up"
+start_server "$DB" "$SERVER_LOG"
 items=$(curl -fs "$URL/api/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"])')
 [[ "$items" -ge "$N_IMAGES" ]] || die "the index holds $items items, expected $N_IMAGES"
 

@@ -38,6 +38,8 @@ WORK="${SOAK_DIR:-$ROOT/.cache/soak}"
 
 log() { echo "soak: $*" >&2; }
 die() { log "$*"; exit 1; }
+# shellcheck source=lib/serve.sh
+source "$ROOT/scripts/lib/serve.sh"
 
 [[ -d "$TESTDATA/photos" ]] || die "test data missing: run scripts/fetch-test-data.sh"
 
@@ -83,17 +85,7 @@ cp -r "$DB" "$RUN/db"
 LOOKALIKE_TOKEN="soak-$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')"
 export LOOKALIKE_TOKEN
 SERVER_LOG="$RUN/serve.log"
-# shellcheck disable=SC2086 # SERVE_ARGS is a list of options
-"$BIN" --db "$RUN/db" serve --bind "127.0.0.1:$PORT" ${SERVE_ARGS:-} >"$SERVER_LOG" 2>&1 &
-SERVER=$!
-trap 'kill "$SERVER" 2>/dev/null || true' EXIT
-URL="http://127.0.0.1:$PORT"
-for _ in $(seq 1 600); do
-    curl -fs "$URL/healthz" >/dev/null 2>&1 && break
-    kill -0 "$SERVER" 2>/dev/null || die "the server exited: $(tail -5 "$SERVER_LOG")"
-    sleep 0.1
-done
-curl -fs "$URL/healthz" >/dev/null || die "the server did not come up"
+start_server "$RUN/db" "$SERVER_LOG"
 
 # 4. The load.
 status=0
