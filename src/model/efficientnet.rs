@@ -1,17 +1,13 @@
-//! Builds the EfficientNet-Lite inference graph (ONNX) from the PyTorch state dict.
-//!
-//! Lite differs from EfficientNet-B*: ReLU6 instead of swish, no squeeze-excite, fixed stem and
-//! head widths. The weights were trained in TensorFlow, so padding is TF "SAME" (the extra
-//! pixel of an even split goes bottom/right), computed statically because the input size is
-//! fixed. BatchNorm (eps 1e-3) is folded into the preceding convolution at export: inference
-//! then runs one Conv per layer and the graph has no BatchNormalization node.
+//! Writes the EfficientNet-Lite inference network ([`Network`]) as an ONNX graph: one Conv
+//! per layer (BatchNorm is folded in), Clip for ReLU6, Add for residuals.
 //!
 //! Interface (the classic Python pipeline relies on it): input `input` float32 `[N,3,S,S]` with a
 //! symbolic batch, outputs in order `logits` `[N,1000]`, `features` `[N,1280]` (globally average
 //! pooled, not normalised), `feature_map` `[N,1280,h,w]` (the head activation before pooling).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
+use super::network::{Conv, Network};
 use super::onnx::{
     AttributeProto, Dim, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
     StringStringEntryProto, TensorProto, ValueInfoProto, IR_VERSION, OPSET,
@@ -19,53 +15,16 @@ use super::onnx::{
 use super::pth::Tensor;
 use super::{ModelError, ModelKind};
 
+pub use super::network::CLASSES;
+
 pub const INPUT: &str = "input";
 pub const LOGITS: &str = "logits";
 pub const FEATURES: &str = "features";
 pub const FEATURE_MAP: &str = "feature_map";
 /// Name of the symbolic batch dimension.
 pub const BATCH: &str = "batch";
-pub const CLASSES: usize = 1000;
-const BN_EPS: f64 = 1e-3;
 const RELU6_MIN: &str = "relu6.min";
 const RELU6_MAX: &str = "relu6.max";
-
-/// TensorFlow SAME padding along one axis: returns (output size, padding before, padding
-/// after). The total is what makes `ceil(input / stride)` outputs; an odd total puts the extra
-/// pixel after (bottom/right), unlike PyTorch's symmetric padding.
-pub fn same_pads(input: usize, kernel: usize, stride: usize) -> (usize, usize, usize) {
-    let out = input.div_ceil(stride);
-    let total = ((out - 1) * stride + kernel).saturating_sub(input);
-    (out, total / 2, total - total / 2)
-}
-
-/// BatchNorm parameters of one layer (inference: running statistics).
-pub struct BatchNorm<'a> {
-    pub gamma: &'a [f32],
-    pub beta: &'a [f32],
-    pub mean: &'a [f32],
-    pub var: &'a [f32],
-}
-
-/// Folds BatchNorm into a bias-free convolution: `w' = w * s`, `b' = beta - mean * s` per
-/// output channel, with `s = gamma / sqrt(var + eps)`. Computed in f64, stored as f32.
-/// `weight` is [out, ...] row-major.
-pub fn fold_batch_norm(weight: &[f32], bn: &BatchNorm) -> (Vec<f32>, Vec<f32>) {
-    let out = bn.gamma.len();
-    let per = weight.len() / out.max(1);
-    let mut w = Vec::with_capacity(weight.len());
-    let mut b = Vec::with_capacity(out);
-    for o in 0..out {
-        let s = f64::from(bn.gamma[o]) / (f64::from(bn.var[o]) + BN_EPS).sqrt();
-        w.extend(
-            weight[o * per..(o + 1) * per]
-                .iter()
-                .map(|&x| (f64::from(x) * s) as f32),
-        );
-        b.push((f64::from(bn.beta[o]) - f64::from(bn.mean[o]) * s) as f32);
-    }
-    (w, b)
-}
 
 /// Builds the graph for square inputs of side `input_size` (the network's own is
 /// `kind.input_size()`; other sides serve multi-scale descriptors, and need their own graph
@@ -77,85 +36,50 @@ pub fn build_model(
     weights: &BTreeMap<String, Tensor>,
     weights_sha256: &str,
 ) -> Result<ModelProto, ModelError> {
-    if input_size < 32 {
-        return Err(ModelError::Architecture {
-            model: kind.name(),
-            what: format!("input side {input_size} is below the network's total stride 32"),
-        });
-    }
+    let network = Network::from_state_dict(kind, input_size, weights)?;
+    Ok(to_onnx(&network, weights_sha256))
+}
+
+/// The ONNX form of `network`.
+pub fn to_onnx(network: &Network, weights_sha256: &str) -> ModelProto {
+    let kind = network.kind;
     let mut g = Builder {
-        kind,
-        weights,
-        used: BTreeSet::new(),
         nodes: Vec::new(),
         initializers: vec![
             TensorProto::float(RELU6_MIN, &[], &[0.0]),
             TensorProto::float(RELU6_MAX, &[], &[6.0]),
         ],
-        side: input_size,
-        channels: 3,
     };
-    let mut x = g.conv_bn(INPUT, "_conv_stem", "_bn0", 2, false, Act::Relu6, Some(3))?;
-    if g.channels != kind.stem_channels() {
-        return Err(g.mismatch("_conv_stem", "stem width"));
-    }
-    let mut block = 0;
-    for stage in kind.stages() {
-        for r in 0..stage.repeats {
-            let p = format!("_blocks.{block}");
-            let (input, in_ch) = (x.clone(), g.channels);
-            if stage.expand != 1 {
-                let (conv, bn) = (format!("{p}._expand_conv"), format!("{p}._bn0"));
-                x = g.conv_bn(&x, &conv, &bn, 1, false, Act::Relu6, None)?;
+    // activations[i]: the name of activation i (see `Network::convs`).
+    let mut activations = vec![INPUT.to_string()];
+    for conv in &network.convs {
+        let x = g.conv(&activations[activations.len() - 1], conv);
+        let x = match (conv.residual, conv.block()) {
+            (Some(from), Some(block)) => {
+                let sum = format!("{block}.add");
+                g.node("Add", &[&activations[from], &x], &sum, vec![]);
+                sum
             }
-            if g.channels != in_ch * stage.expand {
-                return Err(g.mismatch(&p, "expansion ratio"));
-            }
-            let stride = if r == 0 { stage.stride } else { 1 };
-            let (conv, bn) = (format!("{p}._depthwise_conv"), format!("{p}._bn1"));
-            x = g.conv_bn(&x, &conv, &bn, stride, true, Act::Relu6, Some(stage.kernel))?;
-            let (conv, bn) = (format!("{p}._project_conv"), format!("{p}._bn2"));
-            x = g.conv_bn(&x, &conv, &bn, 1, false, Act::None, None)?;
-            if g.channels != stage.out {
-                return Err(g.mismatch(&p, "output channels"));
-            }
-            if stride == 1 && in_ch == stage.out {
-                let sum = format!("{p}.add");
-                g.node("Add", &[&input, &x], &sum, vec![]);
-                x = sum;
-            }
-            block += 1;
-        }
+            _ => x,
+        };
+        activations.push(x);
     }
-    if g.weights
-        .contains_key(&format!("_blocks.{block}._project_conv.weight"))
-    {
-        return Err(g.mismatch(
-            &format!("_blocks.{block}"),
-            "more blocks than the network has",
-        ));
-    }
-    let head = g.conv_bn(&x, "_conv_head", "_bn1", 1, false, Act::Relu6, Some(1))?;
-    let (dim, side) = (g.channels, g.side);
-    if dim != kind.feature_dim() {
-        return Err(g.mismatch("_conv_head", "feature width"));
-    }
-    g.node("GlobalAveragePool", &[&head], "pooled", vec![]);
+    let head = &activations[activations.len() - 1];
+    let (dim, side) = (network.feature_dim(), network.feature_side());
+    g.node("GlobalAveragePool", &[head], "pooled", vec![]);
     g.node(
         "Flatten",
         &["pooled"],
         FEATURES,
         vec![AttributeProto::int("axis", 1)],
     );
-    let fc_w = g.tensor("_fc.weight", &[CLASSES, dim])?;
-    let fc_b = g.tensor("_fc.bias", &[CLASSES])?;
     g.initializers.push(TensorProto::float(
         "_fc.weight",
         &[CLASSES, dim],
-        &fc_w.data,
+        &network.fc_weight,
     ));
     g.initializers
-        .push(TensorProto::float("_fc.bias", &[CLASSES], &fc_b.data));
+        .push(TensorProto::float("_fc.bias", &[CLASSES], &network.fc_bias));
     let gemm_attrs = vec![AttributeProto::int("transB", 1)];
     g.node(
         "Gemm",
@@ -164,13 +88,8 @@ pub fn build_model(
         gemm_attrs,
     );
 
-    let unused: Vec<&String> = weights.keys().filter(|k| !g.used.contains(*k)).collect();
-    if let Some(first) = unused.first() {
-        return Err(g.mismatch(first, &format!("{} weights left unused", unused.len())));
-    }
-
     let batch = || Dim::Named(BATCH.to_string());
-    let s = input_size;
+    let s = network.input_size;
     let graph = GraphProto {
         node: g.nodes,
         name: kind.name().to_string(),
@@ -192,7 +111,7 @@ pub fn build_model(
         key: key.to_string(),
         value: value.to_string(),
     };
-    Ok(ModelProto {
+    ModelProto {
         ir_version: IR_VERSION,
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
@@ -208,112 +127,54 @@ pub fn build_model(
         graph: Some(graph),
         metadata_props: vec![
             meta("model", kind.name()),
-            meta("input_size", &input_size.to_string()),
+            meta("input_size", &s.to_string()),
             meta("weights_sha256", weights_sha256),
             meta("preprocessing", "RGB, (x - 127) / 128, NCHW"),
         ],
-    })
+    }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Act {
-    None,
-    Relu6,
-}
-
-struct Builder<'w> {
-    kind: ModelKind,
-    weights: &'w BTreeMap<String, Tensor>,
-    used: BTreeSet<String>,
+struct Builder {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
-    /// Spatial side and channels of the activation built so far.
-    side: usize,
-    channels: usize,
 }
 
-impl<'w> Builder<'w> {
+impl Builder {
     /// Conv (BatchNorm folded in) + optional ReLU6; returns the name of the output. A depthwise
-    /// conv has one group per channel. `kernel`, when given, is checked against the weights.
-    #[allow(clippy::too_many_arguments)]
-    fn conv_bn(
-        &mut self,
-        input: &str,
-        conv: &str,
-        bn: &str,
-        stride: usize,
-        depthwise: bool,
-        act: Act,
-        kernel: Option<usize>,
-    ) -> Result<String, ModelError> {
-        let w = self.weight(&format!("{conv}.weight"))?;
-        let [out, per_group, k, k2] = w.shape[..] else {
-            return Err(self.mismatch(conv, "conv weight is not 4-d"));
-        };
-        let groups = if depthwise { self.channels } else { 1 };
-        if k != k2 || kernel.is_some_and(|e| e != k) || per_group * groups != self.channels {
-            return Err(self.mismatch(conv, &format!("weight shape {:?}", w.shape)));
-        }
-        if depthwise && out != self.channels {
-            return Err(self.mismatch(conv, "depthwise conv changes the width"));
-        }
-        let norm = BatchNorm {
-            gamma: &self.tensor(&format!("{bn}.weight"), &[out])?.data,
-            beta: &self.tensor(&format!("{bn}.bias"), &[out])?.data,
-            mean: &self.tensor(&format!("{bn}.running_mean"), &[out])?.data,
-            var: &self.tensor(&format!("{bn}.running_var"), &[out])?.data,
-        };
-        let (fw, fb) = fold_batch_norm(&w.data, &norm);
-        let (wname, bname) = (format!("{conv}.weight"), format!("{conv}.bias"));
+    /// conv has one group per channel.
+    fn conv(&mut self, input: &str, conv: &Conv) -> String {
+        let name = conv.name.as_str();
+        let k = conv.kernel;
+        let per_group = if conv.depthwise { 1 } else { conv.in_channels };
+        let groups = if conv.depthwise { conv.in_channels } else { 1 };
+        let (wname, bname) = (format!("{name}.weight"), format!("{name}.bias"));
+        self.initializers.push(TensorProto::float(
+            &wname,
+            &[conv.out_channels, per_group, k, k],
+            &conv.weight,
+        ));
         self.initializers
-            .push(TensorProto::float(&wname, &w.shape, &fw));
-        self.initializers
-            .push(TensorProto::float(&bname, &[out], &fb));
-
-        let (side, before, after) = same_pads(self.side, k, stride);
-        let (b, a) = (before as i64, after as i64);
+            .push(TensorProto::float(&bname, &[conv.out_channels], &conv.bias));
+        let (b, a) = (conv.pad.0 as i64, conv.pad.1 as i64);
+        let stride = conv.stride as i64;
         let attrs = vec![
             AttributeProto::ints("kernel_shape", &[k as i64, k as i64]),
-            AttributeProto::ints("strides", &[stride as i64, stride as i64]),
+            AttributeProto::ints("strides", &[stride, stride]),
             AttributeProto::ints("pads", &[b, b, a, a]),
             AttributeProto::ints("dilations", &[1, 1]),
             AttributeProto::int("group", groups as i64),
         ];
-        self.node("Conv", &[input, &wname, &bname], conv, attrs);
-        self.side = side;
-        self.channels = out;
-        if act == Act::None {
-            return Ok(conv.to_string());
+        self.node("Conv", &[input, &wname, &bname], name, attrs);
+        if !conv.relu6 {
+            return name.to_string();
         }
         // The head's activation is a graph output (for GeM / multi-scale pooling later).
-        let out_name = match conv {
+        let out_name = match name {
             "_conv_head" => FEATURE_MAP.to_string(),
-            _ => format!("{conv}.relu6"),
+            _ => format!("{name}.relu6"),
         };
-        self.node("Clip", &[conv, RELU6_MIN, RELU6_MAX], &out_name, vec![]);
-        Ok(out_name)
-    }
-
-    fn weight(&mut self, name: &str) -> Result<&'w Tensor, ModelError> {
-        self.used.insert(name.to_string());
-        self.weights
-            .get(name)
-            .ok_or_else(|| ModelError::Architecture {
-                model: self.kind.name(),
-                what: format!("missing tensor `{name}`"),
-            })
-    }
-
-    fn tensor(&mut self, name: &str, shape: &[usize]) -> Result<&'w Tensor, ModelError> {
-        let model = self.kind.name();
-        let t = self.weight(name)?;
-        if t.shape != shape {
-            return Err(ModelError::Architecture {
-                model,
-                what: format!("`{name}` has shape {:?}, expected {shape:?}", t.shape),
-            });
-        }
-        Ok(t)
+        self.node("Clip", &[name, RELU6_MIN, RELU6_MAX], &out_name, vec![]);
+        out_name
     }
 
     fn node(&mut self, op: &str, inputs: &[&str], output: &str, attribute: Vec<AttributeProto>) {
@@ -325,67 +186,15 @@ impl<'w> Builder<'w> {
             attribute,
         });
     }
-
-    fn mismatch(&self, layer: &str, what: &str) -> ModelError {
-        ModelError::Architecture {
-            model: self.kind.name(),
-            what: format!("{layer}: {what}"),
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use prost::Message;
 
+    use super::super::network::same_pads;
     use super::*;
     use crate::model::{pth, testutil};
-
-    #[test]
-    fn tensorflow_same_padding() {
-        // (input, kernel, stride) -> (output, before, after); odd totals pad after.
-        assert_eq!(same_pads(224, 3, 2), (112, 0, 1));
-        assert_eq!(same_pads(112, 3, 1), (112, 1, 1));
-        assert_eq!(same_pads(56, 5, 2), (28, 1, 2));
-        assert_eq!(same_pads(14, 5, 1), (14, 2, 2));
-        assert_eq!(same_pads(7, 1, 1), (7, 0, 0));
-        // Lite2 (260): odd sizes pad evenly.
-        assert_eq!(same_pads(260, 3, 2), (130, 0, 1));
-        assert_eq!(same_pads(65, 3, 2), (33, 1, 1));
-        assert_eq!(same_pads(33, 5, 2), (17, 2, 2));
-        assert_eq!(same_pads(17, 5, 2), (9, 2, 2));
-        // Multi-scale sides (Lite0 and Lite2 at 0.75).
-        assert_eq!(same_pads(168, 3, 2), (84, 0, 1));
-        assert_eq!(same_pads(195, 3, 2), (98, 1, 1));
-    }
-
-    #[test]
-    fn folded_batch_norm_equals_conv_then_batch_norm() {
-        // 1x1 conv, 2 inputs -> 2 outputs, applied to one pixel x = (0.5, -2).
-        let w = [1.0f32, 2.0, -3.0, 0.25];
-        let x = [0.5f32, -2.0];
-        let bn = BatchNorm {
-            gamma: &[2.0, 0.5],
-            beta: &[0.1, -1.0],
-            mean: &[0.3, -0.7],
-            var: &[4.0, 0.09],
-        };
-        let (fw, fb) = fold_batch_norm(&w, &bn);
-        for o in 0..2 {
-            let conv = w[2 * o] * x[0] + w[2 * o + 1] * x[1];
-            let unfolded =
-                (conv - bn.mean[o]) / (bn.var[o] + 1e-3).sqrt() * bn.gamma[o] + bn.beta[o];
-            let folded = fw[2 * o] * x[0] + fw[2 * o + 1] * x[1] + fb[o];
-            assert!(
-                (unfolded - folded).abs() < 1e-5,
-                "channel {o}: {unfolded} vs {folded}"
-            );
-        }
-        // Hand-computed channel 0: s = 2 / sqrt(4.001).
-        let s = 2.0 / 4.001f64.sqrt();
-        assert!((f64::from(fw[1]) - 2.0 * s).abs() < 1e-6);
-        assert!((f64::from(fb[0]) - (0.1 - 0.3 * s)).abs() < 1e-6);
-    }
 
     fn dims(v: &ValueInfoProto) -> Vec<Dim> {
         v.dims().unwrap()

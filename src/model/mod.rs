@@ -6,8 +6,9 @@
 //!    `kind.rs` for the pins) and verifies every file by sha256.
 //! 2. [`pth`] reads the weights with our own reader of the legacy (non-zip) torch.save format
 //!    on top of a minimal [`pickle`] VM: candle's loader only reads the zip format.
-//! 3. [`efficientnet`] writes the inference graph as ONNX through hand-declared protobuf
-//!    messages ([`onnx`]): exporting from torch would need torch.
+//! 3. [`network`] reads the architecture and folds BatchNorm into the convolutions;
+//!    [`efficientnet`] writes it as an ONNX graph through hand-declared protobuf messages
+//!    ([`onnx`]): exporting from torch would need torch.
 //! 4. [`Embedder`] runs it with ONNX Runtime (~170 img/s for Lite0 on 2 threads; tract, the
 //!    pure-Rust engine, ~30 img/s per core).
 //! 5. [`labels`] turns logits into ImageNet class names.
@@ -19,6 +20,7 @@ mod runtime;
 pub mod efficientnet;
 pub mod fetch;
 pub mod labels;
+pub mod network;
 pub mod onnx;
 pub mod pickle;
 pub mod pth;
