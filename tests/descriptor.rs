@@ -10,7 +10,7 @@ use lookalike::descriptor::{DescriptorOptions, Pooling};
 use lookalike::engine::{Engine, EngineOptions};
 use lookalike::featurizer::Featurizer;
 use lookalike::image::Limits;
-use lookalike::model::{ModelKind, ModelStore};
+use lookalike::model::{Compute, ModelKind, ModelStore};
 
 fn featurizer(pooling: Pooling, scales: &[f32]) -> Featurizer {
     let options = DescriptorOptions {
@@ -19,7 +19,14 @@ fn featurizer(pooling: Pooling, scales: &[f32]) -> Featurizer {
         ..DescriptorOptions::baseline()
     };
     let store = ModelStore::new(common::model_dir());
-    Featurizer::load(&store, ModelKind::Lite0, &options, 2, Limits::default()).expect("model")
+    Featurizer::load(
+        &store,
+        ModelKind::Lite0,
+        &options,
+        &Compute::cpu(2),
+        Limits::default(),
+    )
+    .expect("model")
 }
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {

@@ -8,14 +8,14 @@ use std::path::PathBuf;
 use common::embed;
 use lookalike::featurizer::{Embedded, Featurizer};
 use lookalike::image::Limits;
-use lookalike::model::{top_k, Embedder, ModelKind, ModelStore};
+use lookalike::model::{top_k, Compute, Embedder, ModelKind, ModelStore};
 
 fn featurizer(kind: ModelKind) -> Featurizer {
     let files = ModelStore::new(common::model_dir())
         .ensure(kind)
         .expect("model");
     Featurizer::new(
-        Embedder::load(&files, 2).expect("load model"),
+        Embedder::load(&files, &Compute::cpu(2)).expect("load model"),
         Limits::default(),
     )
 }

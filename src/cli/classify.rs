@@ -31,7 +31,10 @@ pub struct ClassifyArgs {
 pub fn run(global: &Global, args: ClassifyArgs) -> Result<ExitCode> {
     let files = global.model_store()?.ensure(args.model)?;
     let threads = global.threads.unwrap_or_else(lookalike::available_cores);
-    let featurizer = Featurizer::new(Embedder::load(&files, threads)?, Limits::default());
+    let featurizer = Featurizer::new(
+        Embedder::load(&files, &global.compute())?,
+        Limits::default(),
+    );
     let mut failed = false;
     for (path, result) in args
         .images

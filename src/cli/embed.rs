@@ -104,12 +104,11 @@ pub fn run(global: &Global, args: EmbedArgs) -> Result<ExitCode> {
         }
     }
 
-    let threads = global.threads.unwrap_or_else(lookalike::available_cores);
     let featurizer = Featurizer::load(
         &global.model_store()?,
         args.model,
         &descriptor,
-        threads,
+        &global.compute(),
         Limits::default(),
     )?;
     let mut options = IngestOptions::default();

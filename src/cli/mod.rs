@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use lookalike::engine::{Engine, EngineOptions};
-use lookalike::model::ModelStore;
+use lookalike::model::{Compute, Device, ModelStore, Precision};
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +48,19 @@ pub struct Global {
     /// ONNX Runtime threads [default: all cores]
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
+    /// Where the network runs: cpu, or cuda / cuda:N for an NVIDIA GPU (CUDA 13 libraries
+    /// found at run time on LD_LIBRARY_PATH) [default: cpu]
+    #[arg(long, global = true, env = "LOOKALIKE_DEVICE", value_name = "DEVICE")]
+    pub device: Option<Device>,
+    /// How a GPU stores activations: fp16 (half the memory traffic, tensor cores) or fp32
+    /// [default: fp16 on cuda; the CPU runs fp32]
+    #[arg(
+        long,
+        global = true,
+        env = "LOOKALIKE_PRECISION",
+        value_name = "PRECISION"
+    )]
+    pub precision: Option<Precision>,
     /// More log output (-v: debug, -vv: trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -140,6 +153,19 @@ impl Global {
         }
     }
 
+    /// The device, precision and threads the global flags ask for.
+    pub fn compute(&self) -> Compute {
+        let threads = self
+            .threads
+            .unwrap_or_else(lookalike::available_cores)
+            .max(1);
+        let mut compute = Compute::new(self.device.unwrap_or_default(), threads);
+        if let Some(precision) = self.precision {
+            compute.precision = precision;
+        }
+        compute
+    }
+
     pub fn model_store(&self) -> Result<ModelStore> {
         match &self.model_dir {
             Some(dir) => Ok(ModelStore::new(dir.clone())),
@@ -159,9 +185,7 @@ impl Global {
         let db = self.db_dir()?;
         let mut options = EngineOptions::new(db, self.model_store()?.dir().to_path_buf());
         options.read_only = read_only;
-        if let Some(threads) = self.threads {
-            options.threads = threads.max(1);
-        }
+        options.compute = self.compute();
         Ok(options)
     }
 

@@ -14,6 +14,7 @@
 //! Each run builds a throw-away index in a temporary folder, so it never touches the user's.
 //! Metric conventions are in [`metrics`].
 
+pub mod agreement;
 mod dataset;
 pub mod metrics;
 mod runner;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+pub use agreement::{agreement, Agreement};
 pub use dataset::{
     images_under, labelled_folder, make_copies, CopyImage, CopyOptions, CopySet, LabelledImage,
 };

@@ -78,7 +78,7 @@ impl Session {
         engine_options.model = options.model;
         engine_options.descriptor = options.descriptor.clone();
         if let Some(threads) = options.threads {
-            engine_options.threads = threads.max(1);
+            engine_options.compute.threads = threads.max(1);
         }
         Ok(Session {
             engine: Engine::open(&engine_options)?,

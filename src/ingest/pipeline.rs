@@ -14,7 +14,7 @@ use super::scan;
 use super::sink::{Failure, IndexSink, Sink};
 use crate::engine::SharedIndex;
 use crate::error::{Error, Result};
-use crate::featurizer::{Featurizer, BATCH_SIZE};
+use crate::featurizer::Featurizer;
 use crate::image::{self, ImageError, PhotoFacts};
 use crate::index::{ContentHash, FileStamp, MediaKind, NewFile, NewItem};
 use crate::video::{self, VideoError, VideoOptions};
@@ -161,8 +161,9 @@ pub fn run(
         })?;
     }
 
-    let (job_tx, job_rx) = bounded::<Input>(4 * BATCH_SIZE);
-    let (done_tx, done_rx) = bounded::<Decoded>(2 * BATCH_SIZE);
+    let batch_size = featurizer.batch_size();
+    let (job_tx, job_rx) = bounded::<Input>(4 * batch_size);
+    let (done_tx, done_rx) = bounded::<Decoded>(2 * batch_size);
     let outcome = std::thread::scope(|scope| {
         let cancel = &options.cancel;
         let feeder = scope.spawn(move || feed(source, job_tx, cancel));
@@ -334,14 +335,15 @@ fn embed_images(
     decoded: Receiver<Decoded>,
     tally: &mut Tally<'_>,
 ) -> Result<()> {
-    let mut batch: Vec<Prepared> = Vec::with_capacity(BATCH_SIZE);
-    let mut inputs: Vec<f32> = Vec::with_capacity(BATCH_SIZE * featurizer.tensor_len());
+    let batch_size = featurizer.batch_size();
+    let mut batch: Vec<Prepared> = Vec::with_capacity(batch_size);
+    let mut inputs: Vec<f32> = Vec::with_capacity(batch_size * featurizer.tensor_len());
     let mut open = true;
     while open || !batch.is_empty() {
         if tally.cancelled() {
             return Ok(());
         }
-        if open && batch.len() < BATCH_SIZE {
+        if open && batch.len() < batch_size {
             let wait = if batch.is_empty() {
                 Duration::from_millis(500)
             } else {

@@ -56,6 +56,11 @@ pub enum ModelError {
     UnknownKind(String),
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
+    #[error("CUDA: {0}")]
+    Cuda(String),
+    /// A device and precision that do not go together.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("bad input batch: {0}")]
     BadInput(String),
 }

@@ -12,11 +12,15 @@
 //! 4. [`Embedder`] runs it with ONNX Runtime (~170 img/s for Lite0 on 2 threads; tract, the
 //!    pure-Rust engine, ~30 img/s per core).
 //! 5. [`labels`] turns logits into ImageNet class names.
+//!
+//! With `--device cuda`, [`cuda`] runs the same [`network`] on an NVIDIA GPU instead of step 4.
 
+mod device;
 mod error;
 mod kind;
 mod runtime;
 
+pub mod cuda;
 pub mod efficientnet;
 pub mod fetch;
 pub mod labels;
@@ -25,12 +29,12 @@ pub mod onnx;
 pub mod pickle;
 pub mod pth;
 
+pub use device::{Compute, Device, Precision};
 pub use error::{FormatError, ModelError};
 pub use fetch::{ModelFiles, ModelStore, RUNTIME_VERSION};
 pub use kind::{ModelKind, Stage};
 pub use labels::{kept_labels, top_k, Class, Label};
 pub use runtime::{Embedder, Embeddings};
 
-#[cfg(test)]
 #[cfg(test)]
 pub(crate) mod testutil;

@@ -12,7 +12,7 @@ use ort::value::TensorRef;
 use tracing::{info, warn};
 
 use super::efficientnet::{CLASSES, FEATURES, FEATURE_MAP, INPUT, LOGITS};
-use super::{ModelError, ModelFiles, ModelKind};
+use super::{Compute, Device, ModelError, ModelFiles, ModelKind, Precision};
 use crate::descriptor::pooling::{l2_normalise, pool};
 use crate::descriptor::Pooling;
 
@@ -43,18 +43,25 @@ fn environment(library: &Path) -> Result<Environment, ModelError> {
 
 /// A loaded model at one input size. `embed` takes `&self`: one `Embedder` can serve many
 /// threads (runs are serialised; ONNX Runtime parallelises inside a run with its intra-op
-/// threads).
+/// threads, a GPU inside its kernels).
 pub struct Embedder {
     kind: ModelKind,
     input_size: usize,
     pooling: Pooling,
     /// Also pool region descriptors from the feature map (see [`crate::descriptor::regions`]).
     regions: bool,
+    backend: Backend,
+}
+
+/// What runs the network.
+enum Backend {
     /// The session with its run options: `logits` and, for average pooling, the graph's own
     /// `features` are copied out (so vectors stay those of the classic pipeline); any other
     /// pooling copies out `feature_map` and pools it here. Both behind one lock: `RunOptions`
     /// is not `Sync`.
-    session: Mutex<(Session, RunOptions<HasSelectedOutputs>)>,
+    Onnx(Mutex<(Session, RunOptions<HasSelectedOutputs>)>),
+    #[cfg(feature = "cuda")]
+    Cuda(Box<super::cuda::GpuNetwork>),
 }
 
 /// The result of one batch.
@@ -87,61 +94,66 @@ impl Embeddings {
     }
 }
 
+/// A pass's raw outputs, whichever backend ran it.
+struct Raw<'a> {
+    logits: &'a [f32],
+    /// Average-pooled features, when the backend computed them.
+    features: Option<&'a [f32]>,
+    /// `n` NCHW feature maps, when asked for (other poolings, regions).
+    feature_map: Option<&'a [f32]>,
+}
+
 impl Embedder {
-    /// Loads the runtime library (once per process) and the model's own graph, with `threads`
-    /// intra-op threads (0 lets ONNX Runtime choose) and all graph optimisations; vectors are
-    /// average-pooled (the classic descriptor).
-    pub fn load(files: &ModelFiles, threads: usize) -> Result<Self, ModelError> {
+    /// Loads the model at its own input size on `compute`'s device (on CPU: ONNX Runtime,
+    /// loaded once per process, with `compute.threads` intra-op threads and all graph
+    /// optimisations); vectors are average-pooled (the classic descriptor).
+    pub fn load(files: &ModelFiles, compute: &Compute) -> Result<Self, ModelError> {
         let size = files.kind.input_size();
-        Self::load_graph(files, &files.onnx, size, Pooling::Average, false, threads)
+        Self::load_graph(files, &files.onnx, size, Pooling::Average, false, compute)
     }
 
     /// Like [`load`](Self::load) for the graph at `onnx`, written for inputs of side
     /// `input_size` (see [`super::ModelStore::ensure_graph_at`]), pooling with `pooling`, and
-    /// pooling region descriptors too when `regions`.
+    /// pooling region descriptors too when `regions`, on the device `compute` names (a GPU
+    /// builds its own network from the weights instead of reading the graph).
     pub fn load_graph(
         files: &ModelFiles,
         onnx: &Path,
         input_size: usize,
         pooling: Pooling,
         regions: bool,
-        threads: usize,
+        compute: &Compute,
     ) -> Result<Self, ModelError> {
-        let env = environment(&files.runtime_library)?;
-        let session = Session::builder(&env)?
-            .with_optimization_level(GraphOptimizationLevel::All)
-            .map_err(ort::Error::from)?
-            .with_intra_threads(threads)
-            .map_err(ort::Error::from)?
-            // Spinning intra-op threads wait busily after each run: they took the cores from
-            // the decoder threads while indexing (3,000 photos: 75.0 images/s spinning, 81.5
-            // without) and from the next session's run when a query runs at several sizes
-            // (100 region-enabled queries: 5.9 s spinning, 2.9 s without).
-            .with_intra_op_spinning(false)
-            .map_err(ort::Error::from)?
-            .commit_from_file(onnx)
-            .map_err(|e| ModelError::Runtime(format!("loading {}: {e}", onnx.display())))?;
-        let pooled = match pooling {
-            Pooling::Average => FEATURES,
-            Pooling::Gem { .. } | Pooling::Max | Pooling::Rmac | Pooling::Rgem { .. } => {
-                FEATURE_MAP
+        let backend = match compute.device {
+            Device::Cpu if compute.precision != Precision::Fp32 => {
+                return Err(ModelError::Unsupported(format!(
+                    "{} runs on a GPU only (--device cuda); the CPU runs fp32",
+                    compute.precision
+                )))
             }
+            Device::Cpu => Backend::Onnx(onnx_session(
+                files,
+                onnx,
+                pooling,
+                regions,
+                compute.threads,
+            )?),
+            Device::Cuda(ordinal) => gpu_backend(files, input_size, compute.precision, ordinal)?,
         };
-        let mut selector = OutputSelector::no_default().with(LOGITS).with(pooled);
-        if regions && pooled != FEATURE_MAP {
-            selector = selector.with(FEATURE_MAP);
-        }
-        let run_options = RunOptions::new()?.with_outputs(selector);
         info!(
-            "loaded {} at {input_size}x{input_size}, {pooling} pooling ({threads} intra-op threads)",
-            files.kind
+            "loaded {} at {input_size}x{input_size}, {pooling} pooling, on {}",
+            files.kind,
+            match compute.device {
+                Device::Cpu => format!("CPU ({} intra-op threads)", compute.threads),
+                device => format!("{device} ({})", compute.precision),
+            }
         );
         Ok(Embedder {
             kind: files.kind,
             input_size,
             pooling,
             regions,
-            session: Mutex::new((session, run_options)),
+            backend,
         })
     }
 
@@ -158,6 +170,15 @@ impl Embedder {
         self.pooling
     }
 
+    /// How many images a batch should hold to keep the device busy: a GPU wants hundreds.
+    pub fn preferred_batch(&self) -> usize {
+        match &self.backend {
+            Backend::Onnx(_) => CPU_BATCH,
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(gpu) => gpu.max_batch(),
+        }
+    }
+
     /// Embeds `n` images: `batch` holds n*3*S*S floats, NCHW RGB scaled (x - 127) / 128.
     pub fn embed(&self, batch: &[f32], n: usize) -> Result<Embeddings, ModelError> {
         let s = self.input_size();
@@ -167,22 +188,59 @@ impl Embedder {
                 batch.len()
             )));
         }
-        let input = TensorRef::from_array_view(([n, 3, s, s], batch))?;
-        let mut guard = self
-            .session
-            .lock()
-            .map_err(|_| ModelError::Runtime("a thread panicked during inference".into()))?;
-        let (session, run_options) = &mut *guard;
-        let outputs = session.run_with_options(ort::inputs![INPUT => input], run_options)?;
-        let (_, logits) = outputs[LOGITS].try_extract_tensor::<f32>()?;
+        let wants_map = self.pooling != Pooling::Average || self.regions;
+        match &self.backend {
+            Backend::Onnx(session) => {
+                let input = TensorRef::from_array_view(([n, 3, s, s], batch))?;
+                let mut guard = session.lock().map_err(|_| {
+                    ModelError::Runtime("a thread panicked during inference".into())
+                })?;
+                let (session, run_options) = &mut *guard;
+                let outputs =
+                    session.run_with_options(ort::inputs![INPUT => input], run_options)?;
+                let logits = outputs[LOGITS].try_extract_tensor::<f32>()?.1;
+                let features = match self.pooling {
+                    Pooling::Average => Some(outputs[FEATURES].try_extract_tensor::<f32>()?.1),
+                    _ => None,
+                };
+                let feature_map = match wants_map {
+                    true => Some(outputs[FEATURE_MAP].try_extract_tensor::<f32>()?.1),
+                    false => None,
+                };
+                self.finish(
+                    n,
+                    Raw {
+                        logits,
+                        features,
+                        feature_map,
+                    },
+                )
+            }
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(gpu) => {
+                let out = gpu.run(batch, n, wants_map)?;
+                let raw = Raw {
+                    logits: &out.logits,
+                    features: Some(&out.features),
+                    feature_map: out.feature_map.as_deref(),
+                };
+                self.finish(n, raw)
+            }
+        }
+    }
+
+    /// Pools (unless the backend's average is what is wanted), normalises, and pools regions.
+    fn finish(&self, n: usize, raw: Raw<'_>) -> Result<Embeddings, ModelError> {
         let dim = self.kind.feature_dim();
-        let mut features = match self.pooling {
-            Pooling::Average => outputs[FEATURES].try_extract_tensor::<f32>()?.1.to_vec(),
-            pooling => {
-                let (_, map) = outputs[FEATURE_MAP].try_extract_tensor::<f32>()?;
-                if map.is_empty() || map.len() % (n * dim) != 0 {
-                    return Err(ModelError::Runtime("unexpected feature map shape".into()));
-                }
+        let map = || {
+            raw.feature_map
+                .filter(|map| !map.is_empty() && map.len() % (n * dim) == 0)
+                .ok_or_else(|| ModelError::Runtime("unexpected feature map shape".into()))
+        };
+        let mut features = match (self.pooling, raw.features) {
+            (Pooling::Average, Some(features)) => features.to_vec(),
+            (pooling, _) => {
+                let map = map()?;
                 let mut pooled = vec![0.0; n * dim];
                 for (image, out) in map.chunks_exact(map.len() / n).zip(pooled.chunks_mut(dim)) {
                     pool(pooling, image, out);
@@ -190,7 +248,7 @@ impl Embedder {
                 pooled
             }
         };
-        if logits.len() != n * CLASSES || features.len() != n * dim {
+        if raw.logits.len() != n * CLASSES || features.len() != n * dim {
             return Err(ModelError::Runtime("unexpected output shapes".into()));
         }
         for row in features.chunks_mut(dim) {
@@ -198,10 +256,7 @@ impl Embedder {
         }
         let mut regions = Vec::new();
         if self.regions {
-            let (_, map) = outputs[FEATURE_MAP].try_extract_tensor::<f32>()?;
-            if map.is_empty() || map.len() % (n * dim) != 0 {
-                return Err(ModelError::Runtime("unexpected feature map shape".into()));
-            }
+            let map = map()?;
             for image in map.chunks_exact(map.len() / n) {
                 crate::descriptor::regions::pool(image, dim, &mut regions);
             }
@@ -209,10 +264,75 @@ impl Embedder {
         Ok(Embeddings {
             n,
             features,
-            logits: logits.to_vec(),
+            logits: raw.logits.to_vec(),
             regions,
         })
     }
+}
+
+/// Images per batch on CPU: ONNX Runtime's throughput on 2 cores stops improving past ~16 for
+/// EfficientNet-Lite, and a batch is ~10 MB of input.
+const CPU_BATCH: usize = 16;
+
+/// An ONNX Runtime session on the CPU that copies out what `pooling` and `regions` need.
+fn onnx_session(
+    files: &ModelFiles,
+    onnx: &Path,
+    pooling: Pooling,
+    regions: bool,
+    threads: usize,
+) -> Result<Mutex<(Session, RunOptions<HasSelectedOutputs>)>, ModelError> {
+    let env = environment(&files.runtime_library)?;
+    let session = Session::builder(&env)?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(ort::Error::from)?
+        .with_intra_threads(threads)
+        .map_err(ort::Error::from)?
+        // Spinning intra-op threads wait busily after each run: they took the cores from
+        // the decoder threads while indexing (3,000 photos: 75.0 images/s spinning, 81.5
+        // without) and from the next session's run when a query runs at several sizes
+        // (100 region-enabled queries: 5.9 s spinning, 2.9 s without).
+        .with_intra_op_spinning(false)
+        .map_err(ort::Error::from)?
+        .commit_from_file(onnx)
+        .map_err(|e| ModelError::Runtime(format!("loading {}: {e}", onnx.display())))?;
+    let mut selector = OutputSelector::no_default().with(LOGITS);
+    if pooling == Pooling::Average {
+        selector = selector.with(FEATURES);
+    }
+    if pooling != Pooling::Average || regions {
+        selector = selector.with(FEATURE_MAP);
+    }
+    let run_options = RunOptions::new()?.with_outputs(selector);
+    Ok(Mutex::new((session, run_options)))
+}
+
+/// The network built from the weights and uploaded to CUDA device `ordinal`.
+#[cfg(feature = "cuda")]
+fn gpu_backend(
+    files: &ModelFiles,
+    input_size: usize,
+    precision: Precision,
+    ordinal: usize,
+) -> Result<Backend, ModelError> {
+    let bytes = std::fs::read(&files.weights).map_err(|e| ModelError::io(&files.weights, e))?;
+    let weights = super::pth::read_state_dict(&bytes).map_err(|source| ModelError::Weights {
+        path: files.weights.clone(),
+        source,
+    })?;
+    let network = super::network::Network::from_state_dict(files.kind, input_size, &weights)?;
+    let plan = super::cuda::Plan::new(network, precision)?;
+    Ok(Backend::Cuda(Box::new(super::cuda::GpuNetwork::load(
+        plan, ordinal,
+    )?)))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_backend(_: &ModelFiles, _: usize, _: Precision, _: usize) -> Result<Backend, ModelError> {
+    Err(ModelError::Unsupported(
+        "this lookalike was built without the `cuda` feature: --device cuda is not available"
+            .into(),
+    ))
 }
 
 #[cfg(test)]
@@ -240,7 +360,7 @@ mod tests {
 
     /// Expected values from Python onnxruntime 1.32 on the same graph and input.
     fn check(kind: ModelKind, logits0: [f32; 4], top1: f32, feature0: [f32; 3]) {
-        let embedder = Embedder::load(&testutil::model_files(kind), 2).unwrap();
+        let embedder = Embedder::load(&testutil::model_files(kind), &Compute::cpu(2)).unwrap();
         assert_eq!(embedder.input_size(), kind.input_size());
         let e = embedder.embed(&stripes(kind.input_size()), 2).unwrap();
         assert_eq!((e.n, e.features.len(), e.logits.len()), (2, 2 * 1280, 2000));

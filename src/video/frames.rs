@@ -17,7 +17,7 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::featurizer::{Featurizer, BATCH_SIZE};
+use crate::featurizer::Featurizer;
 use crate::index::NewItem;
 
 use super::{FrameReader, VideoError, VideoOptions};
@@ -54,8 +54,9 @@ pub fn embed_video(
         featurizer.limits().max_pixels,
     )?;
     let mut out = VideoFrames::default();
-    let mut tensors: Vec<f32> = Vec::with_capacity(BATCH_SIZE * tensor_len);
-    let mut pending: Vec<(f64, u32, u32)> = Vec::with_capacity(BATCH_SIZE);
+    let batch_size = featurizer.batch_size();
+    let mut tensors: Vec<f32> = Vec::with_capacity(batch_size * tensor_len);
+    let mut pending: Vec<(f64, u32, u32)> = Vec::with_capacity(batch_size);
     let mut last_kept: Option<Vec<f32>> = None;
     let mut broke_off: Option<VideoError> = None;
     loop {
@@ -87,7 +88,7 @@ pub fn embed_video(
                 true
             }
         };
-        if pending.len() == BATCH_SIZE || (ended && !pending.is_empty()) {
+        if pending.len() == batch_size || (ended && !pending.is_empty()) {
             let embedded = featurizer.embed(&tensors, pending.len())?;
             for (row, (t, width, height)) in pending.drain(..).enumerate() {
                 let vector = embedded.feature(row);

@@ -1,0 +1,604 @@
+//! The network on an NVIDIA GPU: a [`Plan`] uploaded once, run per batch on one CUDA stream.
+//! The 1x1 convolutions (nearly all the arithmetic) are cuBLAS matrix products, fp16 on the
+//! tensor cores with f32 sums; the stem, the depthwise convolutions, the bias/ReLU6/residual
+//! epilogues and the pooling are the small kernels of `kernels.cu`, compiled by NVRTC for the
+//! GPU found. The driver, cuBLAS and NVRTC are loaded at run time (cudarc's dynamic loading):
+//! the binary builds and runs without CUDA, and says which library is missing when asked for a
+//! GPU it cannot reach.
+
+use std::sync::{Arc, Mutex};
+
+use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+};
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
+use tracing::info;
+
+use super::super::{ModelError, Precision};
+use super::plan::{Op, Plan, Slot};
+
+const KERNELS: &str = include_str!("kernels.cu");
+/// Threads per block of the elementwise kernels.
+const THREADS: u32 = 256;
+/// Images per pass: large enough to keep an H100-class GPU busy (throughput levels off past
+/// ~128 for EfficientNet-Lite0), reduced when the device memory is smaller.
+pub const MAX_BATCH: usize = 256;
+
+/// What a pass copies back: f32 features (average-pooled, not normalised) and logits, and on
+/// request the feature map as NCHW f32 per image (for other poolings and regions).
+pub struct PassOutputs {
+    pub features: Vec<f32>,
+    pub logits: Vec<f32>,
+    pub feature_map: Option<Vec<f32>>,
+}
+
+/// A network resident on one GPU. `run` takes `&self`: passes are serialised on its stream.
+pub struct GpuNetwork {
+    plan: Plan,
+    device_name: String,
+    max_batch: usize,
+    state: Mutex<State>,
+}
+
+/// Everything on the device, and the handles that use it.
+struct State {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    kernels: Kernels,
+    /// Per step: its weights (bytes at the layout and type the step reads) and bias.
+    weights: Vec<(CudaSlice<u8>, CudaSlice<f32>)>,
+    fc_weight: CudaSlice<f32>,
+    fc_bias: CudaSlice<f32>,
+    input: CudaSlice<f32>,
+    /// The plan's buffers, as bytes (their element type is the plan's precision).
+    buffers: Vec<CudaSlice<u8>>,
+    features: CudaSlice<f32>,
+    logits: CudaSlice<f32>,
+}
+
+struct Kernels {
+    stem: CudaFunction,
+    depthwise: CudaFunction,
+    bias_act: CudaFunction,
+    average_pool: CudaFunction,
+    /// `bias_act` on f32 (the logits), whatever the precision.
+    bias_f32: CudaFunction,
+}
+
+/// Fails with the names of the CUDA libraries that cannot be loaded (cudarc would panic on
+/// the first call into a missing one).
+fn check_libraries() -> Result<(), ModelError> {
+    // SAFETY: each only tries to dlopen the library by its usual names.
+    let found = unsafe {
+        [
+            (
+                "libcuda (the NVIDIA driver)",
+                cudarc::driver::sys::is_culib_present(),
+            ),
+            ("libcublas", cudarc::cublas::sys::is_culib_present()),
+            ("libnvrtc", cudarc::nvrtc::sys::is_culib_present()),
+        ]
+    };
+    let missing: Vec<&str> = found
+        .iter()
+        .filter(|(_, present)| !present)
+        .map(|(name, _)| *name)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(ModelError::Cuda(format!(
+        "cannot load {} (CUDA 13 or newer): install the NVIDIA driver and CUDA's cuBLAS and \
+         NVRTC libraries (e.g. the nvidia-cublas and nvidia-cuda-nvrtc Python wheels) and put \
+         their lib folders on LD_LIBRARY_PATH, or run on the CPU (--device cpu)",
+        missing.join(", ")
+    )))
+}
+
+fn cuda_error(what: &str) -> impl Fn(cudarc::driver::DriverError) -> ModelError + '_ {
+    move |e| ModelError::Cuda(format!("{what}: {e}"))
+}
+
+fn blas_error(what: &str) -> impl Fn(blas::CublasError) -> ModelError + '_ {
+    move |e| ModelError::Cuda(format!("{what}: {e}"))
+}
+
+/// The weights `values` as the bytes of `precision`'s type.
+fn stored_bytes(values: &[f32], precision: Precision) -> Vec<u8> {
+    match precision {
+        Precision::Fp32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Precision::Fp16 => values
+            .iter()
+            .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+            .collect(),
+    }
+}
+
+impl GpuNetwork {
+    /// Uploads `plan` to CUDA device `ordinal` and compiles the kernels for it.
+    pub fn load(plan: Plan, ordinal: usize) -> Result<GpuNetwork, ModelError> {
+        check_libraries()?;
+        let count = CudaContext::device_count().map_err(cuda_error("counting CUDA devices"))?;
+        if ordinal >= count.max(0) as usize {
+            return Err(ModelError::Cuda(format!(
+                "no CUDA device {ordinal}: {count} found"
+            )));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(cuda_error("opening the CUDA device"))?;
+        // SAFETY: every buffer is used on one stream only (the one below), so cudarc's
+        // cross-stream event tracking has nothing to order.
+        unsafe { ctx.disable_event_tracking() };
+        let device_name = ctx.name().map_err(cuda_error("naming the device"))?;
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(cuda_error("reading the compute capability"))?;
+        let stream = ctx.new_stream().map_err(cuda_error("creating a stream"))?;
+        let blas = CudaBlas::new(stream.clone()).map_err(blas_error("starting cuBLAS"))?;
+        let kernels = Kernels::compile(&ctx, (major, minor), plan.precision)?;
+
+        let total_mem = ctx
+            .total_mem()
+            .map_err(cuda_error("reading the memory size"))?;
+        let mut max_batch = MAX_BATCH;
+        while max_batch > 1 && plan.activation_bytes(max_batch) > total_mem / 2 {
+            max_batch /= 2;
+        }
+        let upload_f32 = |values: &[f32]| {
+            stream
+                .clone_htod(values)
+                .map_err(cuda_error("uploading weights"))
+        };
+        let upload_bytes = |bytes: &[u8]| {
+            stream
+                .clone_htod(bytes)
+                .map_err(cuda_error("uploading weights"))
+        };
+        let mut weights = Vec::with_capacity(plan.steps.len());
+        for step in &plan.steps {
+            let bytes = match step.op {
+                // The matrix products read weights at the activations' type; the other
+                // kernels read f32 weights.
+                Op::Pointwise => stored_bytes(&step.weight, plan.precision),
+                Op::Stem | Op::Depthwise => stored_bytes(&step.weight, Precision::Fp32),
+            };
+            let bias = &plan.network.convs[step.conv].bias;
+            weights.push((upload_bytes(&bytes)?, upload_f32(bias)?));
+        }
+        let fc_weight = upload_f32(&plan.network.fc_weight)?;
+        let fc_bias = upload_f32(&plan.network.fc_bias)?;
+        let alloc = |bytes: usize| {
+            stream
+                .alloc_zeros::<u8>(bytes.max(1))
+                .map_err(cuda_error("allocating activations"))
+        };
+        let buffers = plan
+            .buffer_lens
+            .iter()
+            .map(|&len| alloc(len * max_batch * plan.precision.bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let alloc_f32 = |len: usize| {
+            stream
+                .alloc_zeros::<f32>(len.max(1))
+                .map_err(cuda_error("allocating activations"))
+        };
+        let net = &plan.network;
+        let input = alloc_f32(max_batch * net.activation_len(0))?;
+        let features = alloc_f32(max_batch * net.feature_dim())?;
+        let logits = alloc_f32(max_batch * net.fc_bias.len())?;
+        info!(
+            "{} on {device_name} (cuda:{ordinal}, compute {major}.{minor}), {} at \
+             {}x{}, batches of up to {max_batch}",
+            net.kind, plan.precision, net.input_size, net.input_size
+        );
+        let state = State {
+            ctx,
+            stream,
+            blas,
+            kernels,
+            weights,
+            fc_weight,
+            fc_bias,
+            input,
+            buffers,
+            features,
+            logits,
+        };
+        Ok(GpuNetwork {
+            plan,
+            device_name,
+            max_batch,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// The GPU's name, as the driver gives it.
+    pub fn device_name(&self) -> &str {
+        &self.device_name
+    }
+
+    /// Images per pass; [`run`](Self::run) splits larger batches.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Runs `n` images of NCHW f32 `batch`; copies the feature map back when `feature_map`.
+    pub fn run(
+        &self,
+        batch: &[f32],
+        n: usize,
+        feature_map: bool,
+    ) -> Result<PassOutputs, ModelError> {
+        let per_image = self.plan.network.activation_len(0);
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| ModelError::Cuda("a thread panicked during inference".into()))?;
+        let mut out = PassOutputs {
+            features: Vec::with_capacity(n * self.plan.network.feature_dim()),
+            logits: Vec::with_capacity(n * self.plan.network.fc_bias.len()),
+            feature_map: feature_map.then(Vec::new),
+        };
+        for (chunk, images) in batch
+            .chunks(self.max_batch * per_image)
+            .map(|c| (c, c.len() / per_image))
+        {
+            state.pass(&self.plan, chunk, images, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+impl Kernels {
+    fn compile(
+        ctx: &Arc<CudaContext>,
+        (major, minor): (i32, i32),
+        precision: Precision,
+    ) -> Result<Kernels, ModelError> {
+        let ptx = compile_ptx_with_opts(
+            KERNELS,
+            CompileOptions {
+                options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
+                name: Some("lookalike_kernels.cu".into()),
+                ..Default::default()
+            },
+        )
+        .map_err(|e| ModelError::Cuda(format!("compiling the kernels with NVRTC: {e}")))?;
+        let module = ctx
+            .load_module(ptx)
+            .map_err(cuda_error("loading the kernels"))?;
+        let suffix = match precision {
+            Precision::Fp32 => "f32",
+            Precision::Fp16 => "f16",
+        };
+        let function = |name: &str| {
+            module
+                .load_function(name)
+                .map_err(|e| ModelError::Cuda(format!("kernel {name}: {e}")))
+        };
+        Ok(Kernels {
+            stem: function(&format!("stem_{suffix}"))?,
+            depthwise: function(&format!("depthwise_{suffix}"))?,
+            bias_act: function(&format!("bias_act_{suffix}"))?,
+            average_pool: function(&format!("average_pool_{suffix}"))?,
+            bias_f32: function("bias_act_f32")?,
+        })
+    }
+}
+
+/// Enough blocks of [`THREADS`] for `total` values (the kernels loop over the rest).
+fn grid(total: usize) -> LaunchConfig {
+    let blocks = total.div_ceil(THREADS as usize).clamp(1, 1 << 20) as u32;
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// A value as the `int` kernel parameter it is (sizes here are far below 2^31).
+fn int(v: usize) -> i32 {
+    v as i32
+}
+
+impl State {
+    fn ptr<T>(&self, slice: &CudaSlice<T>) -> u64 {
+        slice.device_ptr(&self.stream).0
+    }
+
+    fn slot(&self, slot: Slot) -> u64 {
+        match slot {
+            Slot::Input => self.ptr(&self.input),
+            Slot::Buffer(b) => self.ptr(&self.buffers[b]),
+        }
+    }
+
+    /// One pass of `n` images (at most the allocated batch), appended to `out`.
+    fn pass(
+        &mut self,
+        plan: &Plan,
+        batch: &[f32],
+        n: usize,
+        out: &mut PassOutputs,
+    ) -> Result<(), ModelError> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(cuda_error("binding the CUDA context"))?;
+        let launch = cuda_error("running a kernel");
+        {
+            let mut input = self.input.slice_mut(..batch.len());
+            self.stream
+                .memcpy_htod(batch, &mut input)
+                .map_err(cuda_error("copying the batch to the GPU"))?;
+        }
+        for (step, (weight, bias)) in plan.steps.iter().zip(&self.weights) {
+            let conv = &plan.network.convs[step.conv];
+            let (x, y) = (self.slot(step.input), self.slot(step.output));
+            let (w, b) = (self.ptr(weight), self.ptr(bias));
+            let (k, stride, pad) = (int(conv.kernel), int(conv.stride), int(conv.pad.0));
+            let (s, so) = (int(conv.in_side), int(conv.out_side));
+            let total = n * conv.out_channels * conv.out_side * conv.out_side;
+            match step.op {
+                Op::Stem => {
+                    let (ci, co) = (int(conv.in_channels), int(conv.out_channels));
+                    let mut args = self.stream.launch_builder(&self.kernels.stem);
+                    args.arg(&x).arg(&w).arg(&b).arg(&y);
+                    let nn = int(n);
+                    args.arg(&nn).arg(&ci).arg(&s).arg(&co).arg(&so);
+                    args.arg(&k).arg(&stride).arg(&pad);
+                    // SAFETY: the arguments match `stem`'s parameters, and every buffer holds
+                    // what the plan sized it for at this batch size.
+                    unsafe { args.launch(grid(total)) }.map_err(&launch)?;
+                }
+                Op::Depthwise => {
+                    let (c, act, nn) = (int(conv.out_channels), i32::from(conv.relu6), int(n));
+                    let mut args = self.stream.launch_builder(&self.kernels.depthwise);
+                    args.arg(&x).arg(&w).arg(&b).arg(&y);
+                    args.arg(&nn).arg(&c).arg(&s).arg(&so);
+                    args.arg(&k).arg(&stride).arg(&pad).arg(&act);
+                    // SAFETY: as above, for `depthwise`.
+                    unsafe { args.launch(grid(total)) }.map_err(&launch)?;
+                }
+                Op::Pointwise => {
+                    let rows = n * conv.in_side * conv.in_side;
+                    self.matrix_product(plan.precision, w, x, y, rows, conv)?;
+                    let r = step.residual.map_or(x, |r| self.slot(r));
+                    let (c, act) = (int(conv.out_channels), i32::from(conv.relu6));
+                    let (total, has_residual) = (total as i64, i32::from(step.residual.is_some()));
+                    let mut args = self.stream.launch_builder(&self.kernels.bias_act);
+                    args.arg(&y).arg(&b).arg(&r).arg(&total);
+                    args.arg(&c).arg(&act).arg(&has_residual);
+                    // SAFETY: as above, for `bias_act`; `r` is only read with a residual.
+                    unsafe { args.launch(grid(total as usize)) }.map_err(&launch)?;
+                }
+            }
+        }
+        let net = &plan.network;
+        let (dim, classes) = (net.feature_dim(), net.fc_bias.len());
+        let pixels = net.feature_side() * net.feature_side();
+        let map = self.slot(plan.feature_map());
+        let (features, logits) = (self.ptr(&self.features), self.ptr(&self.logits));
+        {
+            let (nn, p, c) = (int(n), int(pixels), int(dim));
+            let mut args = self.stream.launch_builder(&self.kernels.average_pool);
+            args.arg(&map).arg(&features).arg(&nn).arg(&p).arg(&c);
+            // SAFETY: as above, for `average_pool`.
+            unsafe { args.launch(grid(n * dim)) }.map_err(&launch)?;
+        }
+        // logits [n, classes] = features [n, dim] x fc [classes, dim]^T, in f32.
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        // SAFETY: the pointers are device buffers of at least n*dim, classes*dim and
+        // n*classes f32 values.
+        unsafe {
+            blas::sgemm(
+                *self.blas.handle(),
+                blas_sys::cublasOperation_t::CUBLAS_OP_T,
+                blas_sys::cublasOperation_t::CUBLAS_OP_N,
+                int(classes),
+                int(n),
+                int(dim),
+                &alpha,
+                self.ptr(&self.fc_weight) as *const f32,
+                int(dim),
+                features as *const f32,
+                int(dim),
+                &beta,
+                logits as *mut f32,
+                int(classes),
+            )
+        }
+        .map_err(blas_error("classifier"))?;
+        {
+            let fc_bias = self.ptr(&self.fc_bias);
+            let (total, c, zero) = ((n * classes) as i64, int(classes), 0i32);
+            let mut args = self.stream.launch_builder(&self.kernels.bias_f32);
+            args.arg(&logits).arg(&fc_bias).arg(&logits).arg(&total);
+            args.arg(&c).arg(&zero).arg(&zero);
+            // SAFETY: as above, for `bias_act_f32` without activation or residual.
+            unsafe { args.launch(grid(n * classes)) }.map_err(&launch)?;
+        }
+        let copy = cuda_error("copying results from the GPU");
+        let mut host = vec![0.0f32; n * dim];
+        self.stream
+            .memcpy_dtoh(&self.features.slice(..n * dim), &mut host[..])
+            .map_err(&copy)?;
+        out.features.extend_from_slice(&host);
+        let mut host = vec![0.0f32; n * classes];
+        self.stream
+            .memcpy_dtoh(&self.logits.slice(..n * classes), &mut host[..])
+            .map_err(&copy)?;
+        out.logits.extend_from_slice(&host);
+        if let Some(maps) = out.feature_map.as_mut() {
+            let Slot::Buffer(b) = plan.feature_map() else {
+                return Err(ModelError::Cuda("the plan has no feature map".into()));
+            };
+            let bytes = n * pixels * dim * plan.precision.bytes();
+            let mut raw = vec![0u8; bytes];
+            self.stream
+                .memcpy_dtoh(&self.buffers[b].slice(..bytes), &mut raw[..])
+                .map_err(&copy)?;
+            nhwc_to_nchw(&raw, plan.precision, n, pixels, dim, maps);
+        }
+        self.stream.synchronize().map_err(copy)?;
+        Ok(())
+    }
+
+    /// `y[rows, out] = x[rows, in] * w[out, in]^T` at the plan's precision, f32 sums. cuBLAS is
+    /// column-major, so this is `y^T = w * x^T` with `w` read transposed.
+    fn matrix_product(
+        &self,
+        precision: Precision,
+        w: u64,
+        x: u64,
+        y: u64,
+        rows: usize,
+        conv: &super::super::network::Conv,
+    ) -> Result<(), ModelError> {
+        let (m, n, k) = (int(conv.out_channels), int(rows), int(conv.in_channels));
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        let kind = match precision {
+            Precision::Fp32 => blas_sys::cudaDataType_t::CUDA_R_32F,
+            Precision::Fp16 => blas_sys::cudaDataType_t::CUDA_R_16F,
+        };
+        // SAFETY: w holds out*in values, x rows*in and y rows*out, all of type `kind`.
+        unsafe {
+            blas::gemm_ex(
+                *self.blas.handle(),
+                blas_sys::cublasOperation_t::CUBLAS_OP_T,
+                blas_sys::cublasOperation_t::CUBLAS_OP_N,
+                m,
+                n,
+                k,
+                (&alpha as *const f32).cast(),
+                w as *const std::ffi::c_void,
+                kind,
+                k,
+                x as *const std::ffi::c_void,
+                kind,
+                k,
+                (&beta as *const f32).cast(),
+                y as *mut std::ffi::c_void,
+                kind,
+                m,
+                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(blas_error(&conv.name))
+    }
+}
+
+/// The feature map as stored (NHWC at `precision`) to NCHW f32, appended per image.
+fn nhwc_to_nchw(
+    raw: &[u8],
+    precision: Precision,
+    n: usize,
+    pixels: usize,
+    dim: usize,
+    out: &mut Vec<f32>,
+) {
+    let value = |i: usize| match precision {
+        Precision::Fp32 => {
+            f32::from_le_bytes([raw[4 * i], raw[4 * i + 1], raw[4 * i + 2], raw[4 * i + 3]])
+        }
+        Precision::Fp16 => half::f16::from_le_bytes([raw[2 * i], raw[2 * i + 1]]).to_f32(),
+    };
+    out.reserve(n * pixels * dim);
+    for b in 0..n {
+        for c in 0..dim {
+            out.extend((0..pixels).map(|q| value((b * pixels + q) * dim + c)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// NVRTC from the test data (scripts/fetch-test-data.sh), loaded by path with the builtins
+    /// it loads itself: cudarc's lookup by name, and NVRTC's, then find them already loaded.
+    fn load_nvrtc() {
+        static LOADED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+        LOADED.get_or_init(|| {
+            let dir = std::env::var_os("LOOKALIKE_TESTDATA")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/testdata")
+                })
+                .join("nvrtc");
+            for name in ["libnvrtc-builtins.so.13.0", "libnvrtc.so.13"] {
+                let path = dir.join(name);
+                // SAFETY: NVRTC's initialisers only set up the compiler.
+                let lib = unsafe { libloading::Library::new(&path) }.unwrap_or_else(|e| {
+                    panic!("{}: {e}; run scripts/fetch-test-data.sh", path.display())
+                });
+                // Kept for the life of the test process.
+                std::mem::forget(lib);
+            }
+        });
+    }
+
+    #[test]
+    fn kernels_compile_for_every_gpu_generation_cuda_13_supports() {
+        load_nvrtc();
+        // Turing (7.5) is CUDA 13's oldest; 9.0 is H100/H200, 12.0 Blackwell workstations.
+        for (major, minor) in [(7, 5), (8, 0), (8, 6), (8, 9), (9, 0), (10, 0), (12, 0)] {
+            let ptx = compile_ptx_with_opts(
+                KERNELS,
+                CompileOptions {
+                    options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
+                    ..Default::default()
+                },
+            )
+            .unwrap_or_else(|e| panic!("compute_{major}{minor}: {e}"));
+            let src = ptx.to_src();
+            assert!(
+                src.contains(&format!(".target sm_{major}{minor}")),
+                "{major}.{minor}"
+            );
+            for kernel in ["stem", "depthwise", "bias_act", "average_pool"] {
+                for suffix in ["f32", "f16"] {
+                    let entry = format!(".entry {kernel}_{suffix}(");
+                    assert!(src.contains(&entry), "{entry} missing for {major}.{minor}");
+                }
+            }
+            // fp16 goes through the conversion instructions, not a float stand-in.
+            assert!(src.contains("cvt.rn.f16.f32") && src.contains("cvt.f32.f16"));
+        }
+    }
+
+    #[test]
+    fn weights_are_stored_at_the_precision_the_kernels_read() {
+        let values = [1.0f32, -2.5, 65504.0, 1.0 + 1.0 / 4096.0];
+        let fp32 = stored_bytes(&values, Precision::Fp32);
+        assert_eq!(fp32.len(), 16);
+        assert_eq!(&fp32[4..8], &(-2.5f32).to_le_bytes());
+        let fp16 = stored_bytes(&values, Precision::Fp16);
+        // IEEE half bits: 1.0 = 0x3c00, -2.5 = 0xc100, 65504 = 0x7bff (the largest half);
+        // 1 + 2^-12 rounds to even, 1.0.
+        assert_eq!(fp16, [0x00, 0x3c, 0x00, 0xc1, 0xff, 0x7b, 0x00, 0x3c]);
+    }
+
+    #[test]
+    fn feature_maps_come_back_channel_major() {
+        // Two images, 2 pixels, 3 channels, NHWC: value = 100 * image + 10 * pixel + channel.
+        let mut nhwc = Vec::new();
+        for b in 0..2 {
+            for q in 0..2 {
+                for c in 0..3 {
+                    nhwc.push((100 * b + 10 * q + c) as f32);
+                }
+            }
+        }
+        let raw = stored_bytes(&nhwc, Precision::Fp16);
+        let mut out = Vec::new();
+        nhwc_to_nchw(&raw, Precision::Fp16, 2, 2, 3, &mut out);
+        assert_eq!(
+            out,
+            [0., 10., 1., 11., 2., 12., 100., 110., 101., 111., 102., 112.]
+        );
+    }
+}

@@ -1,0 +1,133 @@
+// EfficientNet-Lite's kernels besides the matrix products (cuBLAS), compiled at run time by
+// NVRTC for the GPU at hand. Activations are NHWC; `T` is their storage type (float, or fp16
+// held as its bits in an unsigned short, converted with PTX `cvt`: no CUDA headers needed).
+// Sums are f32; a value is rounded once, when stored. `reference.rs` is the same arithmetic on
+// the CPU: keep the two in step.
+
+typedef unsigned short half_bits;
+typedef long long index_t;
+
+__device__ __forceinline__ float load(const float* p, index_t i) { return p[i]; }
+__device__ __forceinline__ float load(const half_bits* p, index_t i) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(p[i]));
+    return f;
+}
+__device__ __forceinline__ void store(float* p, index_t i, float v) { p[i] = v; }
+__device__ __forceinline__ void store(half_bits* p, index_t i, float v) {
+    half_bits h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    p[i] = h;
+}
+__device__ __forceinline__ float relu6(float v) { return fminf(fmaxf(v, 0.0f), 6.0f); }
+
+#define GRID_STRIDE(i, total) \
+    for (index_t i = (index_t)blockIdx.x * blockDim.x + threadIdx.x; i < (total); \
+         i += (index_t)blockDim.x * gridDim.x)
+
+// The stem: a full k x k convolution with stride and TF SAME padding (`pad` before; what
+// falls past the far edge is zero) from the NCHW f32 input [n, ci, s, s] to NHWC [n, so, so,
+// co], bias and ReLU6 fused. Weights OIHW f32. One thread per output value.
+template <typename T>
+__device__ void stem(const float* x, const float* w, const float* bias, T* y, int n, int ci,
+                     int s, int co, int so, int k, int stride, int pad) {
+    index_t total = (index_t)n * so * so * co;
+    GRID_STRIDE(i, total) {
+        int o = (int)(i % co);
+        index_t pixel = i / co;
+        int ox = (int)(pixel % so);
+        int oy = (int)((pixel / so) % so);
+        int b = (int)(pixel / ((index_t)so * so));
+        float acc = bias[o];
+        for (int c = 0; c < ci; ++c) {
+            for (int ky = 0; ky < k; ++ky) {
+                int iy = oy * stride + ky - pad;
+                if (iy < 0 || iy >= s) continue;
+                for (int kx = 0; kx < k; ++kx) {
+                    int ix = ox * stride + kx - pad;
+                    if (ix < 0 || ix >= s) continue;
+                    acc += w[((o * ci + c) * k + ky) * k + kx] *
+                           x[(((index_t)b * ci + c) * s + iy) * s + ix];
+                }
+            }
+        }
+        store(y, i, relu6(acc));
+    }
+}
+
+// A depthwise k x k convolution, NHWC [n, s, s, c] to [n, so, so, c], bias and (when `act`)
+// ReLU6 fused. Weights tap-major f32 [k * k][c]: neighbouring threads (channels) read
+// neighbouring weights and inputs.
+template <typename T>
+__device__ void depthwise(const T* x, const float* w, const float* bias, T* y, int n, int c,
+                          int s, int so, int k, int stride, int pad, int act) {
+    index_t total = (index_t)n * so * so * c;
+    GRID_STRIDE(i, total) {
+        int ch = (int)(i % c);
+        index_t pixel = i / c;
+        int ox = (int)(pixel % so);
+        int oy = (int)((pixel / so) % so);
+        int b = (int)(pixel / ((index_t)so * so));
+        float acc = bias[ch];
+        for (int ky = 0; ky < k; ++ky) {
+            int iy = oy * stride + ky - pad;
+            if (iy < 0 || iy >= s) continue;
+            for (int kx = 0; kx < k; ++kx) {
+                int ix = ox * stride + kx - pad;
+                if (ix < 0 || ix >= s) continue;
+                acc += w[(ky * k + kx) * c + ch] * load(x, (((index_t)b * s + iy) * s + ix) * c + ch);
+            }
+        }
+        store(y, i, act ? relu6(acc) : acc);
+    }
+}
+
+// In place on a matrix product's output [rows, c]: add the bias, then ReLU6 (when `act`),
+// then the residual `r` (when `has_residual`; `r` is any valid pointer otherwise).
+template <typename T>
+__device__ void bias_act(T* y, const float* bias, const T* r, index_t total, int c, int act,
+                         int has_residual) {
+    GRID_STRIDE(i, total) {
+        float v = load(y, i) + bias[i % c];
+        if (act) v = relu6(v);
+        if (has_residual) v += load(r, i);
+        store(y, i, v);
+    }
+}
+
+// Global average pooling: NHWC [n, pixels, c] to f32 [n, c].
+template <typename T>
+__device__ void average_pool(const T* x, float* out, int n, int pixels, int c) {
+    index_t total = (index_t)n * c;
+    GRID_STRIDE(i, total) {
+        int ch = (int)(i % c);
+        index_t b = i / c;
+        float sum = 0.0f;
+        for (int q = 0; q < pixels; ++q) sum += load(x, (b * pixels + q) * c + ch);
+        out[i] = sum / (float)pixels;
+    }
+}
+
+#define INSTANTIATE(T, suffix)                                                                 \
+    extern "C" __global__ void stem_##suffix(const float* x, const float* w, const float* bias, \
+                                             T* y, int n, int ci, int s, int co, int so, int k, \
+                                             int stride, int pad) {                             \
+        stem<T>(x, w, bias, y, n, ci, s, co, so, k, stride, pad);                               \
+    }                                                                                          \
+    extern "C" __global__ void depthwise_##suffix(const T* x, const float* w, const float* bias, \
+                                                  T* y, int n, int c, int s, int so, int k,    \
+                                                  int stride, int pad, int act) {              \
+        depthwise<T>(x, w, bias, y, n, c, s, so, k, stride, pad, act);                         \
+    }                                                                                          \
+    extern "C" __global__ void bias_act_##suffix(T* y, const float* bias, const T* r,          \
+                                                 index_t total, int c, int act,                \
+                                                 int has_residual) {                           \
+        bias_act<T>(y, bias, r, total, c, act, has_residual);                                  \
+    }                                                                                          \
+    extern "C" __global__ void average_pool_##suffix(const T* x, float* out, int n, int pixels, \
+                                                     int c) {                                  \
+        average_pool<T>(x, out, n, pixels, c);                                                 \
+    }
+
+INSTANTIATE(float, f32)
+INSTANTIATE(half_bits, f16)

@@ -1,0 +1,179 @@
+//! The GPU's arithmetic on the CPU: runs a [`Plan`] step by step, in its buffers, reading and
+//! writing values exactly where and at the precision the kernels in `kernels.cu` do (f32
+//! sums, results rounded when stored). Checked against ONNX Runtime on real photos, it shows
+//! that the plan (layouts, padding, buffers, residuals) computes the network, and how far fp16
+//! storage moves the vectors, on machines without a GPU.
+
+use super::super::network::Conv;
+use super::super::Precision;
+use super::plan::{Op, Plan, Slot, Step};
+
+/// What one pass gives: average-pooled features (not normalised), logits, and the feature
+/// map as stored (NHWC).
+pub struct Outputs {
+    pub features: Vec<f32>,
+    pub logits: Vec<f32>,
+    pub feature_map: Vec<f32>,
+}
+
+/// Runs `plan` on `n` images of NCHW f32 `input`.
+pub fn run(plan: &Plan, input: &[f32], n: usize) -> Outputs {
+    let p = plan.precision;
+    let mut buffers: Vec<Vec<f32>> = plan.buffer_lens.iter().map(|&l| vec![0.0; l * n]).collect();
+    for step in &plan.steps {
+        let conv = &plan.network.convs[step.conv];
+        let Slot::Buffer(out_b) = step.output else {
+            unreachable!("the plan never writes the input")
+        };
+        let mut out = std::mem::take(&mut buffers[out_b]);
+        let read = |slot: Slot| -> &[f32] {
+            match slot {
+                Slot::Input => input,
+                Slot::Buffer(b) => &buffers[b],
+            }
+        };
+        let x = read(step.input);
+        let len = n * conv.out_channels * conv.out_side * conv.out_side;
+        match step.op {
+            Op::Stem => stem(step, conv, x, n, &mut out[..len], p),
+            Op::Depthwise => depthwise(step, conv, x, n, &mut out[..len], p),
+            Op::Pointwise => {
+                let rows = n * conv.in_side * conv.in_side;
+                pointwise(
+                    &step.weight,
+                    x,
+                    rows,
+                    conv.in_channels,
+                    conv.out_channels,
+                    &mut out[..len],
+                );
+                // cuBLAS stores the product at the plan's precision, then the epilogue runs.
+                let residual = step.residual.map(read);
+                for (i, y) in out[..len].iter_mut().enumerate() {
+                    let v = p.round(*y) + conv.bias[i % conv.out_channels];
+                    let v = if conv.relu6 { v.clamp(0.0, 6.0) } else { v };
+                    let v = residual.map_or(v, |r| v + r[i]);
+                    *y = p.round(v);
+                }
+            }
+        }
+        buffers[out_b] = out;
+    }
+    let net = &plan.network;
+    let (dim, pixels) = (net.feature_dim(), net.feature_side() * net.feature_side());
+    let Slot::Buffer(fm) = plan.feature_map() else {
+        unreachable!("the head writes a buffer")
+    };
+    let feature_map = buffers[fm][..n * pixels * dim].to_vec();
+    let mut features = vec![0.0f32; n * dim];
+    for (b, row) in features.chunks_mut(dim).enumerate() {
+        for (c, f) in row.iter_mut().enumerate() {
+            let sum: f32 = (0..pixels)
+                .map(|q| feature_map[(b * pixels + q) * dim + c])
+                .sum();
+            *f = sum / pixels as f32;
+        }
+    }
+    let classes = net.fc_bias.len();
+    let mut logits = vec![0.0f32; n * classes];
+    pointwise(&net.fc_weight, &features, n, dim, classes, &mut logits);
+    for (i, l) in logits.iter_mut().enumerate() {
+        *l += net.fc_bias[i % classes];
+    }
+    Outputs {
+        features,
+        logits,
+        feature_map,
+    }
+}
+
+/// Input pixel index along one axis for output `o` and tap `t`, if inside the image.
+fn source(o: usize, t: usize, stride: usize, pad: usize, side: usize) -> Option<usize> {
+    (o * stride + t).checked_sub(pad).filter(|&i| i < side)
+}
+
+fn stem(step: &Step, conv: &Conv, x: &[f32], n: usize, out: &mut [f32], p: Precision) {
+    let (ci, co, k, s) = (
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel,
+        conv.in_side,
+    );
+    let so = conv.out_side;
+    for b in 0..n {
+        for oy in 0..so {
+            for ox in 0..so {
+                for o in 0..co {
+                    let mut acc = conv.bias[o];
+                    for c in 0..ci {
+                        for ky in 0..k {
+                            let Some(iy) = source(oy, ky, conv.stride, conv.pad.0, s) else {
+                                continue;
+                            };
+                            for kx in 0..k {
+                                let Some(ix) = source(ox, kx, conv.stride, conv.pad.0, s) else {
+                                    continue;
+                                };
+                                acc += step.weight[((o * ci + c) * k + ky) * k + kx]
+                                    * x[((b * ci + c) * s + iy) * s + ix];
+                            }
+                        }
+                    }
+                    out[((b * so + oy) * so + ox) * co + o] = p.round(acc.clamp(0.0, 6.0));
+                }
+            }
+        }
+    }
+}
+
+fn depthwise(step: &Step, conv: &Conv, x: &[f32], n: usize, out: &mut [f32], p: Precision) {
+    let (c, k, s, so) = (conv.out_channels, conv.kernel, conv.in_side, conv.out_side);
+    for b in 0..n {
+        for oy in 0..so {
+            for ox in 0..so {
+                for ch in 0..c {
+                    let mut acc = conv.bias[ch];
+                    for ky in 0..k {
+                        let Some(iy) = source(oy, ky, conv.stride, conv.pad.0, s) else {
+                            continue;
+                        };
+                        for kx in 0..k {
+                            let Some(ix) = source(ox, kx, conv.stride, conv.pad.0, s) else {
+                                continue;
+                            };
+                            acc += step.weight[(ky * k + kx) * c + ch]
+                                * x[((b * s + iy) * s + ix) * c + ch];
+                        }
+                    }
+                    let v = if conv.relu6 { acc.clamp(0.0, 6.0) } else { acc };
+                    out[((b * so + oy) * so + ox) * c + ch] = p.round(v);
+                }
+            }
+        }
+    }
+}
+
+/// `y[rows, out] = x[rows, in] * w[out, in]^T`, f32 sums (what cuBLAS computes for both
+/// precisions, before storing).
+fn pointwise(w: &[f32], x: &[f32], rows: usize, inputs: usize, outputs: usize, y: &mut [f32]) {
+    // SAFETY: the slices hold rows*inputs, outputs*inputs and rows*outputs values, and the
+    // strides below stay inside them.
+    unsafe {
+        matrixmultiply::sgemm(
+            rows,
+            inputs,
+            outputs,
+            1.0,
+            x.as_ptr(),
+            inputs as isize,
+            1,
+            w.as_ptr(),
+            1,
+            inputs as isize,
+            0.0,
+            y.as_mut_ptr(),
+            outputs as isize,
+            1,
+        );
+    }
+}
