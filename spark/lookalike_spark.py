@@ -34,6 +34,13 @@ job looks for: `--files /path/to/lookalike` (a file named `lookalike`) and
 `--archives /path/to/lookalike-models.tar#lookalike-models` (a tar of the model folder:
 `efficientnet-lite0/` and `onnxruntime-1.32.0/` at its top, or one folder holding them).
 Without either, `lookalike` on the executors' PATH and its own model cache are used.
+
+`--gpus` runs every task on a GPU of its own: the job asks Spark for GPU executors the standard
+way (spark.executor.resource.gpu.amount, one GPU per task through
+spark.task.resource.gpu.amount, a discovery script with `--gpu-discovery-script`; settings
+given with spark-submit --conf are kept) and each task runs `lookalike --device cuda:N embed`
+with N the GPU Spark gave it. A task that got no GPU fails rather than run on the CPU. Spark's
+local mode (`local[N]`) schedules no GPUs: use a cluster, or `local-cluster[...]` on one machine.
 """
 
 import argparse
@@ -81,6 +88,12 @@ SCRIPT_STARTED = time.time()
 MAX_PARTITION_BYTES = "spark.sql.files.maxPartitionBytes"
 OPEN_COST = "spark.sql.files.openCostInBytes"
 MIN_PARTITIONS = "spark.sql.files.minPartitionNum"
+
+# Spark's settings for GPU scheduling (https://spark.apache.org/docs/latest/configuration.html
+# #custom-resource-scheduling-and-configuration-overview), as --gpus sets them.
+EXECUTOR_GPUS = "spark.executor.resource.gpu.amount"
+TASK_GPUS = "spark.task.resource.gpu.amount"
+GPU_DISCOVERY_SCRIPT = "spark.executor.resource.gpu.discoveryScript"
 
 # Default task size in bytes mode. Spark's own default (128 MB, about 20 photos once its 4 MB
 # per-file "open cost" is counted) would start a process and load the network (0.18 s) for
@@ -268,6 +281,52 @@ def describe_exit(code):
     return f"exited with status {code}"
 
 
+def task_device(gpus, resources):
+    """The `--device` a task's `lookalike` runs with: None without --gpus (no flag at all, the
+    command line of a CPU job), else `cuda:N` with N the address of the GPU Spark gave the task.
+    `resources` is TaskContext.resources(): a resource name to a ResourceInformation (its
+    `.addresses`) or to a plain list of addresses. With --gpus, a task that got no GPU fails
+    (ValueError) rather than run on the CPU: a GPU job that quietly ran on CPUs would only look
+    slow. A task given several GPUs (spark.task.resource.gpu.amount > 1) uses the first: one
+    `lookalike` process runs on one device."""
+    if not gpus:
+        return None
+    gpu = (resources or {}).get("gpu")
+    addresses = list(getattr(gpu, "addresses", gpu) or [])
+    if not addresses:
+        raise ValueError(
+            "lookalike: --gpus, but Spark gave this task no GPU (TaskContext.resources() holds "
+            "no 'gpu' address), and the job does not fall back to the CPU: check that the "
+            f"executors have GPUs ({EXECUTOR_GPUS}, a discovery script) and that {TASK_GPUS} "
+            "is set"
+        )
+    address = str(addresses[0]).strip()
+    if not re.fullmatch(r"[0-9]+", address):
+        raise ValueError(
+            f"lookalike: --gpus, but the GPU Spark gave this task has the address {address!r}, "
+            "not a CUDA device number: the GPU discovery script must print device indices "
+            '(e.g. {"name": "gpu", "addresses": ["0", "1"]}, as Spark\'s getGpusResources.sh '
+            "does)"
+        )
+    return f"cuda:{int(address)}"
+
+
+def embed_command(binary, model_dir, device, threads, decode_threads, embed_args, out, mode):
+    """The command line of one task's `lookalike embed`. The global options (`--device` among
+    them) come before the subcommand; without a device it is the command line of a CPU job,
+    with no `--device` at all."""
+    argv = [binary]
+    if model_dir:
+        argv += ["--model-dir", model_dir]
+    if device:
+        argv += ["--device", device]
+    argv += ["--threads", str(threads), "--quiet", "embed"]
+    argv += embed_args
+    argv += ["--out", out, "--json", "--decode-threads", str(decode_threads)]
+    argv += mode
+    return argv
+
+
 def run_embed(cfg, partition, mode, feed):
     """Runs `lookalike embed` for one task; `feed(stdin)` writes its input (a tar stream in
     bytes mode) or None when the input is a manifest file named in cfg. Returns the task's
@@ -280,15 +339,16 @@ def run_embed(cfg, partition, mode, feed):
     cpus = max(1, ctx.cpus() if ctx is not None else 1)
     threads = cfg["threads"] or cpus
     decode_threads = cfg["decode_threads"] or cpus
+    where = f"task for partition {partition} on {socket.gethostname()}"
+    try:
+        device = task_device(cfg.get("gpus"), ctx.resources() if ctx is not None else {})
+    except ValueError as e:
+        raise RuntimeError(f"{e} ({where})") from None
     binary, model_dir, path = resolve_tools(cfg)
 
-    argv = [binary]
-    if model_dir:
-        argv += ["--model-dir", model_dir]
-    argv += ["--threads", str(threads), "--quiet", "embed"]
-    argv += cfg["embed_args"]
-    argv += ["--out", cfg["out"], "--json", "--decode-threads", str(decode_threads)]
-    argv += mode
+    argv = embed_command(
+        binary, model_dir, device, threads, decode_threads, cfg["embed_args"], cfg["out"], mode
+    )
     env = dict(os.environ, PATH=path)
     env.pop("LOOKALIKE_LOG", None)
 
@@ -325,7 +385,6 @@ def run_embed(cfg, partition, mode, feed):
         out.seek(0)
         stdout = out.read().decode("utf-8", "replace")
 
-    where = f"task for partition {partition} on {socket.gethostname()}"
     if code != 0:
         raise RuntimeError(
             f"lookalike embed {describe_exit(code)} ({where}, after {sent['files']} files sent)\n"
@@ -363,6 +422,7 @@ def run_embed(cfg, partition, mode, feed):
         "attempt": ctx.attemptNumber() if ctx is not None else 0,
         "threads": threads,
         "decode_threads": decode_threads,
+        "device": device or "cpu",
     }
 
 
@@ -528,6 +588,31 @@ def parse_args(argv):
     p.add_argument(
         "--decode-threads", type=int, help="decoders per task (default: spark.task.cpus)"
     )
+    p.add_argument(
+        "--gpus",
+        action="store_true",
+        help="run each task on a GPU of its own: ask Spark for GPU executors "
+        f"({EXECUTOR_GPUS}, see --executor-gpus; {TASK_GPUS}=1) and run "
+        "`lookalike --device cuda:N embed` with N the GPU Spark gave the task; a task given "
+        "no GPU fails. Settings given with spark-submit --conf are kept. Not in local mode "
+        "(local[N] schedules no GPUs: use local-cluster[...] or a cluster)",
+    )
+    p.add_argument(
+        "--executor-gpus",
+        type=int,
+        metavar="N",
+        help=f"with --gpus: GPUs per executor ({EXECUTOR_GPUS}; default 1), so up to N tasks "
+        "at a time on an executor",
+    )
+    p.add_argument(
+        "--gpu-discovery-script",
+        metavar="PATH",
+        help=f"with --gpus: the script that lists an executor's GPUs ({GPU_DISCOVERY_SCRIPT}), "
+        "a path on the executors' machines. Spark ships one, "
+        "examples/src/main/scripts/getGpusResources.sh (it asks nvidia-smi); YARN and "
+        "Kubernetes can find the GPUs without one, a standalone worker is given its own "
+        "(spark.worker.resource.gpu.*)",
+    )
     for flag in (
         "--model",
         "--pooling",
@@ -546,7 +631,58 @@ def parse_args(argv):
         p.error("--files-per-shard must be at least 1")
     if not 0 < args.max_file_bytes <= SPARK_MAX_FILE_BYTES:
         p.error(f"--max-file-bytes must be between 1 and {SPARK_MAX_FILE_BYTES}")
+    if not args.gpus:
+        for flag in ("executor_gpus", "gpu_discovery_script"):
+            if getattr(args, flag) is not None:
+                p.error(f"--{flag.replace('_', '-')} needs --gpus")
+    if args.executor_gpus is not None and args.executor_gpus < 1:
+        p.error("--executor-gpus must be at least 1")
     return args
+
+
+def gpu_settings(executor_gpus, discovery_script, submitted):
+    """The Spark settings --gpus adds to the session, as {key: value}: GPUs per executor
+    (`executor_gpus`, default 1), one GPU per task, and the discovery script when one is
+    given; a key spark-submit already sets (`submitted`: its --conf and spark-defaults.conf,
+    as a dict) is left as it is, so that `--conf spark.task.resource.gpu.amount=0.5` still
+    lets two tasks share a GPU. Raises ValueError where GPUs cannot be had: a local master
+    (its tasks would wait for a GPU forever), or an option that contradicts a --conf."""
+    master = submitted.get("spark.master", "local[*]")
+    if master == "local" or master.startswith("local["):
+        raise ValueError(
+            f"Spark's local mode ({master}) schedules no GPUs, and its tasks would wait for one "
+            "forever: run on a cluster (standalone, YARN, Kubernetes) or, on one machine, with "
+            "--master 'local-cluster[1,CORES,MEMORY_MB]' and workers given GPUs "
+            "(spark.worker.resource.gpu.amount, spark.worker.resource.gpu.discoveryScript)"
+        )
+    wanted = {
+        EXECUTOR_GPUS: (str(executor_gpus) if executor_gpus is not None else None, "1"),
+        TASK_GPUS: (None, "1"),
+        GPU_DISCOVERY_SCRIPT: (discovery_script, None),
+    }
+    flags = {EXECUTOR_GPUS: "--executor-gpus", GPU_DISCOVERY_SCRIPT: "--gpu-discovery-script"}
+    settings = {}
+    for key, (given, default) in wanted.items():
+        if key in submitted:
+            if given is not None and given != submitted[key]:
+                raise ValueError(
+                    f"{flags[key]} {given} contradicts --conf {key}={submitted[key]}: "
+                    "give one of them"
+                )
+        elif given is not None or default is not None:
+            settings[key] = given if given is not None else default
+    return settings
+
+
+def submitted_conf():
+    """What spark-submit was given (--master, --conf, spark-defaults.conf), read before the
+    session starts: Spark reads its resource settings once, when the SparkContext starts.
+    spark-submit hands them to the JVM it starts; SparkConf() reads them there, once PySpark
+    is connected to that JVM (without spark-submit, PySpark starts one)."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()
+    return dict(SparkConf().getAll())
 
 
 def output_folder(out):
@@ -649,9 +785,24 @@ def main(argv):
     from pyspark.sql import functions as F
     from pyspark.sql import types as T
 
-    spark = SparkSession.builder.appName("lookalike embed").getOrCreate()
+    builder = SparkSession.builder.appName("lookalike embed")
+    if args.gpus:
+        try:
+            gpu_conf = gpu_settings(
+                args.executor_gpus, args.gpu_discovery_script, submitted_conf()
+            )
+        except ValueError as e:
+            sys.exit(f"--gpus: {e}")
+        for key, value in gpu_conf.items():
+            builder = builder.config(key, value)
+    spark = builder.getOrCreate()
     sc = spark.sparkContext
     conf = sc.getConf()
+    if not args.gpus and conf.contains(TASK_GPUS):
+        print(
+            f"lookalike: the tasks are given GPUs ({TASK_GPUS}) but run lookalike on the CPU: "
+            "pass --gpus to run it on them"
+        )
     local = sc.master.startswith("local")
     started = time.time()
     previous = read_record(out)
@@ -673,6 +824,7 @@ def main(argv):
         "model_path": None,
         "model_names": list(MODELS_NAMES),
         "max_file_bytes": args.max_file_bytes,
+        "gpus": args.gpus,
     }
     workdir = tempfile.mkdtemp(prefix="lookalike-spark-")
     atexit.register(shutil.rmtree, workdir, True)
@@ -716,8 +868,18 @@ def main(argv):
             "default_parallelism": sc.defaultParallelism,
             "task_cpus": int(conf.get("spark.task.cpus", "1")),
         },
+        "device": "gpu" if args.gpus else "cpu",
         "stale_temporaries_removed": stale,
     }
+    if args.gpus:
+        # The GPU settings the session runs with (set by --gpus or kept from --conf).
+        record["spark"]["gpu"] = {
+            key: conf.get(key, None) for key in (EXECUTOR_GPUS, TASK_GPUS, GPU_DISCOVERY_SCRIPT)
+        }
+        print(
+            f"lookalike: the tasks run on GPUs ({TASK_GPUS}={conf.get(TASK_GPUS, None)}, "
+            f"{EXECUTOR_GPUS}={conf.get(EXECUTOR_GPUS, None)})"
+        )
 
     # --- how files are grouped into tasks -----------------------------------------------------
     partitioning = {}
