@@ -326,22 +326,96 @@ fn image_failure(
     }
 }
 
-/// Gathers decoded images into batches, runs the network and hands the vectors on. A partial
-/// batch goes through as soon as the decoders fall behind, so the network never waits for a
-/// batch to fill while work is available. Takes the receiver by value: returning (done,
-/// cancelled or failed) drops it, which stops the decoders and the feeder in turn.
+/// A batch of decoded images and their tensors, one after the other.
+struct Batch {
+    prepared: Vec<Prepared>,
+    inputs: Vec<f32>,
+}
+
+/// Runs the network stage as a pipeline of its own: one thread gathers decoded images into
+/// batches, one runs the network, and this thread hands the vectors to the sink. A GPU then
+/// computes one batch while the next is gathered and the last is stored. Takes the receiver
+/// by value: returning (done, cancelled or failed) drops it, which stops the decoders and the
+/// feeder in turn.
 fn embed_images(
     featurizer: &Featurizer,
     decoded: Receiver<Decoded>,
     tally: &mut Tally<'_>,
 ) -> Result<()> {
+    let cancel = &*tally.options.cancel;
+    std::thread::scope(|scope| {
+        // One batch waits for the network while it runs another: the network never waits for
+        // the gathering, and memory stays at a few batches.
+        let (batch_tx, batch_rx) = bounded::<std::result::Result<Batch, Failure>>(1);
+        let (done_tx, done_rx) = bounded(1);
+        scope.spawn(move || gather(featurizer, decoded, batch_tx, cancel));
+        let network = scope.spawn(move || -> Result<()> {
+            for item in batch_rx {
+                let done = match item {
+                    Ok(batch) => {
+                        let out = featurizer.embed(&batch.inputs, batch.prepared.len())?;
+                        Ok((batch.prepared, out))
+                    }
+                    Err(failure) => Err(failure),
+                };
+                if done_tx.send(done).is_err() {
+                    break; // the sink failed
+                }
+            }
+            Ok(())
+        });
+        for done in done_rx {
+            match done {
+                Err(failure) => tally.fail(failure)?,
+                Ok((prepared, out)) => {
+                    for (row, prepared) in prepared.into_iter().enumerate() {
+                        let file = NewFile {
+                            path: prepared.key,
+                            stamp: prepared.stamp,
+                            content_hash: Some(prepared.content_hash),
+                            kind: MediaKind::Image,
+                            facts: prepared.facts,
+                            items: vec![NewItem {
+                                t: None,
+                                width: prepared.width,
+                                height: prepared.height,
+                                vector: out.feature(row).to_vec(),
+                                regions: featurizer.regions_of(
+                                    &out,
+                                    row,
+                                    prepared.width,
+                                    prepared.height,
+                                ),
+                                labels: featurizer.labels_of(&out, row),
+                            }],
+                        };
+                        tally.put(file, None)?;
+                    }
+                }
+            }
+        }
+        network
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// Gathers decoded images into batches of the featurizer's size and passes failures on. A
+/// partial batch goes as soon as the decoders fall behind while the network is free, so the
+/// network never waits for a batch to fill while work is available. Stops when cancelled or
+/// when the network stage stopped.
+fn gather(
+    featurizer: &Featurizer,
+    decoded: Receiver<Decoded>,
+    out: Sender<std::result::Result<Batch, Failure>>,
+    cancel: &AtomicBool,
+) {
     let batch_size = featurizer.batch_size();
     let mut batch: Vec<Prepared> = Vec::with_capacity(batch_size);
-    let mut inputs: Vec<f32> = Vec::with_capacity(batch_size * featurizer.tensor_len());
     let mut open = true;
     while open || !batch.is_empty() {
-        if tally.cancelled() {
-            return Ok(());
+        if cancel.load(Ordering::Relaxed) {
+            return;
         }
         if open && batch.len() < batch_size {
             let wait = if batch.is_empty() {
@@ -355,10 +429,12 @@ fn embed_images(
                     continue;
                 }
                 Ok(Err(failure)) => {
-                    tally.fail(failure)?;
+                    if out.send(Err(failure)).is_err() {
+                        return;
+                    }
                     continue;
                 }
-                Err(RecvTimeoutError::Timeout) if batch.is_empty() => continue,
+                Err(RecvTimeoutError::Timeout) if batch.is_empty() || out.is_full() => continue,
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => open = false,
             }
@@ -366,31 +442,16 @@ fn embed_images(
         if batch.is_empty() {
             continue;
         }
-        inputs.clear();
-        for prepared in &batch {
+        let mut inputs = Vec::with_capacity(batch.len() * featurizer.tensor_len());
+        for prepared in &mut batch {
             inputs.extend_from_slice(&prepared.tensor);
+            prepared.tensor = Vec::new(); // copied: free it now
         }
-        let out = featurizer.embed(&inputs, batch.len())?;
-        for (row, prepared) in batch.drain(..).enumerate() {
-            let file = NewFile {
-                path: prepared.key,
-                stamp: prepared.stamp,
-                content_hash: Some(prepared.content_hash),
-                kind: MediaKind::Image,
-                facts: prepared.facts,
-                items: vec![NewItem {
-                    t: None,
-                    width: prepared.width,
-                    height: prepared.height,
-                    vector: out.feature(row).to_vec(),
-                    regions: featurizer.regions_of(&out, row, prepared.width, prepared.height),
-                    labels: featurizer.labels_of(&out, row),
-                }],
-            };
-            tally.put(file, None)?;
+        let prepared = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+        if out.send(Ok(Batch { prepared, inputs })).is_err() {
+            return;
         }
     }
-    Ok(())
 }
 
 /// Embeds videos one after the other: ffmpeg decodes (on its own threads) while this thread
