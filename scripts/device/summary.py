@@ -90,11 +90,13 @@ def main(res, photos, device):
     for name in ("lk_bench_dev", "lk_bench_cpu", "torch_bench"):
         if r[name]:
             print("%s ran on: %s" % (name, r[name].get("device")))
-    a = (r["lk_bench_dev"] or {}).get("agreement")
-    if a:
-        print("agreement %s vs cpu: %s images, cosine min %.6f median %.6f, top-10 same %.3f"
-              % (device, a.get("images"), a.get("cosine_min", float("nan")),
-                 a.get("cosine_median", float("nan")), a.get("top10_same", float("nan"))))
+    bench = r["lk_bench_dev"] or {}
+    for a in bench.get("agreements") or ([bench["agreement"]] if bench.get("agreement") else []):
+        print("agreement %s %s vs cpu: %s images, cosine min %.6f median %.6f, top-10 same %.3f,"
+              " overlap %.4f"
+              % (device, a.get("precision", ""), a.get("images"),
+                 a.get("cosine_min", float("nan")), a.get("cosine_median", float("nan")),
+                 a.get("top10_same", float("nan")), a.get("top10_overlap", float("nan"))))
 
     def index_line(name, label):
         j, p = r[name], parts.get(name)

@@ -116,11 +116,12 @@ fn bench(global: &Global, files: &ModelFiles, args: &BenchArgs) -> Result<()> {
             if !args.json {
                 println!(
                     "{device} {precision} vs cpu: {} images, cosine min {:.6}, median {:.6}, \
-                     same top-10 {:.1}%",
+                     same top-10 {:.1}% (overlap {:.2}%)",
                     a.images,
                     a.cosine_min,
                     a.cosine_median,
-                    100.0 * a.top10_same
+                    100.0 * a.top10_same,
+                    100.0 * a.top10_overlap
                 );
             }
             agreements.push((precision, a));
@@ -141,7 +142,8 @@ fn bench(global: &Global, files: &ModelFiles, args: &BenchArgs) -> Result<()> {
             .map(|(p, a)| {
                 json!({"precision": p.name(), "images": a.images,
                                  "cosine_min": a.cosine_min, "cosine_median": a.cosine_median,
-                                 "top10_same": a.top10_same})
+                                 "top10_same": a.top10_same,
+                                 "top10_overlap": a.top10_overlap})
             })
             .collect();
         println!(

@@ -12,6 +12,9 @@ pub struct Agreement {
     pub cosine_median: f32,
     /// Share of images whose 10 nearest others (by cosine) are the same set under both.
     pub top10_same: f64,
+    /// Mean share of the 10 nearest others the two sets have in common: near-ties at the
+    /// tenth place swap without changing what a search shows.
+    pub top10_overlap: f64,
 }
 
 /// Compares `a[i]` with `b[i]`: both L2-normalised vectors of image `i`.
@@ -24,11 +27,18 @@ pub fn agreement(a: &[Vec<f32>], b: &[Vec<f32>]) -> Agreement {
     cosines.sort_by(f32::total_cmp);
     let (na, nb) = (nearest(a, 10), nearest(b, 10));
     let same = na.iter().zip(&nb).filter(|(x, y)| x == y).count();
+    let common: usize = na
+        .iter()
+        .zip(&nb)
+        .map(|(x, y)| x.iter().filter(|i| y.binary_search(i).is_ok()).count())
+        .sum();
+    let listed: usize = na.iter().map(Vec::len).sum();
     Agreement {
         images: a.len(),
         cosine_min: cosines.first().copied().unwrap_or(f32::NAN),
         cosine_median: cosines.get(cosines.len() / 2).copied().unwrap_or(f32::NAN),
         top10_same: same as f64 / a.len().max(1) as f64,
+        top10_overlap: common as f64 / listed.max(1) as f64,
     }
 }
 
@@ -73,7 +83,7 @@ mod tests {
         let same = agreement(&a, &a);
         assert_eq!(same.images, 12);
         assert!((same.cosine_min - 1.0).abs() < 1e-6);
-        assert_eq!(same.top10_same, 1.0);
+        assert_eq!((same.top10_same, same.top10_overlap), (1.0, 1.0));
         // Move point 0 onto point 6: its cosine with itself drops to -1, and the nearest sets
         // change for the points whose opposite was 0 or 6.
         let mut b = a.clone();

@@ -44,7 +44,10 @@ pub struct GpuNetwork {
 /// Everything on the device, and the handles that use it.
 struct State {
     ctx: Arc<CudaContext>,
+    /// The network's stream: kernels, matrix products, results back.
     stream: Arc<CudaStream>,
+    /// Uploads: the next images are copied while the network runs on the previous ones.
+    uploads: Arc<CudaStream>,
     blas: CudaBlas,
     kernels: Kernels,
     /// Per step: its weights (bytes at the layout and type the step reads) and bias.
@@ -56,6 +59,16 @@ struct State {
     buffers: Vec<CudaSlice<u8>>,
     features: CudaSlice<f32>,
     logits: CudaSlice<f32>,
+}
+
+impl Drop for State {
+    /// cuBLAS's handle is destroyed with the context current: on another thread than the one
+    /// that loaded it, cudarc would panic destroying it for any device but the first.
+    fn drop(&mut self) {
+        if let Err(e) = self.ctx.bind_to_thread() {
+            tracing::warn!("releasing the GPU: {e}");
+        }
+    }
 }
 
 struct Kernels {
@@ -97,6 +110,25 @@ fn check_libraries() -> Result<(), ModelError> {
     )))
 }
 
+/// The CUDA libraries this process loaded, by path (which of several installed copies the
+/// dynamic loader picked).
+fn loaded_libraries() -> Vec<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let mut paths: Vec<String> = maps
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(5))
+        .filter(|path| {
+            ["libcuda.", "libcublas", "libnvrtc"]
+                .iter()
+                .any(|l| path.contains(l))
+        })
+        .map(str::to_owned)
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
 fn cuda_error(what: &str) -> impl Fn(cudarc::driver::DriverError) -> ModelError + '_ {
     move |e| ModelError::Cuda(format!("{what}: {e}"))
 }
@@ -127,22 +159,37 @@ impl GpuNetwork {
             )));
         }
         let ctx = CudaContext::new(ordinal).map_err(cuda_error("opening the CUDA device"))?;
-        // SAFETY: every buffer is used on one stream only (the one below), so cudarc's
-        // cross-stream event tracking has nothing to order.
+        // SAFETY: the two streams share one buffer, the input, and order it themselves: each
+        // upload is joined (an event) before the network reads it, and a pass ends with a
+        // synchronisation before the next one uploads. Everything else lives on the network's
+        // stream, so cudarc's cross-stream event tracking has nothing to order.
         unsafe { ctx.disable_event_tracking() };
         let device_name = ctx.name().map_err(cuda_error("naming the device"))?;
         let (major, minor) = ctx
             .compute_capability()
             .map_err(cuda_error("reading the compute capability"))?;
         let stream = ctx.new_stream().map_err(cuda_error("creating a stream"))?;
+        let uploads = ctx.new_stream().map_err(cuda_error("creating a stream"))?;
         let blas = CudaBlas::new(stream.clone()).map_err(blas_error("starting cuBLAS"))?;
         let kernels = Kernels::compile(&ctx, (major, minor), plan.precision)?;
 
         let total_mem = ctx
             .total_mem()
             .map_err(cuda_error("reading the memory size"))?;
+        // Half the device memory at most, and every tensor under 2^31 values (the kernels'
+        // 32-bit indices).
+        let largest = plan
+            .buffer_lens
+            .iter()
+            .copied()
+            .chain([plan.network.activation_len(0)])
+            .max()
+            .unwrap_or(1);
         let mut max_batch = MAX_BATCH;
-        while max_batch > 1 && plan.activation_bytes(max_batch) > total_mem / 2 {
+        while max_batch > 1
+            && (plan.activation_bytes(max_batch) > total_mem / 2
+                || largest * max_batch > i32::MAX as usize)
+        {
             max_batch /= 2;
         }
         let upload_f32 = |values: &[f32]| {
@@ -187,6 +234,12 @@ impl GpuNetwork {
         let input = alloc_f32(max_batch * net.activation_len(0))?;
         let features = alloc_f32(max_batch * net.feature_dim())?;
         let logits = alloc_f32(max_batch * net.fc_bias.len())?;
+        // The zeroing and the weight uploads above are on the network's stream: done before
+        // the other stream writes the input.
+        stream
+            .synchronize()
+            .map_err(cuda_error("uploading weights"))?;
+        info!("CUDA libraries: {}", loaded_libraries().join(", "));
         info!(
             "{} on {device_name} (cuda:{ordinal}, compute {major}.{minor}), {} at \
              {}x{}, batches of up to {max_batch}",
@@ -195,6 +248,7 @@ impl GpuNetwork {
         let state = State {
             ctx,
             stream,
+            uploads,
             blas,
             kernels,
             weights,
@@ -297,9 +351,15 @@ fn grid(total: usize) -> LaunchConfig {
     }
 }
 
-/// A value as the `int` kernel parameter it is (sizes here are far below 2^31).
+/// A size as the `int` kernel parameter it is: [`GpuNetwork::load`] keeps every tensor of a
+/// batch under 2^31 values.
 fn int(v: usize) -> i32 {
     v as i32
+}
+
+/// A value count as the kernels' `unsigned int` index type (under 2^31, as for [`int`]).
+fn count(v: usize) -> u32 {
+    v as u32
 }
 
 impl State {
@@ -307,14 +367,9 @@ impl State {
         slice.device_ptr(&self.stream).0
     }
 
-    fn slot(&self, slot: Slot) -> u64 {
-        match slot {
-            Slot::Input => self.ptr(&self.input),
-            Slot::Buffer(b) => self.ptr(&self.buffers[b]),
-        }
-    }
-
-    /// One pass of `n` images (at most the allocated batch), appended to `out`.
+    /// One pass of `n` images (at most the allocated batch), appended to `out`. The images go
+    /// up in sub-batches on their own stream: the upload of one (from pageable memory, a
+    /// staged copy that keeps this thread busy) overlaps the network's work on the one before.
     fn pass(
         &mut self,
         plan: &Plan,
@@ -325,16 +380,79 @@ impl State {
         self.ctx
             .bind_to_thread()
             .map_err(cuda_error("binding the CUDA context"))?;
-        let launch = cuda_error("running a kernel");
-        {
-            let mut input = self.input.slice_mut(..batch.len());
+        let net = &plan.network;
+        let per_image = net.activation_len(0);
+        let (dim, classes) = (net.feature_dim(), net.fc_bias.len());
+        let pixels = net.feature_side() * net.feature_side();
+        let copy = cuda_error("copying results from the GPU");
+        let sub = n.div_ceil(4).max(16).min(n);
+        let mut start = 0;
+        while start < n {
+            let m = sub.min(n - start);
+            let images = start * per_image..(start + m) * per_image;
+            {
+                let mut input = self.input.slice_mut(images.clone());
+                self.uploads
+                    .memcpy_htod(&batch[images.clone()], &mut input)
+                    .map_err(cuda_error("copying the batch to the GPU"))?;
+            }
             self.stream
-                .memcpy_htod(batch, &mut input)
-                .map_err(cuda_error("copying the batch to the GPU"))?;
+                .join(&self.uploads)
+                .map_err(cuda_error("ordering the upload"))?;
+            let offset = |slice: &CudaSlice<f32>, values: usize| {
+                self.ptr(slice) + (values * std::mem::size_of::<f32>()) as u64
+            };
+            let input = offset(&self.input, images.start);
+            let features = offset(&self.features, start * dim);
+            let logits = offset(&self.logits, start * classes);
+            self.network(plan, m, input, features, logits)?;
+            if let Some(maps) = out.feature_map.as_mut() {
+                // The buffers are reused by the next sub-batch: copy the map out now.
+                let Slot::Buffer(b) = plan.feature_map() else {
+                    return Err(ModelError::Cuda("the plan has no feature map".into()));
+                };
+                let bytes = m * pixels * dim * plan.precision.bytes();
+                let mut raw = vec![0u8; bytes];
+                self.stream
+                    .memcpy_dtoh(&self.buffers[b].slice(..bytes), &mut raw[..])
+                    .map_err(&copy)?;
+                self.stream.synchronize().map_err(&copy)?;
+                nhwc_to_nchw(&raw, plan.precision, m, pixels, dim, maps);
+            }
+            start += m;
         }
+        let mut host = vec![0.0f32; n * dim];
+        self.stream
+            .memcpy_dtoh(&self.features.slice(..n * dim), &mut host[..])
+            .map_err(&copy)?;
+        let mut logits = vec![0.0f32; n * classes];
+        self.stream
+            .memcpy_dtoh(&self.logits.slice(..n * classes), &mut logits[..])
+            .map_err(&copy)?;
+        self.stream.synchronize().map_err(copy)?;
+        out.features.extend_from_slice(&host);
+        out.logits.extend_from_slice(&logits);
+        Ok(())
+    }
+
+    /// The network on `n` images of the NCHW f32 `input` (a device address), writing their
+    /// average-pooled features and logits at `features` and `logits`, on the network's stream.
+    fn network(
+        &self,
+        plan: &Plan,
+        n: usize,
+        input: u64,
+        features: u64,
+        logits: u64,
+    ) -> Result<(), ModelError> {
+        let launch = cuda_error("running a kernel");
+        let at = |slot: Slot| match slot {
+            Slot::Input => input,
+            Slot::Buffer(b) => self.ptr(&self.buffers[b]),
+        };
         for (step, (weight, bias)) in plan.steps.iter().zip(&self.weights) {
             let conv = &plan.network.convs[step.conv];
-            let (x, y) = (self.slot(step.input), self.slot(step.output));
+            let (x, y) = (at(step.input), at(step.output));
             let (w, b) = (self.ptr(weight), self.ptr(bias));
             let (k, stride, pad) = (int(conv.kernel), int(conv.stride), int(conv.pad.0));
             let (s, so) = (int(conv.in_side), int(conv.out_side));
@@ -363,9 +481,9 @@ impl State {
                 Op::Pointwise => {
                     let rows = n * conv.in_side * conv.in_side;
                     self.matrix_product(plan.precision, w, x, y, rows, conv)?;
-                    let r = step.residual.map_or(x, |r| self.slot(r));
+                    let r = step.residual.map_or(x, at);
                     let (c, act) = (int(conv.out_channels), i32::from(conv.relu6));
-                    let (total, has_residual) = (total as i64, i32::from(step.residual.is_some()));
+                    let (total, has_residual) = (count(total), i32::from(step.residual.is_some()));
                     let mut args = self.stream.launch_builder(&self.kernels.bias_act);
                     args.arg(&y).arg(&b).arg(&r).arg(&total);
                     args.arg(&c).arg(&act).arg(&has_residual);
@@ -377,8 +495,7 @@ impl State {
         let net = &plan.network;
         let (dim, classes) = (net.feature_dim(), net.fc_bias.len());
         let pixels = net.feature_side() * net.feature_side();
-        let map = self.slot(plan.feature_map());
-        let (features, logits) = (self.ptr(&self.features), self.ptr(&self.logits));
+        let map = at(plan.feature_map());
         {
             let (nn, p, c) = (int(n), int(pixels), int(dim));
             let mut args = self.stream.launch_builder(&self.kernels.average_pool);
@@ -411,36 +528,13 @@ impl State {
         .map_err(blas_error("classifier"))?;
         {
             let fc_bias = self.ptr(&self.fc_bias);
-            let (total, c, zero) = ((n * classes) as i64, int(classes), 0i32);
+            let (total, c, zero) = (count(n * classes), int(classes), 0i32);
             let mut args = self.stream.launch_builder(&self.kernels.bias_f32);
             args.arg(&logits).arg(&fc_bias).arg(&logits).arg(&total);
             args.arg(&c).arg(&zero).arg(&zero);
             // SAFETY: as above, for `bias_act_f32` without activation or residual.
             unsafe { args.launch(grid(n * classes)) }.map_err(&launch)?;
         }
-        let copy = cuda_error("copying results from the GPU");
-        let mut host = vec![0.0f32; n * dim];
-        self.stream
-            .memcpy_dtoh(&self.features.slice(..n * dim), &mut host[..])
-            .map_err(&copy)?;
-        out.features.extend_from_slice(&host);
-        let mut host = vec![0.0f32; n * classes];
-        self.stream
-            .memcpy_dtoh(&self.logits.slice(..n * classes), &mut host[..])
-            .map_err(&copy)?;
-        out.logits.extend_from_slice(&host);
-        if let Some(maps) = out.feature_map.as_mut() {
-            let Slot::Buffer(b) = plan.feature_map() else {
-                return Err(ModelError::Cuda("the plan has no feature map".into()));
-            };
-            let bytes = n * pixels * dim * plan.precision.bytes();
-            let mut raw = vec![0u8; bytes];
-            self.stream
-                .memcpy_dtoh(&self.buffers[b].slice(..bytes), &mut raw[..])
-                .map_err(&copy)?;
-            nhwc_to_nchw(&raw, plan.precision, n, pixels, dim, maps);
-        }
-        self.stream.synchronize().map_err(copy)?;
         Ok(())
     }
 
@@ -568,6 +662,12 @@ mod tests {
             // fp16 goes through the conversion instructions, not a float stand-in.
             assert!(src.contains("cvt.rn.f16.f32") && src.contains("cvt.f32.f16"));
         }
+        // The log names the copy of NVRTC that was used: the test data's.
+        let loaded = loaded_libraries();
+        assert!(
+            loaded.iter().any(|p| p.ends_with("nvrtc/libnvrtc.so.13")),
+            "{loaded:?}"
+        );
     }
 
     #[test]

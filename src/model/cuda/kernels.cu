@@ -5,7 +5,9 @@
 // the CPU: keep the two in step.
 
 typedef unsigned short half_bits;
-typedef long long index_t;
+// 32-bit indices: the host keeps every tensor of a batch under 2^31 values, and unsigned
+// arithmetic lets the grid-stride step go past that without overflow.
+typedef unsigned int index_t;
 
 __device__ __forceinline__ float load(const float* p, index_t i) { return p[i]; }
 __device__ __forceinline__ float load(const half_bits* p, index_t i) {
@@ -27,7 +29,7 @@ __device__ __forceinline__ float relu6(float v) { return fminf(fmaxf(v, 0.0f), 6
 
 // The stem: a full k x k convolution with stride and TF SAME padding (`pad` before; what
 // falls past the far edge is zero) from the NCHW f32 input [n, ci, s, s] to NHWC [n, so, so,
-// co], bias and ReLU6 fused. Weights OIHW f32. One thread per output value.
+// co], bias and ReLU6 fused. Weights f32 [ci][k][k][co]. One thread per output value.
 template <typename T>
 __device__ void stem(const float* x, const float* w, const float* bias, T* y, int n, int ci,
                      int s, int co, int so, int k, int stride, int pad) {
@@ -37,7 +39,7 @@ __device__ void stem(const float* x, const float* w, const float* bias, T* y, in
         index_t pixel = i / co;
         int ox = (int)(pixel % so);
         int oy = (int)((pixel / so) % so);
-        int b = (int)(pixel / ((index_t)so * so));
+        int b = (int)(pixel / (so * so));
         float acc = bias[o];
         for (int c = 0; c < ci; ++c) {
             for (int ky = 0; ky < k; ++ky) {
@@ -46,7 +48,7 @@ __device__ void stem(const float* x, const float* w, const float* bias, T* y, in
                 for (int kx = 0; kx < k; ++kx) {
                     int ix = ox * stride + kx - pad;
                     if (ix < 0 || ix >= s) continue;
-                    acc += w[((o * ci + c) * k + ky) * k + kx] *
+                    acc += w[((c * k + ky) * k + kx) * co + o] *
                            x[(((index_t)b * ci + c) * s + iy) * s + ix];
                 }
             }
@@ -67,7 +69,7 @@ __device__ void depthwise(const T* x, const float* w, const float* bias, T* y, i
         index_t pixel = i / c;
         int ox = (int)(pixel % so);
         int oy = (int)((pixel / so) % so);
-        int b = (int)(pixel / ((index_t)so * so));
+        int b = (int)(pixel / (so * so));
         float acc = bias[ch];
         for (int ky = 0; ky < k; ++ky) {
             int iy = oy * stride + ky - pad;

@@ -37,8 +37,9 @@ pub struct Step {
     pub input: Slot,
     pub output: Slot,
     pub residual: Option<Slot>,
-    /// The weights as the kernel reads them: OIHW f32 for the stem, tap-major `[k*k][C]` f32
-    /// for depthwise, `[out][in]` (stored at the plan's precision) for pointwise.
+    /// The weights as the kernel reads them, f32 with the output channel innermost for the
+    /// stem (`[in][k][k][out]`) and depthwise (`[k*k][C]`) kernels, whose neighbouring threads
+    /// compute neighbouring channels; `[out][in]` at the plan's precision for pointwise.
     pub weight: Vec<f32>,
 }
 
@@ -91,8 +92,7 @@ impl Plan {
                 output: Slot::Buffer(b),
                 residual: conv.residual.map(|r| slots[r]),
                 weight: match op {
-                    Op::Stem => conv.weight.clone(),
-                    Op::Depthwise => tap_major(conv),
+                    Op::Stem | Op::Depthwise => channels_innermost(conv),
                     Op::Pointwise => conv.weight.iter().map(|&w| precision.round(w)).collect(),
                 },
             });
@@ -129,14 +129,16 @@ fn op_of(i: usize, conv: &Conv) -> Option<Op> {
     }
 }
 
-/// Depthwise weights `[C, 1, k, k]` as `[k*k][C]`: the threads of one pixel (consecutive
-/// channels) read consecutive weights.
-fn tap_major(conv: &Conv) -> Vec<f32> {
-    let (c, taps) = (conv.out_channels, conv.kernel * conv.kernel);
-    let mut out = vec![0.0; c * taps];
-    for ch in 0..c {
-        for t in 0..taps {
-            out[t * c + ch] = conv.weight[ch * taps + t];
+/// OIHW weights `[out][in / groups][k][k]` as `[in / groups][k][k][out]`: the threads of one
+/// pixel (consecutive output channels) read consecutive weights. For a depthwise layer that is
+/// `[k*k][C]`.
+fn channels_innermost(conv: &Conv) -> Vec<f32> {
+    let out_ch = conv.out_channels;
+    let per_out = conv.weight.len() / out_ch.max(1);
+    let mut out = vec![0.0; conv.weight.len()];
+    for o in 0..out_ch {
+        for j in 0..per_out {
+            out[j * out_ch + o] = conv.weight[o * per_out + j];
         }
     }
     out
@@ -206,6 +208,14 @@ mod tests {
         let c = conv.out_channels;
         for (ch, t) in [(0, 0), (3, 7), (c - 1, 24)] {
             assert_eq!(step.weight[t * c + ch], conv.weight[ch * 25 + t]);
+        }
+        // Stem: weight[((c * k + ky) * k + kx) * 32 + o] is the OIHW weight [o][c][ky][kx].
+        let (stem, conv) = (&plan.steps[0], &plan.network.convs[0]);
+        for (o, c, ky, kx) in [(0, 0, 0, 0), (5, 2, 1, 0), (31, 1, 2, 2)] {
+            assert_eq!(
+                stem.weight[((c * 3 + ky) * 3 + kx) * 32 + o],
+                conv.weight[((o * 3 + c) * 3 + ky) * 3 + kx]
+            );
         }
         // Pointwise weights are stored in fp16: rounded, and within half an fp16 ulp.
         let step = plan.steps.iter().find(|s| s.op == Op::Pointwise).unwrap();

@@ -114,7 +114,7 @@ fn stem(step: &Step, conv: &Conv, x: &[f32], n: usize, out: &mut [f32], p: Preci
                                 let Some(ix) = source(ox, kx, conv.stride, conv.pad.0, s) else {
                                     continue;
                                 };
-                                acc += step.weight[((o * ci + c) * k + ky) * k + kx]
+                                acc += step.weight[((c * k + ky) * k + kx) * co + o]
                                     * x[((b * ci + c) * s + iy) * s + ix];
                             }
                         }
