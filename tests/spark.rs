@@ -112,7 +112,13 @@ fn run_job(work: &Path, out: &Path, args: &[&str]) -> Value {
         .expect("run spark-submit");
     let stdout = String::from_utf8_lossy(&result.stdout);
     let stderr = String::from_utf8_lossy(&result.stderr);
-    let tail = |s: &str| s[s.len().saturating_sub(6000)..].to_owned();
+    let tail = |s: &str| {
+        let mut start = s.len().saturating_sub(6000);
+        while !s.is_char_boundary(start) {
+            start += 1;
+        }
+        s[start..].to_owned()
+    };
     assert!(
         result.status.success(),
         "spark job {args:?} failed: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
