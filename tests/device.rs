@@ -5,59 +5,79 @@
 
 mod common;
 
-use common::{copy_photos, cosine, lookalike, run_json, stored_vectors};
+use common::{lookalike, run_json};
 
-const PHOTOS: &[(&str, &str)] = &[
-    ("skimage/coffee.png", "coffee.png"),
-    ("skimage/chelsea.png", "chelsea.png"),
-    ("sklearn/china.jpg", "china.jpg"),
-    ("opencv/graf1.png", "graf1.png"),
-    ("opencv/aero1.jpg", "aero1.jpg"),
-];
+/// With the `cuda` feature (the default build).
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::common::{copy_photos, cosine, lookalike, run_json, stored_vectors};
 
-/// Whether this machine has the NVIDIA driver's library.
-fn has_cuda_driver() -> bool {
-    // SAFETY: loading the driver library runs only its initialisers.
-    unsafe { libloading::Library::new("libcuda.so.1") }.is_ok()
-}
+    const PHOTOS: &[(&str, &str)] = &[
+        ("skimage/coffee.png", "coffee.png"),
+        ("skimage/chelsea.png", "chelsea.png"),
+        ("sklearn/china.jpg", "china.jpg"),
+        ("opencv/graf1.png", "graf1.png"),
+        ("opencv/aero1.jpg", "aero1.jpg"),
+    ];
 
-#[test]
-fn cuda_indexes_like_the_cpu_or_says_what_is_missing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("photos");
-    copy_photos(&dir, PHOTOS);
-    let (cpu_db, gpu_db) = (tmp.path().join("cpu"), tmp.path().join("gpu"));
-    let gpu = lookalike(&gpu_db)
-        .args(["--device", "cuda", "index", "--json"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&gpu.stderr);
-    if !has_cuda_driver() {
-        assert_eq!(gpu.status.code(), Some(1), "{stderr}");
-        assert!(stderr.contains("libcuda"), "{stderr}");
-        assert!(stderr.contains("--device cpu"), "{stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        // The environment variable asks for the same thing.
-        let env = lookalike(&gpu_db)
-            .env("LOOKALIKE_DEVICE", "cuda:1")
-            .args(["index"])
+    /// Whether this machine has the NVIDIA driver's library.
+    fn has_cuda_driver() -> bool {
+        // SAFETY: loading the driver library runs only its initialisers.
+        unsafe { libloading::Library::new("libcuda.so.1") }.is_ok()
+    }
+
+    #[test]
+    fn cuda_indexes_like_the_cpu_or_says_what_is_missing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("photos");
+        copy_photos(&dir, PHOTOS);
+        let (cpu_db, gpu_db) = (tmp.path().join("cpu"), tmp.path().join("gpu"));
+        let gpu = lookalike(&gpu_db)
+            .args(["--device", "cuda", "index", "--json"])
             .arg(&dir)
             .output()
             .unwrap();
-        assert_eq!(env.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&env.stderr).contains("libcuda"));
-        return;
+        let stderr = String::from_utf8_lossy(&gpu.stderr);
+        if !has_cuda_driver() {
+            assert_eq!(gpu.status.code(), Some(1), "{stderr}");
+            assert!(stderr.contains("libcuda"), "{stderr}");
+            assert!(stderr.contains("--device cpu"), "{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            // The environment variable asks for the same thing.
+            let env = lookalike(&gpu_db)
+                .env("LOOKALIKE_DEVICE", "cuda:1")
+                .args(["index"])
+                .arg(&dir)
+                .output()
+                .unwrap();
+            assert_eq!(env.status.code(), Some(1));
+            assert!(String::from_utf8_lossy(&env.stderr).contains("libcuda"));
+            return;
+        }
+        assert!(gpu.status.success(), "{stderr}");
+        run_json(&cpu_db, &["index", "--json", dir.to_str().unwrap()]);
+        let (on_cpu, on_gpu) = (stored_vectors(&cpu_db), stored_vectors(&gpu_db));
+        assert_eq!(on_gpu.len(), PHOTOS.len());
+        for (key, (_, cpu)) in &on_cpu {
+            let (_, gpu) = &on_gpu[key];
+            let c = cosine(cpu, gpu);
+            assert!(c >= 0.999, "{key:?}: cosine {c}");
+        }
     }
-    assert!(gpu.status.success(), "{stderr}");
-    run_json(&cpu_db, &["index", "--json", dir.to_str().unwrap()]);
-    let (on_cpu, on_gpu) = (stored_vectors(&cpu_db), stored_vectors(&gpu_db));
-    assert_eq!(on_gpu.len(), PHOTOS.len());
-    for (key, (_, cpu)) in &on_cpu {
-        let (_, gpu) = &on_gpu[key];
-        let c = cosine(cpu, gpu);
-        assert!(c >= 0.999, "{key:?}: cosine {c}");
-    }
+}
+
+/// A build without the `cuda` feature says so.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn a_build_without_cuda_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = lookalike(&tmp.path().join("db"))
+        .args(["--device", "cuda", "classify"])
+        .arg(common::photo("skimage/coffee.png"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("without the `cuda` feature"));
 }
 
 #[test]

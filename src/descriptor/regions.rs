@@ -40,7 +40,7 @@ impl Default for RegionOptions {
 pub const QUERY_SCALES: [f32; 2] = [160.0 / 224.0, 128.0 / 224.0];
 
 /// GeM's power for regions: the global descriptor's default.
-const GEM_P: f64 = 3.0;
+pub(crate) const GEM_P: f64 = 3.0;
 
 /// Window sides as fractions of the map's side (4 and 3 cells of Lite0's 7), each on an
 /// evenly spread 3 x 3 grid of positions (neighbours overlap by a third to a half).

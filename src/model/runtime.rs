@@ -97,9 +97,11 @@ impl Embeddings {
 /// A pass's raw outputs, whichever backend ran it.
 struct Raw<'a> {
     logits: &'a [f32],
-    /// Average-pooled features, when the backend computed them.
+    /// Features pooled as the embedder's pooling says, when the backend pooled them.
     features: Option<&'a [f32]>,
-    /// `n` NCHW feature maps, when asked for (other poolings, regions).
+    /// Region vectors (`n` x windows x dim, not normalised), when the backend pooled them.
+    regions: Option<&'a [f32]>,
+    /// `n` NCHW feature maps, for what the backend did not pool.
     feature_map: Option<&'a [f32]>,
 }
 
@@ -138,7 +140,14 @@ impl Embedder {
                 regions,
                 compute.threads,
             )?),
-            Device::Cuda(ordinal) => gpu_backend(files, input_size, compute.precision, ordinal)?,
+            Device::Cuda(ordinal) => gpu_backend(
+                files,
+                input_size,
+                compute.precision,
+                ordinal,
+                pooling,
+                regions,
+            )?,
         };
         info!(
             "loaded {} at {input_size}x{input_size}, {pooling} pooling, on {}",
@@ -207,21 +216,24 @@ impl Embedder {
                     true => Some(outputs[FEATURE_MAP].try_extract_tensor::<f32>()?.1),
                     false => None,
                 };
+                let regions = None;
                 self.finish(
                     n,
                     Raw {
                         logits,
                         features,
+                        regions,
                         feature_map,
                     },
                 )
             }
             #[cfg(feature = "cuda")]
             Backend::Cuda(gpu) => {
-                let out = gpu.run(batch, n, wants_map)?;
+                let out = gpu.run(batch, n)?;
                 let raw = Raw {
                     logits: &out.logits,
-                    features: Some(&out.features),
+                    features: out.feature_map.is_none().then_some(&out.features[..]),
+                    regions: out.regions.as_deref(),
                     feature_map: out.feature_map.as_deref(),
                 };
                 self.finish(n, raw)
@@ -237,9 +249,10 @@ impl Embedder {
                 .filter(|map| !map.is_empty() && map.len() % (n * dim) == 0)
                 .ok_or_else(|| ModelError::Runtime("unexpected feature map shape".into()))
         };
-        let mut features = match (self.pooling, raw.features) {
-            (Pooling::Average, Some(features)) => features.to_vec(),
-            (pooling, _) => {
+        let mut features = match raw.features {
+            Some(features) => features.to_vec(),
+            None => {
+                let pooling = self.pooling;
                 let map = map()?;
                 let mut pooled = vec![0.0; n * dim];
                 for (image, out) in map.chunks_exact(map.len() / n).zip(pooled.chunks_mut(dim)) {
@@ -255,11 +268,20 @@ impl Embedder {
             l2_normalise(row);
         }
         let mut regions = Vec::new();
-        if self.regions {
-            let map = map()?;
-            for image in map.chunks_exact(map.len() / n) {
-                crate::descriptor::regions::pool(image, dim, &mut regions);
+        match raw.regions {
+            Some(pooled) if self.regions => {
+                regions = pooled.to_vec();
+                for region in regions.chunks_mut(dim) {
+                    l2_normalise(region);
+                }
             }
+            _ if self.regions => {
+                let map = map()?;
+                for image in map.chunks_exact(map.len() / n) {
+                    crate::descriptor::regions::pool(image, dim, &mut regions);
+                }
+            }
+            _ => {}
         }
         Ok(Embeddings {
             n,
@@ -307,28 +329,47 @@ fn onnx_session(
     Ok(Mutex::new((session, run_options)))
 }
 
-/// The network built from the weights and uploaded to CUDA device `ordinal`.
+/// The network built from the weights and uploaded to CUDA device `ordinal`, pooling on the
+/// GPU what it can of `pooling` and `regions`.
 #[cfg(feature = "cuda")]
 fn gpu_backend(
     files: &ModelFiles,
     input_size: usize,
     precision: Precision,
     ordinal: usize,
+    pooling: Pooling,
+    regions: bool,
 ) -> Result<Backend, ModelError> {
+    use super::cuda::{Global, Pooled, RegionWindows};
     let bytes = std::fs::read(&files.weights).map_err(|e| ModelError::io(&files.weights, e))?;
     let weights = super::pth::read_state_dict(&bytes).map_err(|source| ModelError::Weights {
         path: files.weights.clone(),
         source,
     })?;
     let network = super::network::Network::from_state_dict(files.kind, input_size, &weights)?;
+    let side = network.feature_side();
+    let pooled = Pooled {
+        global: match pooling {
+            Pooling::Average => Global::Average,
+            Pooling::Gem { p } => Global::Gem(p),
+            Pooling::Max | Pooling::Rmac | Pooling::Rgem { .. } => Global::Map,
+        },
+        regions: regions.then(|| RegionWindows::of_regions(side)),
+    };
     let plan = super::cuda::Plan::new(network, precision)?;
-    Ok(Backend::Cuda(Box::new(super::cuda::GpuNetwork::load(
-        plan, ordinal,
-    )?)))
+    let gpu = super::cuda::GpuNetwork::load(plan, ordinal, pooled)?;
+    Ok(Backend::Cuda(Box::new(gpu)))
 }
 
 #[cfg(not(feature = "cuda"))]
-fn gpu_backend(_: &ModelFiles, _: usize, _: Precision, _: usize) -> Result<Backend, ModelError> {
+fn gpu_backend(
+    _: &ModelFiles,
+    _: usize,
+    _: Precision,
+    _: usize,
+    _: Pooling,
+    _: bool,
+) -> Result<Backend, ModelError> {
     Err(ModelError::Unsupported(
         "this lookalike was built without the `cuda` feature: --device cuda is not available"
             .into(),

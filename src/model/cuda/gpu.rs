@@ -16,7 +16,7 @@ use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 use tracing::info;
 
 use super::super::{ModelError, Precision};
-use super::plan::{Op, Plan, Slot};
+use super::plan::{Global, Op, Plan, Pooled, Slot};
 
 const KERNELS: &str = include_str!("kernels.cu");
 /// Threads per block of the elementwise kernels.
@@ -25,17 +25,20 @@ const THREADS: u32 = 256;
 /// ~128 for EfficientNet-Lite0), reduced when the device memory is smaller.
 pub const MAX_BATCH: usize = 256;
 
-/// What a pass copies back: f32 features (average-pooled, not normalised) and logits, and on
-/// request the feature map as NCHW f32 per image (for other poolings and regions).
+/// What a pass copies back: f32 features pooled as [`Pooled::global`] says (not normalised)
+/// and logits; the region vectors `[n, windows, dim]` (not normalised) when pooled; the
+/// feature map as NCHW f32 per image for [`Global::Map`].
 pub struct PassOutputs {
     pub features: Vec<f32>,
     pub logits: Vec<f32>,
+    pub regions: Option<Vec<f32>>,
     pub feature_map: Option<Vec<f32>>,
 }
 
 /// A network resident on one GPU. `run` takes `&self`: passes are serialised on its stream.
 pub struct GpuNetwork {
     plan: Plan,
+    pooled: Pooled,
     device_name: String,
     max_batch: usize,
     state: Mutex<State>,
@@ -57,8 +60,13 @@ struct State {
     input: CudaSlice<f32>,
     /// The plan's buffers, as bytes (their element type is the plan's precision).
     buffers: Vec<CudaSlice<u8>>,
+    /// Average-pooled features (what the classifier reads).
     features: CudaSlice<f32>,
     logits: CudaSlice<f32>,
+    /// GeM-pooled features, for [`Global::Gem`].
+    gem: Option<CudaSlice<f32>>,
+    /// The region windows (y, x, side) and the region vectors, when pooled.
+    regions: Option<(CudaSlice<i32>, CudaSlice<f32>)>,
 }
 
 impl Drop for State {
@@ -76,6 +84,8 @@ struct Kernels {
     depthwise: CudaFunction,
     bias_act: CudaFunction,
     average_pool: CudaFunction,
+    gem_pool: CudaFunction,
+    region_pool: CudaFunction,
     /// `bias_act` on f32 (the logits), whatever the precision.
     bias_f32: CudaFunction,
 }
@@ -149,8 +159,9 @@ fn stored_bytes(values: &[f32], precision: Precision) -> Vec<u8> {
 }
 
 impl GpuNetwork {
-    /// Uploads `plan` to CUDA device `ordinal` and compiles the kernels for it.
-    pub fn load(plan: Plan, ordinal: usize) -> Result<GpuNetwork, ModelError> {
+    /// Uploads `plan` to CUDA device `ordinal` and compiles the kernels for it; each pass pools
+    /// as `pooled` says.
+    pub fn load(plan: Plan, ordinal: usize, pooled: Pooled) -> Result<GpuNetwork, ModelError> {
         check_libraries()?;
         let count = CudaContext::device_count().map_err(cuda_error("counting CUDA devices"))?;
         if ordinal >= count.max(0) as usize {
@@ -234,6 +245,21 @@ impl GpuNetwork {
         let input = alloc_f32(max_batch * net.activation_len(0))?;
         let features = alloc_f32(max_batch * net.feature_dim())?;
         let logits = alloc_f32(max_batch * net.fc_bias.len())?;
+        let gem = match pooled.global {
+            Global::Gem(_) => Some(alloc_f32(max_batch * net.feature_dim())?),
+            Global::Average | Global::Map => None,
+        };
+        let regions = match &pooled.regions {
+            Some(r) => {
+                let windows: Vec<i32> = r.windows.iter().flatten().map(|&v| v as i32).collect();
+                let windows = stream
+                    .clone_htod(&windows)
+                    .map_err(cuda_error("uploading the region windows"))?;
+                let vectors = alloc_f32(max_batch * r.windows.len() * net.feature_dim())?;
+                Some((windows, vectors))
+            }
+            None => None,
+        };
         // The zeroing and the weight uploads above are on the network's stream: done before
         // the other stream writes the input.
         stream
@@ -258,9 +284,12 @@ impl GpuNetwork {
             buffers,
             features,
             logits,
+            gem,
+            regions,
         };
         Ok(GpuNetwork {
             plan,
+            pooled,
             device_name,
             max_batch,
             state: Mutex::new(state),
@@ -277,13 +306,8 @@ impl GpuNetwork {
         self.max_batch
     }
 
-    /// Runs `n` images of NCHW f32 `batch`; copies the feature map back when `feature_map`.
-    pub fn run(
-        &self,
-        batch: &[f32],
-        n: usize,
-        feature_map: bool,
-    ) -> Result<PassOutputs, ModelError> {
+    /// Runs `n` images of NCHW f32 `batch`.
+    pub fn run(&self, batch: &[f32], n: usize) -> Result<PassOutputs, ModelError> {
         let per_image = self.plan.network.activation_len(0);
         let mut state = self
             .state
@@ -292,13 +316,14 @@ impl GpuNetwork {
         let mut out = PassOutputs {
             features: Vec::with_capacity(n * self.plan.network.feature_dim()),
             logits: Vec::with_capacity(n * self.plan.network.fc_bias.len()),
-            feature_map: feature_map.then(Vec::new),
+            regions: self.pooled.regions.as_ref().map(|_| Vec::new()),
+            feature_map: (self.pooled.global == Global::Map).then(Vec::new),
         };
         for (chunk, images) in batch
             .chunks(self.max_batch * per_image)
             .map(|c| (c, c.len() / per_image))
         {
-            state.pass(&self.plan, chunk, images, &mut out)?;
+            state.pass(&self.plan, &self.pooled, chunk, images, &mut out)?;
         }
         Ok(out)
     }
@@ -336,6 +361,8 @@ impl Kernels {
             depthwise: function(&format!("depthwise_{suffix}"))?,
             bias_act: function(&format!("bias_act_{suffix}"))?,
             average_pool: function(&format!("average_pool_{suffix}"))?,
+            gem_pool: function(&format!("gem_pool_{suffix}"))?,
+            region_pool: function(&format!("region_pool_{suffix}"))?,
             bias_f32: function("bias_act_f32")?,
         })
     }
@@ -373,6 +400,7 @@ impl State {
     fn pass(
         &mut self,
         plan: &Plan,
+        pooled: &Pooled,
         batch: &[f32],
         n: usize,
         out: &mut PassOutputs,
@@ -406,6 +434,7 @@ impl State {
             let features = offset(&self.features, start * dim);
             let logits = offset(&self.logits, start * classes);
             self.network(plan, m, input, features, logits)?;
+            self.pool(plan, pooled, m, start)?;
             if let Some(maps) = out.feature_map.as_mut() {
                 // The buffers are reused by the next sub-batch: copy the map out now.
                 let Slot::Buffer(b) = plan.feature_map() else {
@@ -422,9 +451,18 @@ impl State {
             start += m;
         }
         let mut host = vec![0.0f32; n * dim];
+        let features = self.gem.as_ref().unwrap_or(&self.features);
         self.stream
-            .memcpy_dtoh(&self.features.slice(..n * dim), &mut host[..])
+            .memcpy_dtoh(&features.slice(..n * dim), &mut host[..])
             .map_err(&copy)?;
+        if let (Some((windows, vectors)), Some(regions)) = (&self.regions, out.regions.as_mut()) {
+            let len = n * (windows.len() / 3) * dim;
+            let mut host = vec![0.0f32; len];
+            self.stream
+                .memcpy_dtoh(&vectors.slice(..len), &mut host[..])
+                .map_err(&copy)?;
+            regions.extend_from_slice(&host);
+        }
         let mut logits = vec![0.0f32; n * classes];
         self.stream
             .memcpy_dtoh(&self.logits.slice(..n * classes), &mut logits[..])
@@ -432,6 +470,45 @@ impl State {
         self.stream.synchronize().map_err(copy)?;
         out.features.extend_from_slice(&host);
         out.logits.extend_from_slice(&logits);
+        Ok(())
+    }
+
+    /// The descriptor's pooling of the `n` feature maps of a sub-batch that starts at image
+    /// `start`: GeM and regions, on the network's stream.
+    fn pool(&self, plan: &Plan, pooled: &Pooled, n: usize, start: usize) -> Result<(), ModelError> {
+        let launch = cuda_error("running a kernel");
+        let net = &plan.network;
+        let (dim, side) = (net.feature_dim(), net.feature_side());
+        let map = match plan.feature_map() {
+            Slot::Buffer(b) => self.ptr(&self.buffers[b]),
+            Slot::Input => return Err(ModelError::Cuda("the plan has no feature map".into())),
+        };
+        let at = |slice: &CudaSlice<f32>, values: usize| {
+            self.ptr(slice) + (values * std::mem::size_of::<f32>()) as u64
+        };
+        let (nn, c) = (int(n), int(dim));
+        if let (Global::Gem(p), Some(gem)) = (pooled.global, &self.gem) {
+            let (out, pixels) = (at(gem, start * dim), int(side * side));
+            let mut args = self.stream.launch_builder(&self.kernels.gem_pool);
+            args.arg(&map)
+                .arg(&out)
+                .arg(&nn)
+                .arg(&pixels)
+                .arg(&c)
+                .arg(&p);
+            // SAFETY: as for the network's kernels, for `gem_pool`.
+            unsafe { args.launch(grid(n * dim)) }.map_err(&launch)?;
+        }
+        if let (Some(r), Some((windows, vectors))) = (&pooled.regions, &self.regions) {
+            let count = r.windows.len();
+            let (out, w) = (at(vectors, start * count * dim), self.ptr(windows));
+            let (count_arg, map_side) = (int(count), int(side));
+            let mut args = self.stream.launch_builder(&self.kernels.region_pool);
+            args.arg(&map).arg(&w).arg(&out).arg(&nn);
+            args.arg(&count_arg).arg(&map_side).arg(&c).arg(&r.p);
+            // SAFETY: as for the network's kernels, for `region_pool`.
+            unsafe { args.launch(grid(n * count * dim)) }.map_err(&launch)?;
+        }
         Ok(())
     }
 
@@ -653,7 +730,14 @@ mod tests {
                 src.contains(&format!(".target sm_{major}{minor}")),
                 "{major}.{minor}"
             );
-            for kernel in ["stem", "depthwise", "bias_act", "average_pool"] {
+            for kernel in [
+                "stem",
+                "depthwise",
+                "bias_act",
+                "average_pool",
+                "gem_pool",
+                "region_pool",
+            ] {
                 for suffix in ["f32", "f16"] {
                     let entry = format!(".entry {kernel}_{suffix}(");
                     assert!(src.contains(&entry), "{entry} missing for {major}.{minor}");

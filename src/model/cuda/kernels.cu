@@ -22,6 +22,8 @@ __device__ __forceinline__ void store(half_bits* p, index_t i, float v) {
     p[i] = h;
 }
 __device__ __forceinline__ float relu6(float v) { return fminf(fmaxf(v, 0.0f), 6.0f); }
+// GeM's floor before the power (descriptor/pooling.rs, GEM_EPS).
+#define GEM_EPS 1e-6f
 
 #define GRID_STRIDE(i, total) \
     for (index_t i = (index_t)blockIdx.x * blockDim.x + threadIdx.x; i < (total); \
@@ -110,6 +112,41 @@ __device__ void average_pool(const T* x, float* out, int n, int pixels, int c) {
     }
 }
 
+// GeM pooling, (mean of max(x, eps)^p)^(1 / p) per channel: NHWC [n, pixels, c] to f32
+// [n, c]. The CPU pools in f64 (descriptor/pooling.rs); f32 sums of at most a few hundred
+// values of at most 6^p lose nothing a cosine sees.
+template <typename T>
+__device__ void gem_pool(const T* x, float* out, int n, int pixels, int c, float p) {
+    index_t total = (index_t)n * c;
+    GRID_STRIDE(i, total) {
+        int ch = (int)(i % c);
+        index_t b = i / c;
+        float sum = 0.0f;
+        for (int q = 0; q < pixels; ++q)
+            sum += powf(fmaxf(load(x, (b * pixels + q) * c + ch), GEM_EPS), p);
+        out[i] = powf(sum / (float)pixels, 1.0f / p);
+    }
+}
+
+// GeM over square windows of the map (region descriptors): `windows` holds (y, x, side) per
+// window; NHWC [n, side * side, c] to f32 [n, count, c], not normalised.
+template <typename T>
+__device__ void region_pool(const T* x, const int* windows, float* out, int n, int count,
+                            int map_side, int c, float p) {
+    index_t total = (index_t)n * count * c;
+    GRID_STRIDE(i, total) {
+        int ch = (int)(i % c);
+        int w = (int)((i / c) % count);
+        index_t b = i / ((index_t)c * count);
+        int y0 = windows[3 * w], x0 = windows[3 * w + 1], side = windows[3 * w + 2];
+        float sum = 0.0f;
+        for (int y = y0; y < y0 + side; ++y)
+            for (int xx = x0; xx < x0 + side; ++xx)
+                sum += powf(fmaxf(load(x, ((b * map_side + y) * map_side + xx) * c + ch), GEM_EPS), p);
+        out[i] = powf(sum / (float)(side * side), 1.0f / p);
+    }
+}
+
 #define INSTANTIATE(T, suffix)                                                                 \
     extern "C" __global__ void stem_##suffix(const float* x, const float* w, const float* bias, \
                                              T* y, int n, int ci, int s, int co, int so, int k, \
@@ -129,6 +166,15 @@ __device__ void average_pool(const T* x, float* out, int n, int pixels, int c) {
     extern "C" __global__ void average_pool_##suffix(const T* x, float* out, int n, int pixels, \
                                                      int c) {                                  \
         average_pool<T>(x, out, n, pixels, c);                                                 \
+    }                                                                                          \
+    extern "C" __global__ void gem_pool_##suffix(const T* x, float* out, int n, int pixels,   \
+                                                 int c, float p) {                             \
+        gem_pool<T>(x, out, n, pixels, c, p);                                                  \
+    }                                                                                          \
+    extern "C" __global__ void region_pool_##suffix(const T* x, const int* windows, float* out, \
+                                                    int n, int count, int map_side, int c,     \
+                                                    float p) {                                 \
+        region_pool<T>(x, windows, out, n, count, map_side, c, p);                             \
     }
 
 INSTANTIATE(float, f32)

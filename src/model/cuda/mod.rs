@@ -13,7 +13,7 @@ mod reference;
 #[cfg(feature = "cuda")]
 mod gpu;
 
-pub use plan::{Op, Plan, Slot, Step};
+pub use plan::{Global, Op, Plan, Pooled, RegionWindows, Slot, Step};
 
 #[cfg(feature = "cuda")]
 pub use gpu::{GpuNetwork, PassOutputs};

@@ -6,7 +6,7 @@
 
 use super::super::network::Conv;
 use super::super::Precision;
-use super::plan::{Op, Plan, Slot, Step};
+use super::plan::{Op, Plan, RegionWindows, Slot, Step};
 
 /// What one pass gives: average-pooled features (not normalised), logits, and the feature
 /// map as stored (NHWC).
@@ -85,6 +85,58 @@ pub fn run(plan: &Plan, input: &[f32], n: usize) -> Outputs {
         logits,
         feature_map,
     }
+}
+
+/// GeM over `cells` of image `b`'s NHWC `map` for channel `c`, as `gem_pool` and
+/// `region_pool` compute it: f32 sums of `max(x, eps)^p`.
+fn gem(
+    map: &[f32],
+    cells: impl Iterator<Item = usize>,
+    count: usize,
+    c: usize,
+    dim: usize,
+    p: f32,
+) -> f32 {
+    let sum: f32 = cells
+        .map(|q| {
+            map[q * dim + c]
+                .max(crate::descriptor::pooling::GEM_EPS)
+                .powf(p)
+        })
+        .sum();
+    (sum / count as f32).powf(1.0 / p)
+}
+
+/// The GPU's GeM pooling of `n` NHWC feature maps (`side` x `side` x `dim`) to `[n, dim]`.
+pub fn gem_pool(map: &[f32], n: usize, side: usize, dim: usize, p: f32) -> Vec<f32> {
+    let pixels = side * side;
+    (0..n * dim)
+        .map(|i| {
+            let (b, c) = (i / dim, i % dim);
+            gem(map, b * pixels..(b + 1) * pixels, pixels, c, dim, p)
+        })
+        .collect()
+}
+
+/// The GPU's region pooling: `[n, windows, dim]`, not normalised.
+pub fn region_pool(
+    map: &[f32],
+    n: usize,
+    side: usize,
+    dim: usize,
+    regions: &RegionWindows,
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n * regions.windows.len() * dim);
+    for b in 0..n {
+        for &[y0, x0, w] in &regions.windows {
+            for c in 0..dim {
+                let cells =
+                    (y0..y0 + w).flat_map(|y| (x0..x0 + w).map(move |x| (b * side + y) * side + x));
+                out.push(gem(map, cells, w * w, c, dim, regions.p));
+            }
+        }
+    }
+    out
 }
 
 /// Input pixel index along one axis for output `o` and tap `t`, if inside the image.

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::plan::Plan;
+use super::plan::{Plan, RegionWindows};
 use super::reference;
 use crate::descriptor::pooling::l2_normalise;
 use crate::image::{Limits, Preprocessor};
@@ -149,4 +149,44 @@ fn lite2_plan_at_fp16() {
     let a = agreement(ModelKind::Lite2, Precision::Fp16, &paths);
     assert!(a.vectors.cosine_min >= 0.999, "{:?}", a.vectors);
     assert_eq!(a.same_class, paths.len());
+}
+
+#[test]
+fn gem_and_regions_pooled_the_gpus_way_match_the_cpu_descriptor() {
+    // The default descriptor: GeM (p = 3) and region vectors, pooled on the GPU in f32 from
+    // the fp16 feature map; on the CPU in f64 from ONNX Runtime's.
+    let (kind, paths) = (ModelKind::Lite0, photos(8));
+    let n = paths.len();
+    let batch = tensors(kind, &paths);
+    let files = testutil::model_files(kind);
+    let gem = crate::descriptor::Pooling::Gem { p: 3.0 };
+    let size = kind.input_size();
+    let cpu = Embedder::load_graph(&files, &files.onnx, size, gem, true, &Compute::cpu(2))
+        .unwrap()
+        .embed(&batch, n)
+        .unwrap();
+    let plan = plan(kind, Precision::Fp16);
+    let out = reference::run(&plan, &batch, n);
+    let (side, dim) = (plan.network.feature_side(), plan.network.feature_dim());
+    let global = normalised(
+        &reference::gem_pool(&out.feature_map, n, side, dim, 3.0),
+        dim,
+    );
+    let windows = RegionWindows::of_regions(side);
+    let regions = normalised(
+        &reference::region_pool(&out.feature_map, n, side, dim, &windows),
+        dim,
+    );
+    let expected_global = normalised(&cpu.features, dim);
+    let expected_regions = normalised(&cpu.regions, dim);
+    assert_eq!(regions.len(), n * 18);
+    assert_eq!(expected_regions.len(), regions.len());
+    let g = crate::eval::agreement(&expected_global, &global);
+    let r = crate::eval::agreement(&expected_regions, &regions);
+    eprintln!(
+        "GeM fp16: cosine min {:.6}; regions ({} vectors): cosine min {:.6}, median {:.6}",
+        g.cosine_min, r.images, r.cosine_min, r.cosine_median
+    );
+    assert!(g.cosine_min >= 0.999, "{g:?}");
+    assert!(r.cosine_min >= 0.999, "{r:?}");
 }
