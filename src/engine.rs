@@ -133,25 +133,41 @@ impl SharedIndex {
 
 impl Engine {
     /// Opens (or creates) the index and loads the model it was built with, fetching the
-    /// model on first use.
+    /// model on first use. For a new index the model loads first: a model or device that
+    /// cannot be loaded (no network to fetch it, no GPU) leaves no empty index behind.
     pub fn open(options: &EngineOptions) -> Result<Engine> {
-        let index = if options.read_only {
-            Index::open_read_only(&options.db_dir)?
+        let load = |kind: ModelKind, descriptor: &DescriptorOptions| {
+            Featurizer::load(
+                &ModelStore::new(options.model_dir.clone()),
+                kind,
+                descriptor,
+                &options.compute,
+                options.limits,
+            )
+        };
+        let existing = if options.read_only {
+            Some(Index::open_read_only(&options.db_dir)?)
         } else {
             match Index::open(&options.db_dir) {
-                Ok(index) => index,
-                Err(IndexError::NotFound { .. }) => {
-                    let kind = options.model.unwrap_or_default();
-                    Index::create_or_open(
-                        &options.db_dir,
-                        &IndexConfig {
-                            model: kind.name().to_owned(),
-                            dim: kind.feature_dim(),
-                            descriptor: options.descriptor.clone().unwrap_or_default(),
-                        },
-                    )?
-                }
+                Ok(index) => Some(index),
+                Err(IndexError::NotFound { .. }) => None,
                 Err(e) => return Err(e.into()),
+            }
+        };
+        let (index, loaded) = match existing {
+            Some(index) => (index, None),
+            None => {
+                let kind = options.model.unwrap_or_default();
+                let config = IndexConfig {
+                    model: kind.name().to_owned(),
+                    dim: kind.feature_dim(),
+                    descriptor: options.descriptor.clone().unwrap_or_default(),
+                };
+                let featurizer = load(kind, &config.descriptor)?;
+                let index = Index::create_or_open(&options.db_dir, &config)?;
+                // Another process may have created it first, differently.
+                let same = *index.config() == config;
+                (index, same.then_some(featurizer))
             }
         };
         let built_with: ModelKind = index.config().model.parse()?;
@@ -171,13 +187,10 @@ impl Engine {
                 });
             }
         }
-        let featurizer = Featurizer::load(
-            &ModelStore::new(options.model_dir.clone()),
-            built_with,
-            &index.config().descriptor,
-            &options.compute,
-            options.limits,
-        )?;
+        let featurizer = match loaded {
+            Some(featurizer) => featurizer,
+            None => load(built_with, &index.config().descriptor)?,
+        };
         Ok(Engine {
             descriptor: index.config().descriptor.clone(),
             featurizer,

@@ -43,6 +43,8 @@ mod cuda {
             assert!(stderr.contains("libcuda"), "{stderr}");
             assert!(stderr.contains("--device cpu"), "{stderr}");
             assert!(!stderr.contains("panicked"), "{stderr}");
+            // The model loads before a new index is created: nothing is left behind.
+            assert!(!gpu_db.join("catalog.sqlite").exists());
             // The environment variable asks for the same thing.
             let env = lookalike(&gpu_db)
                 .env("LOOKALIKE_DEVICE", "cuda:1")
