@@ -19,6 +19,8 @@
 #                  WebP, HEIC, JPEG): every format through the device path
 #   lk_index_dev   (c) end-to-end `lookalike --device $DEVICE index` of the generated images,
 #                  all cores decoding
+#   lk_embed_dev   the same images through `embed` into a Parquet shard: the pipeline without
+#                  the index's writer (what bounds index beyond the GPU and the decoders)
 #   torch_bench    (b) PyTorch network-only images/s (torch_peer.py: eager, BN-folded and
 #                  CUDA-graph variants, fp16/fp32, same batches)
 #   lk_bench_cpu   (d) lookalike --device cpu model bench (network only, ONNX Runtime)
@@ -77,7 +79,7 @@ part() {
     local name=$1 max=$2
     shift 2
     case "$name" in info|model_fetch) ;; gen_photos) want gen_photos || want lk_bench_dev ||
-        want lk_index_dev || want lk_index_cpu || want lk_index_dev_fp32 || return 0 ;;
+        want lk_index_dev || want lk_embed_dev || want lk_index_cpu || want lk_index_dev_fp32 || return 0 ;;
         *) want "$name" || return 0 ;;
     esac
     local left=$((BUDGET_S - (SECONDS - T0) - RESERVE_S))
@@ -239,6 +241,11 @@ if ((RUN_DEV)); then
     # shellcheck disable=SC2046
     part lk_index_dev 180 "$LK" $(dev_flags "$DEVICE") --db "$WORK/db-dev" index --json \
         --decode-threads "$(nproc)" "$PHOTOS/gen"
+    # The same photos into a vector shard: the same pipeline without the index's writer
+    # (HNSW insertion of 19 vectors per image), the path the Spark job takes.
+    # shellcheck disable=SC2046
+    part lk_embed_dev 120 "$LK" $(dev_flags "$DEVICE") embed --json \
+        --decode-threads "$(nproc)" --out "$WORK/shards-dev" "$PHOTOS/gen"
 fi
 part torch_bench 150 "$PYTHON" "$HERE/torch_peer.py" bench --model-dir "$MODELS" "${TORCH_ARGS[@]}"
 # shellcheck disable=SC2046

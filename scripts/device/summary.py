@@ -44,7 +44,7 @@ def main(res, photos, device):
         if len(f) == 3:
             parts[f[0]] = {"rc": f[1], "seconds": float(f[2]) if f[2] else 0.0}
     r = {name: last_json(os.path.join(res, name + ".out")) for name in (
-        "gen_photos", "lk_bench_dev", "torch_bench", "lk_bench_cpu", "lk_index_dev",
+        "gen_photos", "lk_bench_dev", "torch_bench", "lk_bench_cpu", "lk_index_dev", "lk_embed_dev",
         "lk_index_dev_fp32", "lk_index_dev_formats", "lk_index_cpu", "torch_check", "torch_lite2")}
     summary = {"device": device, "parts": parts, "results": r}
 
@@ -116,6 +116,14 @@ def main(res, photos, device):
     for f in (r["lk_index_dev_formats"] or {}).get("failed", [])[:5]:
         print("  failed %s: %s" % (os.path.basename(str(f.get("path"))), str(f.get("reason"))[:150]))
     index_line("lk_index_dev", device)
+    e, p = r["lk_embed_dev"], parts.get("lk_embed_dev")
+    if p:
+        if e and e.get("seconds"):
+            print("embed %s (shard, no index): %d images, %d failed, %.1f s -> %.0f images/s"
+                  % (device, e.get("images", 0), e.get("failed", 0), e["seconds"],
+                     e.get("images", 0) / e["seconds"]))
+        else:
+            print("embed %s: no report (exit %s after %.0f s)" % (device, p["rc"], p["seconds"]))
     index_line("lk_index_dev_fp32", device + " fp32")
     index_line("lk_index_cpu", "cpu (subset)")
 
