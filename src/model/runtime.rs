@@ -197,7 +197,6 @@ impl Embedder {
                 batch.len()
             )));
         }
-        let wants_map = self.pooling != Pooling::Average || self.regions;
         match &self.backend {
             Backend::Onnx(session) => {
                 let input = TensorRef::from_array_view(([n, 3, s, s], batch))?;
@@ -212,20 +211,18 @@ impl Embedder {
                     Pooling::Average => Some(outputs[FEATURES].try_extract_tensor::<f32>()?.1),
                     _ => None,
                 };
-                let feature_map = match wants_map {
+                // ONNX Runtime leaves all but the average pooling to the CPU.
+                let feature_map = match self.pooling != Pooling::Average || self.regions {
                     true => Some(outputs[FEATURE_MAP].try_extract_tensor::<f32>()?.1),
                     false => None,
                 };
-                let regions = None;
-                self.finish(
-                    n,
-                    Raw {
-                        logits,
-                        features,
-                        regions,
-                        feature_map,
-                    },
-                )
+                let raw = Raw {
+                    logits,
+                    features,
+                    regions: None,
+                    feature_map,
+                };
+                self.finish(n, raw)
             }
             #[cfg(feature = "cuda")]
             Backend::Cuda(gpu) => {
@@ -241,7 +238,7 @@ impl Embedder {
         }
     }
 
-    /// Pools (unless the backend's average is what is wanted), normalises, and pools regions.
+    /// Pools what the backend did not pool (from the feature map), and normalises the vectors.
     fn finish(&self, n: usize, raw: Raw<'_>) -> Result<Embeddings, ModelError> {
         let dim = self.kind.feature_dim();
         let map = || {
