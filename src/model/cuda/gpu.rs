@@ -12,8 +12,8 @@ use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
 };
-use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
-use tracing::info;
+use cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions, Ptx};
+use tracing::{debug, info};
 
 use super::super::{ModelError, Precision};
 use super::plan::{Global, Op, Plan, Pooled, Slot};
@@ -335,17 +335,23 @@ impl Kernels {
         (major, minor): (i32, i32),
         precision: Precision,
     ) -> Result<Kernels, ModelError> {
-        let ptx = compile_ptx_with_opts(
-            KERNELS,
-            CompileOptions {
-                options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
-                name: Some("lookalike_kernels.cu".into()),
-                ..Default::default()
-            },
-        )
-        .map_err(|e| ModelError::Cuda(format!("compiling the kernels with NVRTC: {e}")))?;
+        let code = match compile_cubin(KERNELS, (major, minor)) {
+            Ok(cubin) => Ptx::from_binary(cubin),
+            Err(why) => {
+                debug!("no machine code from NVRTC ({why}); compiling PTX for the driver");
+                compile_ptx_with_opts(
+                    KERNELS,
+                    CompileOptions {
+                        options: vec![format!("--gpu-architecture=compute_{major}{minor}")],
+                        name: Some("lookalike_kernels.cu".into()),
+                        ..Default::default()
+                    },
+                )
+                .map_err(|e| ModelError::Cuda(format!("compiling the kernels with NVRTC: {e}")))?
+            }
+        };
         let module = ctx
-            .load_module(ptx)
+            .load_module(code)
             .map_err(cuda_error("loading the kernels"))?;
         let suffix = match precision {
             Precision::Fp32 => "f32",
@@ -366,6 +372,40 @@ impl Kernels {
             bias_f32: function("bias_act_f32")?,
         })
     }
+}
+
+/// Compiles `source` to machine code (a CUBIN) for compute capability `major.minor`. The
+/// driver then loads it as it is: PTX would be compiled again by the driver, which fails when
+/// NVRTC is newer than the driver (a pip-installed NVRTC 13.x with an older 13.0 driver),
+/// while machine code runs on any driver of the same CUDA major version.
+fn compile_cubin(source: &str, (major, minor): (i32, i32)) -> Result<Vec<u8>, String> {
+    use cudarc::nvrtc::{result, sys};
+    let source = std::ffi::CString::new(source).map_err(|e| e.to_string())?;
+    let program = result::create_program(&source, None).map_err(|e| e.to_string())?;
+    let arch = format!("--gpu-architecture=sm_{major}{minor}");
+    // SAFETY: `program` was just created, and is destroyed once below, after its last use;
+    // `source` outlives it.
+    let cubin = unsafe {
+        let built = result::compile_program(program, &[arch]).map_err(|e| e.to_string());
+        let cubin = built.and_then(|()| {
+            let mut size = 0usize;
+            sys::nvrtcGetCUBINSize(program, &mut size)
+                .result()
+                .map_err(|e| e.to_string())?;
+            let mut cubin = vec![0u8; size];
+            sys::nvrtcGetCUBIN(program, cubin.as_mut_ptr().cast())
+                .result()
+                .map_err(|e| e.to_string())?;
+            Ok(cubin)
+        });
+        // Nothing to do about a failure to free the program: it only leaks it.
+        let _ = result::destroy_program(program);
+        cubin
+    };
+    cubin.and_then(|c| match c.is_empty() {
+        true => Err("an empty CUBIN".into()),
+        false => Ok(c),
+    })
 }
 
 /// Enough blocks of [`THREADS`] for `total` values (the kernels loop over the rest).
@@ -752,6 +792,28 @@ mod tests {
             loaded.iter().any(|p| p.ends_with("nvrtc/libnvrtc.so.13")),
             "{loaded:?}"
         );
+    }
+
+    #[test]
+    fn kernels_compile_to_machine_code_for_the_gpus_of_this_decade() {
+        load_nvrtc();
+        for device in [(7, 5), (8, 0), (8, 6), (8, 9), (9, 0), (10, 0), (12, 0)] {
+            let cubin = compile_cubin(KERNELS, device)
+                .unwrap_or_else(|e| panic!("sm_{}{}: {e}", device.0, device.1));
+            // An ELF object that holds every entry point.
+            assert_eq!(&cubin[..4], b"\x7fELF", "{device:?}");
+            let text = String::from_utf8_lossy(&cubin);
+            for kernel in [
+                "stem_f16",
+                "depthwise_f16",
+                "gem_pool_f32",
+                "region_pool_f16",
+            ] {
+                assert!(text.contains(kernel), "{kernel} missing for {device:?}");
+            }
+        }
+        // A compute capability NVRTC does not know is an error, not a panic.
+        assert!(compile_cubin(KERNELS, (1, 0)).is_err());
     }
 
     #[test]
