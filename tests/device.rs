@@ -117,6 +117,7 @@ fn model_bench_times_each_batch_size_on_the_cpu() {
         ],
     );
     assert_eq!(report["device"], "cpu");
+    assert!(report["gpu"].is_null(), "{report}");
     assert_eq!(report["model"], "efficientnet-lite0");
     let rows = report["network"].as_array().unwrap();
     let batches: Vec<u64> = rows.iter().map(|r| r["batch"].as_u64().unwrap()).collect();

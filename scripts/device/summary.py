@@ -89,7 +89,8 @@ def main(res, photos, device):
 
     for name in ("lk_bench_dev", "lk_bench_cpu", "torch_bench"):
         if r[name]:
-            print("%s ran on: %s" % (name, r[name].get("device")))
+            gpu = r[name].get("gpu")
+            print("%s ran on: %s%s" % (name, r[name].get("device"), " (%s)" % gpu if gpu else ""))
     bench = r["lk_bench_dev"] or {}
     for a in bench.get("agreements") or ([bench["agreement"]] if bench.get("agreement") else []):
         print("agreement %s %s vs cpu: %s images, cosine min %.6f median %.6f, top-10 same %.3f,"

@@ -97,10 +97,12 @@ fn bench(global: &Global, files: &ModelFiles, args: &BenchArgs) -> Result<()> {
     }
     let mut timings = Vec::new();
     let mut agreements = Vec::new();
+    let mut gpu_name = None;
     for &precision in &precisions {
         let compute = Compute { precision, ..base };
         let embedder = Embedder::load(files, &compute)
             .with_context(|| format!("loading the model on {device} at {precision}"))?;
+        gpu_name = gpu_name.or_else(|| embedder.gpu_name().map(str::to_owned));
         for &batch in &batches {
             let timing = time_network(&embedder, precision, batch, args.seconds)?;
             if !args.json {
@@ -149,7 +151,7 @@ fn bench(global: &Global, files: &ModelFiles, args: &BenchArgs) -> Result<()> {
         println!(
             "{}",
             json!({
-                "device": device.to_string(), "model": files.kind.name(),
+                "device": device.to_string(), "gpu": gpu_name, "model": files.kind.name(),
                 "threads": base.threads, "network": network,
                 "agreement": agreements.first(), "agreements": agreements,
             })

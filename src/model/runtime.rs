@@ -179,6 +179,15 @@ impl Embedder {
         self.pooling
     }
 
+    /// The GPU's name, as its driver gives it (None on CPU).
+    pub fn gpu_name(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Onnx(_) => None,
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(gpu) => Some(gpu.device_name()),
+        }
+    }
+
     /// How many images a batch should hold to keep the device busy: a GPU wants hundreds.
     pub fn preferred_batch(&self) -> usize {
         match &self.backend {
