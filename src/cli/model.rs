@@ -53,8 +53,11 @@ pub struct BenchArgs {
     /// report the agreement (cosine per image, same top-10 neighbours)
     #[arg(long, value_name = "DIR")]
     images: Option<PathBuf>,
+    /// At most this many images of --images
     #[arg(long, default_value_t = 200)]
     limit: usize,
+    /// One JSON object: {"device", "gpu", "model", "threads", "network": [{"precision",
+    /// "batch", "images_per_s", "batches"}], "agreement", "agreements"}
     #[arg(long)]
     json: bool,
 }
