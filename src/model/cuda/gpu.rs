@@ -21,8 +21,8 @@ use super::plan::{Global, Op, Plan, Pooled, Slot};
 const KERNELS: &str = include_str!("kernels.cu");
 /// Threads per block of the elementwise kernels.
 const THREADS: u32 = 256;
-/// Images per pass: large enough to keep an H100-class GPU busy (throughput levels off past
-/// ~128 for EfficientNet-Lite0), reduced when the device memory is smaller.
+/// Images per pass, reduced when the device memory is smaller. Not yet tuned on a GPU: the
+/// device check (scripts/device) times 64, 128 and 256.
 pub const MAX_BATCH: usize = 256;
 
 /// What a pass copies back: f32 features pooled as [`Pooled::global`] says (not normalised)

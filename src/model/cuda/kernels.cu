@@ -29,59 +29,61 @@ __device__ __forceinline__ float relu6(float v) { return fminf(fmaxf(v, 0.0f), 6
     for (index_t i = (index_t)blockIdx.x * blockDim.x + threadIdx.x; i < (total); \
          i += (index_t)blockDim.x * gridDim.x)
 
-// The stem: a full k x k convolution with stride and TF SAME padding (`pad` before; what
-// falls past the far edge is zero) from the NCHW f32 input [n, ci, s, s] to NHWC [n, so, so,
-// co], bias and ReLU6 fused. Weights f32 [ci][k][k][co]. One thread per output value.
+// One output value of a k x k convolution with stride and TF SAME padding (`pad` before; what
+// falls past the far edge is zero): value `i` of NHWC [n, so, so, c] is its channel's bias
+// plus `tap(b, ch, t, iy, ix)` (t = ky * k + kx) over the taps inside the s x s input.
+template <typename Tap>
+__device__ float convolve(index_t i, const float* bias, int c, int s, int so, int k, int stride,
+                          int pad, Tap tap) {
+    int ch = (int)(i % c);
+    index_t pixel = i / c;
+    int ox = (int)(pixel % so);
+    int oy = (int)((pixel / so) % so);
+    int b = (int)(pixel / (so * so));
+    float acc = bias[ch];
+    for (int ky = 0; ky < k; ++ky) {
+        int iy = oy * stride + ky - pad;
+        if (iy < 0 || iy >= s) continue;
+        for (int kx = 0; kx < k; ++kx) {
+            int ix = ox * stride + kx - pad;
+            if (ix < 0 || ix >= s) continue;
+            acc += tap(b, ch, ky * k + kx, iy, ix);
+        }
+    }
+    return acc;
+}
+
+// The stem: a full convolution from the NCHW f32 input [n, ci, s, s] to NHWC [n, so, so, co],
+// bias and ReLU6 fused. Weights f32 [ci][k][k][co]. One thread per output value.
 template <typename T>
 __device__ void stem(const float* x, const float* w, const float* bias, T* y, int n, int ci,
                      int s, int co, int so, int k, int stride, int pad) {
     index_t total = (index_t)n * so * so * co;
     GRID_STRIDE(i, total) {
-        int o = (int)(i % co);
-        index_t pixel = i / co;
-        int ox = (int)(pixel % so);
-        int oy = (int)((pixel / so) % so);
-        int b = (int)(pixel / (so * so));
-        float acc = bias[o];
-        for (int c = 0; c < ci; ++c) {
-            for (int ky = 0; ky < k; ++ky) {
-                int iy = oy * stride + ky - pad;
-                if (iy < 0 || iy >= s) continue;
-                for (int kx = 0; kx < k; ++kx) {
-                    int ix = ox * stride + kx - pad;
-                    if (ix < 0 || ix >= s) continue;
-                    acc += w[((c * k + ky) * k + kx) * co + o] *
-                           x[(((index_t)b * ci + c) * s + iy) * s + ix];
-                }
-            }
-        }
+        float acc = convolve(i, bias, co, s, so, k, stride, pad,
+                             [&](int b, int o, int t, int iy, int ix) {
+                                 float sum = 0.0f;
+                                 for (int c = 0; c < ci; ++c)
+                                     sum += w[(c * k * k + t) * co + o] *
+                                            x[(((index_t)b * ci + c) * s + iy) * s + ix];
+                                 return sum;
+                             });
         store(y, i, relu6(acc));
     }
 }
 
-// A depthwise k x k convolution, NHWC [n, s, s, c] to [n, so, so, c], bias and (when `act`)
-// ReLU6 fused. Weights tap-major f32 [k * k][c]: neighbouring threads (channels) read
-// neighbouring weights and inputs.
+// A depthwise convolution, NHWC [n, s, s, c] to [n, so, so, c], bias and (when `act`) ReLU6
+// fused. Weights tap-major f32 [k * k][c]: neighbouring threads (channels) read neighbouring
+// weights and inputs.
 template <typename T>
 __device__ void depthwise(const T* x, const float* w, const float* bias, T* y, int n, int c,
                           int s, int so, int k, int stride, int pad, int act) {
     index_t total = (index_t)n * so * so * c;
     GRID_STRIDE(i, total) {
-        int ch = (int)(i % c);
-        index_t pixel = i / c;
-        int ox = (int)(pixel % so);
-        int oy = (int)((pixel / so) % so);
-        int b = (int)(pixel / (so * so));
-        float acc = bias[ch];
-        for (int ky = 0; ky < k; ++ky) {
-            int iy = oy * stride + ky - pad;
-            if (iy < 0 || iy >= s) continue;
-            for (int kx = 0; kx < k; ++kx) {
-                int ix = ox * stride + kx - pad;
-                if (ix < 0 || ix >= s) continue;
-                acc += w[(ky * k + kx) * c + ch] * load(x, (((index_t)b * s + iy) * s + ix) * c + ch);
-            }
-        }
+        float acc = convolve(i, bias, c, s, so, k, stride, pad,
+                             [&](int b, int ch, int t, int iy, int ix) {
+                                 return w[t * c + ch] * load(x, (((index_t)b * s + iy) * s + ix) * c + ch);
+                             });
         store(y, i, act ? relu6(acc) : acc);
     }
 }

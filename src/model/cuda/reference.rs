@@ -139,70 +139,59 @@ pub fn region_pool(
     out
 }
 
-/// Input pixel index along one axis for output `o` and tap `t`, if inside the image.
-fn source(o: usize, t: usize, stride: usize, pad: usize, side: usize) -> Option<usize> {
-    (o * stride + t).checked_sub(pad).filter(|&i| i < side)
+/// A k x k convolution with stride and TF SAME padding, as `convolve` in `kernels.cu`: each
+/// output value of NHWC `out` is its channel's bias plus `tap(b, ch, t, iy, ix)` (t = ky * k +
+/// kx) over the taps inside the input, then ReLU6 when the layer has it, stored at `p`.
+fn convolve(
+    conv: &Conv,
+    n: usize,
+    out: &mut [f32],
+    p: Precision,
+    tap: impl Fn(usize, usize, usize, usize, usize) -> f32,
+) {
+    let (c, k, s, so) = (conv.out_channels, conv.kernel, conv.in_side, conv.out_side);
+    // Input pixel along one axis for output `o` and tap `t`, if inside the image.
+    let source = |o: usize, t: usize| {
+        (o * conv.stride + t)
+            .checked_sub(conv.pad.0)
+            .filter(|&i| i < s)
+    };
+    for (i, y) in out[..n * so * so * c].iter_mut().enumerate() {
+        let (ch, pixel) = (i % c, i / c);
+        let (ox, oy, b) = (pixel % so, (pixel / so) % so, pixel / (so * so));
+        let mut acc = conv.bias[ch];
+        for ky in 0..k {
+            let Some(iy) = source(oy, ky) else { continue };
+            for kx in 0..k {
+                let Some(ix) = source(ox, kx) else { continue };
+                acc += tap(b, ch, ky * k + kx, iy, ix);
+            }
+        }
+        *y = p.round(if conv.relu6 { acc.clamp(0.0, 6.0) } else { acc });
+    }
 }
 
+/// The stem: NCHW f32 input, weights `[in][k][k][out]`.
 fn stem(step: &Step, conv: &Conv, x: &[f32], n: usize, out: &mut [f32], p: Precision) {
-    let (ci, co, k, s) = (
+    let (ci, co, s, taps) = (
         conv.in_channels,
         conv.out_channels,
-        conv.kernel,
         conv.in_side,
+        conv.kernel * conv.kernel,
     );
-    let so = conv.out_side;
-    for b in 0..n {
-        for oy in 0..so {
-            for ox in 0..so {
-                for o in 0..co {
-                    let mut acc = conv.bias[o];
-                    for c in 0..ci {
-                        for ky in 0..k {
-                            let Some(iy) = source(oy, ky, conv.stride, conv.pad.0, s) else {
-                                continue;
-                            };
-                            for kx in 0..k {
-                                let Some(ix) = source(ox, kx, conv.stride, conv.pad.0, s) else {
-                                    continue;
-                                };
-                                acc += step.weight[((c * k + ky) * k + kx) * co + o]
-                                    * x[((b * ci + c) * s + iy) * s + ix];
-                            }
-                        }
-                    }
-                    out[((b * so + oy) * so + ox) * co + o] = p.round(acc.clamp(0.0, 6.0));
-                }
-            }
-        }
-    }
+    convolve(conv, n, out, p, |b, o, t, iy, ix| {
+        (0..ci)
+            .map(|c| step.weight[(c * taps + t) * co + o] * x[((b * ci + c) * s + iy) * s + ix])
+            .sum()
+    });
 }
 
+/// A depthwise layer: NHWC input, weights `[k*k][C]`.
 fn depthwise(step: &Step, conv: &Conv, x: &[f32], n: usize, out: &mut [f32], p: Precision) {
-    let (c, k, s, so) = (conv.out_channels, conv.kernel, conv.in_side, conv.out_side);
-    for b in 0..n {
-        for oy in 0..so {
-            for ox in 0..so {
-                for ch in 0..c {
-                    let mut acc = conv.bias[ch];
-                    for ky in 0..k {
-                        let Some(iy) = source(oy, ky, conv.stride, conv.pad.0, s) else {
-                            continue;
-                        };
-                        for kx in 0..k {
-                            let Some(ix) = source(ox, kx, conv.stride, conv.pad.0, s) else {
-                                continue;
-                            };
-                            acc += step.weight[(ky * k + kx) * c + ch]
-                                * x[((b * s + iy) * s + ix) * c + ch];
-                        }
-                    }
-                    let v = if conv.relu6 { acc.clamp(0.0, 6.0) } else { acc };
-                    out[((b * so + oy) * so + ox) * c + ch] = p.round(v);
-                }
-            }
-        }
-    }
+    let (c, s) = (conv.out_channels, conv.in_side);
+    convolve(conv, n, out, p, |b, ch, t, iy, ix| {
+        step.weight[t * c + ch] * x[((b * s + iy) * s + ix) * c + ch]
+    });
 }
 
 /// `y[rows, out] = x[rows, in] * w[out, in]^T`, f32 sums (what cuBLAS computes for both
