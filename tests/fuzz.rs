@@ -50,12 +50,11 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::server::Running;
+use common::server::{writable, Running};
 use common::{fixture, model_dir, photo, testdata};
 use fastrand::Rng;
 use lookalike::engine::{Engine, EngineOptions};
 use lookalike::image::{decode_bytes, sniff, Limits, PhotoFacts};
-use lookalike::server::ServerConfig;
 use lookalike::video::{FrameReader, VideoOptions};
 use reqwest::blocking::{multipart, Client};
 use serde_json::{json, Value};
@@ -2043,12 +2042,7 @@ fn fuzz_uploads(cfg: &Config, findings: &mut Findings, bombs: &[Input]) -> Stats
     engine
         .index_paths(&[collection], &Default::default())
         .expect("index the photos");
-    let config = ServerConfig {
-        token: Some(TOKEN.into()),
-        roots: vec![root.clone()],
-        upload_dir: root.join("uploads"),
-        ..ServerConfig::default()
-    };
+    let config = writable(TOKEN, &root);
     let server = Running::start(config, engine);
     let client = Client::builder()
         .timeout(Duration::from_secs(120))

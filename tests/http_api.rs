@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::server::Running;
+use common::server::{writable, Running};
 use common::vectors::{normalised, synthetic_image};
 use common::{model_dir, photo, testdata};
 use lookalike::descriptor::whitening::{min_vectors, WhiteningOptions};
@@ -65,11 +65,8 @@ fn shared() -> &'static Shared {
         std::fs::create_dir_all(&root).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
         let config = ServerConfig {
-            token: Some(TOKEN.into()),
-            roots: vec![root.clone()],
-            upload_dir: root.join("uploads"),
             max_body_bytes: MAX_BODY,
-            ..ServerConfig::default()
+            ..writable(TOKEN, &root)
         };
         let writable = Running::start(config.clone(), engine.clone());
         let read_only = Running::start(
@@ -951,12 +948,7 @@ fn an_upload_that_makes_a_whitening_due_learns_it_in_the_background() {
     drop(index);
     let engine = open_engine(&db);
     assert_eq!(engine.stats().unwrap().whitening, None);
-    let config = ServerConfig {
-        token: Some(TOKEN.into()),
-        roots: vec![root.clone()],
-        upload_dir: root.join("uploads"),
-        ..ServerConfig::default()
-    };
+    let config = writable(TOKEN, &root);
     let server = Running::start(config, engine.clone());
 
     let response = client()
@@ -1514,15 +1506,7 @@ fn deleted_uploads_are_forgotten_and_swapped_files_are_not_served() {
         .unwrap();
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-    let server = Running::start(
-        ServerConfig {
-            token: Some(TOKEN.into()),
-            roots: vec![root.clone()],
-            upload_dir: root.join("uploads"),
-            ..ServerConfig::default()
-        },
-        engine.clone(),
-    );
+    let server = Running::start(writable(TOKEN, &root), engine.clone());
     let files = || get_json(&server, "/api/stats")["files"].as_u64().unwrap();
     assert_eq!(files(), 2);
     let uploaded = add_item(&server, &photo("sklearn/flower.jpg"));

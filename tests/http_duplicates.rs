@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::server::Running;
+use common::server::{writable, Running};
 use common::{model_dir, photo};
 use lookalike::engine::{Engine, EngineOptions};
 use lookalike::server::ServerConfig;
@@ -149,12 +149,7 @@ fn duplicate_groups_not_duplicates_and_actions_over_http() {
     assert_eq!(report.added, 9, "{report:?}");
     let writable_root = dir.path().join("root");
     std::fs::create_dir_all(&writable_root).unwrap();
-    let config = ServerConfig {
-        token: Some(TOKEN.into()),
-        roots: vec![writable_root.clone()],
-        upload_dir: writable_root.join("uploads"),
-        ..ServerConfig::default()
-    };
+    let config = writable(TOKEN, &writable_root);
     let server = Running::start(config.clone(), engine.clone());
 
     // The listing scans first: every image the first time, none the second.
@@ -415,12 +410,7 @@ fn the_duplicates_routes_are_documented() {
     );
     let root = dir.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-    let config = ServerConfig {
-        token: Some(TOKEN.into()),
-        roots: vec![root.clone()],
-        upload_dir: root.join("uploads"),
-        ..ServerConfig::default()
-    };
+    let config = writable(TOKEN, &root);
     let server = Running::start(config, engine);
     let spec = server.get("/api/openapi.json");
     let paths = &spec["paths"];

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::server::Running;
+use common::server::{writable, Running};
 use common::{model_dir, photo};
 use lookalike::engine::{Engine, EngineOptions};
 use lookalike::server::ServerConfig;
@@ -69,15 +69,12 @@ fn mixed_load_leaves_the_server_healthy_and_consistent() {
     std::fs::create_dir_all(&root).unwrap();
     let server = Running::start(
         ServerConfig {
-            token: Some(TOKEN.into()),
-            roots: vec![root.clone()],
-            upload_dir: root.join("uploads"),
             // Overload is not what this test is about: in the debug build a verified search
             // takes up to 2.5 s, and two queued ahead of a request on a busy shared machine
             // would pass the default 5 s and draw a 503 by design. The long run keeps the
             // default.
             queue_timeout: Duration::from_secs(30),
-            ..ServerConfig::default()
+            ..writable(TOKEN, &root)
         },
         engine,
     );

@@ -1,12 +1,24 @@
 //! A real `lookalike` server for the HTTP tests: on its own thread and runtime, on 127.0.0.1
 //! with a free port, healthy when `start` returns, stopped gracefully by `shutdown` or on drop.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lookalike::engine::Engine;
 use lookalike::server::{serve_with, ServerConfig};
 use reqwest::blocking::Client;
+
+/// The configuration of a server that writes: `token` for its writes, files under `root`
+/// only, uploads kept in `root/uploads`.
+pub fn writable(token: &str, root: &Path) -> ServerConfig {
+    ServerConfig {
+        token: Some(token.into()),
+        roots: vec![root.to_path_buf()],
+        upload_dir: root.join("uploads"),
+        ..ServerConfig::default()
+    }
+}
 
 pub struct Running {
     pub base: String,
