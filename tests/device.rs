@@ -132,3 +132,26 @@ fn model_bench_times_each_batch_size_on_the_cpu() {
     // No GPU, no agreement to report.
     assert!(report["agreement"].is_null());
 }
+
+#[test]
+fn model_bench_refuses_what_it_cannot_measure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    for (args, says) in [
+        (&["--batch", "0"][..], "batch size 0"),
+        (&["--batch", "16,100000"][..], "batch size 100000"),
+        (&["--seconds", "0"][..], "--seconds 0"),
+        (&["--seconds", "NaN"][..], "--seconds NaN"),
+        (&["--images", "."][..], "use it with --device cuda"),
+    ] {
+        let out = lookalike(&db)
+            .args(["model", "bench"])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}

@@ -229,10 +229,12 @@ echo "-- photos: $(find "$PHOTOS/gen" -type f 2>/dev/null | wc -l) generated ($(
 
 # ---------------------------------------------------------------- the measurements
 if ((RUN_DEV)); then
+    # The agreement compares a GPU with the CPU: nothing to compare on the CPU itself.
+    AGREE=(--images "$PHOTOS/agree" --limit "$AGREE_LIMIT")
+    [[ "$DEVICE" == cpu ]] && AGREE=()
     # shellcheck disable=SC2046
     part lk_bench_dev 150 "$LK" $(dev_flags "$DEVICE") model bench --batch 64,128,256 \
-        --precisions "$DEV_PRECISIONS" --seconds "$BENCH_SECONDS" --images "$PHOTOS/agree" \
-        --limit "$AGREE_LIMIT" --json
+        --precisions "$DEV_PRECISIONS" --seconds "$BENCH_SECONDS" "${AGREE[@]}" --json
     # The carried originals first (PNG, WebP, HEIC, small JPEGs: do all formats go through?),
     # then the generated photos alone, for the rate.
     # shellcheck disable=SC2046

@@ -75,6 +75,10 @@ pub fn run(global: &Global, command: ModelCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The largest batch `model bench` times: 4,096 Lite0 images are 2.5 GB of input, past any
+/// batch the pipelines use (16 on CPU, 256 on a GPU).
+const MAX_BENCH_BATCH: usize = 4096;
+
 /// One timed configuration.
 struct Timing {
     precision: Precision,
@@ -95,8 +99,14 @@ fn bench(global: &Global, files: &ModelFiles, args: &BenchArgs) -> Result<()> {
         (true, Device::Cpu) => vec![16],
         (true, Device::Cuda(_)) => vec![64, 128, 256],
     };
-    if batches.contains(&0) || args.seconds.is_nan() || args.seconds <= 0.0 {
-        bail!("batch sizes and --seconds must be positive");
+    if let Some(bad) = batches.iter().find(|&&b| b == 0 || b > MAX_BENCH_BATCH) {
+        bail!("batch size {bad}: from 1 to {MAX_BENCH_BATCH} (a Lite0 image is 0.6 MB of input)");
+    }
+    if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 600.0) {
+        bail!("--seconds {}: from more than 0 to 600", args.seconds);
+    }
+    if args.images.is_some() && device == Device::Cpu {
+        bail!("--images compares a GPU's vectors with the CPU's: use it with --device cuda");
     }
     let mut timings = Vec::new();
     let mut agreements = Vec::new();
