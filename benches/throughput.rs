@@ -59,8 +59,8 @@ fn embed(model: &str, rounds: usize) {
     let len = featurizer.tensor_len();
     let batch_size = featurizer.batch_size();
     // A deterministic input in the network's range; content does not change the work done.
-    let batch: Vec<f32> = (0..batch_size * len)
-        .map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0)
+    let batch: Vec<u8> = (0..batch_size * len)
+        .map(|i| ((i * 7919) % 255) as u8)
         .collect();
     featurizer.embed(&batch, batch_size).expect("warm-up");
     let per_round = 8;
@@ -85,7 +85,7 @@ fn decode(dir: &Path, rounds: usize) {
     let paths = images_in(dir);
     let pre = Preprocessor::new(224);
     let limits = Limits::default();
-    let mut out = vec![0.0; pre.tensor_len()];
+    let mut out = vec![0; pre.tensor_len()];
     let rates: Vec<f64> = (0..rounds)
         .map(|_| {
             let start = Instant::now();
@@ -185,7 +185,7 @@ fn words(dir: &Path, rounds: usize) {
         .map(|p| std::fs::read(p).expect("read"))
         .collect();
     let mut logits = Vec::new();
-    let mut tensor = vec![0.0; featurizer.tensor_len()];
+    let mut tensor = vec![0; featurizer.tensor_len()];
     let indexing: Vec<f64> = (0..rounds)
         .map(|_| {
             logits.clear();

@@ -52,7 +52,7 @@ impl From<Vec<f32>> for ImageQuery {
 }
 
 /// A preprocessed image and its original size.
-type PreparedTensor = (Vec<f32>, (u32, u32));
+type PreparedTensor = (Vec<u8>, (u32, u32));
 
 /// One input scale: the network built for its input size and the preprocessing to it.
 struct Scale {
@@ -148,7 +148,7 @@ impl Featurizer {
         self.scales[0].embedder.preferred_batch()
     }
 
-    /// Number of f32 values of one preprocessed image (all its scales).
+    /// Bytes of one preprocessed image (all its scales; see [`crate::model::input`]).
     pub fn tensor_len(&self) -> usize {
         self.scales
             .iter()
@@ -168,18 +168,18 @@ impl Featurizer {
 
     /// Decodes and preprocesses a file into `out` (`tensor_len()` values); returns the
     /// original size.
-    pub fn prepare_file(&self, path: &Path, out: &mut [f32]) -> Result<(u32, u32), ImageError> {
+    pub fn prepare_file(&self, path: &Path, out: &mut [u8]) -> Result<(u32, u32), ImageError> {
         let decoded = image::decode_file(path, self.decode_side(), &self.limits)?;
         self.prepare(&decoded, out)
     }
 
     /// Decodes and preprocesses encoded bytes (an upload) into `out`.
-    pub fn prepare_bytes(&self, bytes: &[u8], out: &mut [f32]) -> Result<(u32, u32), ImageError> {
+    pub fn prepare_bytes(&self, bytes: &[u8], out: &mut [u8]) -> Result<(u32, u32), ImageError> {
         let decoded = image::decode_bytes(bytes, self.decode_side(), &self.limits)?;
         self.prepare(&decoded, out)
     }
 
-    fn prepare(&self, decoded: &Decoded, out: &mut [f32]) -> Result<(u32, u32), ImageError> {
+    fn prepare(&self, decoded: &Decoded, out: &mut [u8]) -> Result<(u32, u32), ImageError> {
         self.prepare_image(&decoded.image, out)?;
         Ok((decoded.width, decoded.height))
     }
@@ -189,7 +189,7 @@ impl Featurizer {
     ///
     /// # Panics
     /// If `out` has the wrong length (a programming error).
-    pub fn prepare_image(&self, image: &RgbImage, out: &mut [f32]) -> Result<(), ImageError> {
+    pub fn prepare_image(&self, image: &RgbImage, out: &mut [u8]) -> Result<(), ImageError> {
         assert_eq!(
             out.len(),
             self.tensor_len(),
@@ -207,7 +207,7 @@ impl Featurizer {
     /// Runs the network on `n` preprocessed images laid end to end in `tensors`. With several
     /// scales, each scale's network runs on its parts of the tensors and an image's vector is
     /// the normalised sum of its normalised per-scale vectors; the logits are scale 1's.
-    pub fn embed(&self, tensors: &[f32], n: usize) -> Result<Embeddings> {
+    pub fn embed(&self, tensors: &[u8], n: usize) -> Result<Embeddings> {
         let [first, extra @ ..] = self.scales.as_slice() else {
             unreachable!("a featurizer has at least its native scale");
         };
@@ -217,7 +217,7 @@ impl Featurizer {
         let per_image = self.tensor_len();
         if n == 0 || tensors.len() != n * per_image {
             return Err(ModelError::BadInput(format!(
-                "{} floats for {n} images of {per_image}",
+                "{} bytes for {n} images of {per_image}",
                 tensors.len()
             ))
             .into());
@@ -257,7 +257,7 @@ impl Featurizer {
     }
 
     fn embed_decoded(&self, decoded: &Decoded) -> Result<Embedded> {
-        let mut tensor = vec![0.0; self.tensor_len()];
+        let mut tensor = vec![0; self.tensor_len()];
         let (width, height) = self.prepare(decoded, &mut tensor)?;
         let out = self.embed(&tensor, 1)?;
         Ok(self.embedded(&out, 0, width, height))
@@ -314,7 +314,7 @@ impl Featurizer {
             .query_scales
             .iter()
             .map(|scale| {
-                let mut tensor = vec![0.0; scale.preprocessor.tensor_len()];
+                let mut tensor = vec![0; scale.preprocessor.tensor_len()];
                 scale.preprocessor.preprocess(&decoded.image, &mut tensor)?;
                 Ok(scale.embedder.embed(&tensor, 1)?.feature(0).to_vec())
             })
@@ -369,7 +369,7 @@ impl Featurizer {
         threads: usize,
     ) -> Vec<Result<PreparedTensor, ImageError>> {
         crate::parallel_map(paths, threads, |path| {
-            let mut tensor = vec![0.0; self.tensor_len()];
+            let mut tensor = vec![0; self.tensor_len()];
             self.prepare_file(path, &mut tensor)
                 .map(|dims| (tensor, dims))
         })

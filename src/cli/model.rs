@@ -182,8 +182,8 @@ fn time_network(
     seconds: f64,
 ) -> Result<Timing> {
     let s = embedder.input_size();
-    let input: Vec<f32> = (0..batch * 3 * s * s)
-        .map(|i| ((i * 7919) % 255) as f32 / 128.0 - 1.0)
+    let input: Vec<u8> = (0..batch * 3 * s * s)
+        .map(|i| ((i * 7919) % 255) as u8)
         .collect();
     for _ in 0..2 {
         embedder.embed(&input, batch)?;

@@ -1,14 +1,17 @@
-//! Decoded pixels to the model's input tensor, matching the classic Python pipeline
+//! Decoded pixels to the model's input, matching the classic Python pipeline
 //! (`classic_pipeline.py` `preprocess`: Pillow BICUBIC resize of the shorter side to
-//! round(S*256/224), centre crop S x S, CHW float32 (x - 127) / 128) so features from both agree.
+//! round(S*256/224), centre crop S x S) so features from both agree. The crop stays 8-bit RGB
+//! until the network: each backend scales it to floats itself (see `model::input`), so batches
+//! on their way to the network, and uploads to a GPU, are a quarter of the size of floats.
 
 use fast_image_resize as fir;
+use fir::PixelType::U8x3;
 use image::RgbImage;
 
 use super::ImageError;
 use crate::index::Region;
 
-/// Turns an RGB image into the model's CHW float32 input of side `size`.
+/// Turns an RGB image into the model's input of side `size`: the centre crop, 8-bit RGB.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preprocessor {
     size: u32,
@@ -58,13 +61,13 @@ impl Preprocessor {
         }
     }
 
-    /// Number of floats in one tensor: 3 * S * S.
+    /// Bytes in one input: 3 * S * S.
     pub fn tensor_len(&self) -> usize {
         3 * self.size as usize * self.size as usize
     }
 
-    /// Writes `image` into `out` (length [`Self::tensor_len`]) as CHW float32 RGB scaled
-    /// (x - 127) / 128: bicubic (Catmull-Rom, Pillow's BICUBIC) resize so the shorter side is
+    /// Writes `image` into `out` (length [`Self::tensor_len`]) as packed (HWC) 8-bit RGB:
+    /// bicubic (Catmull-Rom, Pillow's BICUBIC) resize so the shorter side is
     /// [`Self::short_side`], then the centre S x S crop. Only the crop is computed: resizing
     /// with a source crop box gives the same pixels as Pillow's resize-then-crop, because the
     /// filter weights depend only on the output position and scale, and both clip the filter
@@ -72,7 +75,7 @@ impl Preprocessor {
     ///
     /// # Panics
     /// If `out` has the wrong length (a programming error).
-    pub fn preprocess(&self, image: &RgbImage, out: &mut [f32]) -> Result<(), ImageError> {
+    pub fn preprocess(&self, image: &RgbImage, out: &mut [u8]) -> Result<(), ImageError> {
         assert_eq!(
             out.len(),
             self.tensor_len(),
@@ -82,17 +85,20 @@ impl Preprocessor {
         if width == 0 || height == 0 {
             return Err(ImageError::Resize("the image has no pixels".into()));
         }
-        let crop = self.resize_and_crop(image, self.geometry(width, height))?;
-        write_chw(crop.as_raw(), out);
-        Ok(())
+        self.resize_and_crop(image, self.geometry(width, height), out)
     }
 
     /// Bicubic resize to the geometry's size, computing only the S x S crop. Done as two
     /// explicit passes, horizontal then vertical, because that is Pillow's order: with 8-bit
     /// rounding and clipping between the passes the order matters at hard edges (up to ~25
     /// levels on synthetic graphics), and `fast_image_resize` on its own runs the vertical
-    /// pass first.
-    fn resize_and_crop(&self, image: &RgbImage, g: Geometry) -> Result<RgbImage, ImageError> {
+    /// pass first. The crop is written into `out`.
+    fn resize_and_crop(
+        &self,
+        image: &RgbImage,
+        g: Geometry,
+        out: &mut [u8],
+    ) -> Result<(), ImageError> {
         let (width, height) = image.dimensions();
         let scale_x = f64::from(width) / f64::from(g.resized_width);
         let scale_y = f64::from(height) / f64::from(g.resized_height);
@@ -120,12 +126,12 @@ impl Preprocessor {
             .resize(image, &mut narrow, &horizontal)
             .map_err(resize_error)?;
         // Vertical only: same width, whole-pixel left.
-        let mut crop = RgbImage::new(self.size, self.size);
+        let mut crop = fir::images::Image::from_slice_u8(self.size, self.size, out, U8x3)
+            .map_err(|e| ImageError::Resize(e.to_string()))?;
         let vertical = bicubic.crop(0.0, top - f64::from(first_row), size, crop_height);
         resizer
             .resize(&narrow, &mut crop, &vertical)
-            .map_err(resize_error)?;
-        Ok(crop)
+            .map_err(resize_error)
     }
 
     /// The classic pipeline's arithmetic, in the same float64 steps and the same rounding
@@ -141,18 +147,6 @@ impl Preprocessor {
             left: (resized_width - self.size) / 2,
             top: (resized_height - self.size) / 2,
         }
-    }
-}
-
-/// Packed RGB bytes to planar (CHW) floats (x - 127) / 128.
-fn write_chw(rgb: &[u8], out: &mut [f32]) {
-    let plane = rgb.len() / 3;
-    let (red, rest) = out.split_at_mut(plane);
-    let (green, blue) = rest.split_at_mut(plane);
-    for (i, px) in rgb.chunks_exact(3).enumerate() {
-        red[i] = (f32::from(px[0]) - 127.0) / 128.0;
-        green[i] = (f32::from(px[1]) - 127.0) / 128.0;
-        blue[i] = (f32::from(px[2]) - 127.0) / 128.0;
     }
 }
 
@@ -205,15 +199,20 @@ mod tests {
     }
 
     #[test]
-    fn constant_colour_maps_to_known_values() {
+    fn constant_colour_stays_exact() {
         let p = Preprocessor::new(32);
         let image = RgbImage::from_pixel(50, 40, Rgb([255, 127, 0]));
-        let mut out = vec![f32::NAN; p.tensor_len()];
+        let mut out = vec![7; p.tensor_len()];
         p.preprocess(&image, &mut out).unwrap();
-        let plane = 32 * 32;
-        assert!(out[..plane].iter().all(|&v| v == 128.0 / 128.0));
-        assert!(out[plane..2 * plane].iter().all(|&v| v == 0.0));
-        assert!(out[2 * plane..].iter().all(|&v| v == -127.0 / 128.0));
+        assert!(out.chunks_exact(3).all(|px| px == [255, 127, 0]));
+    }
+
+    /// The red values of crop row `row` (packed RGB, side `side`).
+    fn red_row(out: &[u8], side: usize, row: usize) -> Vec<u8> {
+        out[row * side * 3..(row + 1) * side * 3]
+            .chunks_exact(3)
+            .map(|px| px[0])
+            .collect()
     }
 
     #[test]
@@ -229,14 +228,12 @@ mod tests {
                 Rgb([255, 255, 255])
             }
         });
-        let mut out = vec![0.0; p.tensor_len()];
+        let mut out = vec![7; p.tensor_len()];
         p.preprocess(&image, &mut out).unwrap();
-        for channel in 0..3 {
-            for row in [0usize, 100, 223] {
-                let base = channel * 224 * 224 + row * 224;
-                assert!(out[base..base + 112].iter().all(|&v| v == -127.0 / 128.0));
-                assert!(out[base + 112..base + 224].iter().all(|&v| v == 1.0));
-            }
+        for row in [0usize, 100, 223] {
+            let pixels = &out[row * 224 * 3..(row + 1) * 224 * 3];
+            assert!(pixels[..112 * 3].iter().all(|&v| v == 0));
+            assert!(pixels[112 * 3..].iter().all(|&v| v == 255));
         }
     }
 
@@ -253,18 +250,18 @@ mod tests {
                 Rgb([255, 255, 255])
             }
         });
-        let mut out = vec![0.0; p.tensor_len()];
+        let mut out = vec![7; p.tensor_len()];
         p.preprocess(&image, &mut out).unwrap();
-        let row = &out[50 * 224..51 * 224];
-        assert!(row[..108].iter().all(|&v| v == -127.0 / 128.0));
-        assert!(row[116..].iter().all(|&v| v == 1.0));
-        assert!(row[111] < 0.0 && row[112] > 0.0);
+        let row = red_row(&out, 224, 50);
+        assert!(row[..108].iter().all(|&v| v == 0));
+        assert!(row[116..].iter().all(|&v| v == 255));
+        assert!(row[111] < 128 && row[112] > 127);
     }
 
     #[test]
     fn empty_image_is_an_error_not_a_panic() {
         let p = Preprocessor::new(8);
-        let mut out = vec![0.0; p.tensor_len()];
+        let mut out = vec![0; p.tensor_len()];
         assert!(matches!(
             p.preprocess(&RgbImage::new(0, 5), &mut out),
             Err(ImageError::Resize(_))

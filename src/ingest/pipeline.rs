@@ -90,7 +90,7 @@ struct Prepared {
     stamp: FileStamp,
     content_hash: ContentHash,
     facts: PhotoFacts,
-    tensor: Vec<f32>,
+    tensor: Vec<u8>,
     width: u32,
     height: u32,
 }
@@ -296,7 +296,7 @@ fn decode(featurizer: &Featurizer, input: Input) -> Decoded {
         }
         Err(e) => return Err(image_failure(key, stamp, None, &e)),
     };
-    let mut tensor = vec![0.0; featurizer.tensor_len()];
+    let mut tensor = vec![0; featurizer.tensor_len()];
     match featurizer.prepare_bytes(&bytes, &mut tensor) {
         Ok((width, height)) => Ok(Prepared {
             key,
@@ -329,7 +329,7 @@ fn image_failure(
 /// A batch of decoded images and their tensors, one after the other.
 struct Batch {
     prepared: Vec<Prepared>,
-    inputs: Vec<f32>,
+    inputs: Vec<u8>,
 }
 
 /// Runs the network stage as a pipeline of its own: one thread gathers decoded images into

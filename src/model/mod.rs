@@ -13,7 +13,7 @@
 //!    pure-Rust engine, ~30 img/s per core).
 //! 5. [`labels`] turns logits into ImageNet class names.
 //!
-//! With `--device cuda`, [`cuda`] runs the same [`network`] on an NVIDIA GPU instead of step 4.
+//! Images reach the network as 8-bit crops ([`input`]). With `--device cuda`, [`cuda`] runs the same [`network`] on an NVIDIA GPU instead of step 4.
 
 mod device;
 mod error;
@@ -23,6 +23,7 @@ mod runtime;
 pub mod cuda;
 pub mod efficientnet;
 pub mod fetch;
+pub mod input;
 pub mod labels;
 pub mod network;
 pub mod onnx;

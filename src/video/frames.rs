@@ -55,7 +55,7 @@ pub fn embed_video(
     )?;
     let mut out = VideoFrames::default();
     let batch_size = featurizer.batch_size();
-    let mut tensors: Vec<f32> = Vec::with_capacity(batch_size * tensor_len);
+    let mut tensors: Vec<u8> = Vec::with_capacity(batch_size * tensor_len);
     let mut pending: Vec<(f64, u32, u32)> = Vec::with_capacity(batch_size);
     let mut last_kept: Option<Vec<f32>> = None;
     let mut broke_off: Option<VideoError> = None;
@@ -70,7 +70,7 @@ pub fn embed_video(
             }
             Ok(Some(frame)) => {
                 let start = tensors.len();
-                tensors.resize(start + tensor_len, 0.0);
+                tensors.resize(start + tensor_len, 0);
                 featurizer
                     .prepare_image(&frame.image, &mut tensors[start..])
                     .map_err(crate::Error::from)?;

@@ -57,7 +57,8 @@ struct State {
     weights: Vec<(CudaSlice<u8>, CudaSlice<f32>)>,
     fc_weight: CudaSlice<f32>,
     fc_bias: CudaSlice<f32>,
-    input: CudaSlice<f32>,
+    /// The batch's 8-bit crops (see `model::input`): a quarter of the bytes of floats to upload.
+    input: CudaSlice<u8>,
     /// The plan's buffers, as bytes (their element type is the plan's precision).
     buffers: Vec<CudaSlice<u8>>,
     /// Average-pooled features (what the classifier reads).
@@ -242,7 +243,7 @@ impl GpuNetwork {
                 .map_err(cuda_error("allocating activations"))
         };
         let net = &plan.network;
-        let input = alloc_f32(max_batch * net.activation_len(0))?;
+        let input = alloc(max_batch * net.activation_len(0))?;
         let features = alloc_f32(max_batch * net.feature_dim())?;
         let logits = alloc_f32(max_batch * net.fc_bias.len())?;
         let gem = match pooled.global {
@@ -306,8 +307,8 @@ impl GpuNetwork {
         self.max_batch
     }
 
-    /// Runs `n` images of NCHW f32 `batch`.
-    pub fn run(&self, batch: &[f32], n: usize) -> Result<PassOutputs, ModelError> {
+    /// Runs `n` images of `batch`, their 8-bit crops end to end (see `model::input`).
+    pub fn run(&self, batch: &[u8], n: usize) -> Result<PassOutputs, ModelError> {
         let per_image = self.plan.network.activation_len(0);
         let mut state = self
             .state
@@ -441,7 +442,7 @@ impl State {
         &mut self,
         plan: &Plan,
         pooled: &Pooled,
-        batch: &[f32],
+        batch: &[u8],
         n: usize,
         out: &mut PassOutputs,
     ) -> Result<(), ModelError> {
@@ -470,7 +471,7 @@ impl State {
             let offset = |slice: &CudaSlice<f32>, values: usize| {
                 self.ptr(slice) + (values * std::mem::size_of::<f32>()) as u64
             };
-            let input = offset(&self.input, images.start);
+            let input = self.ptr(&self.input) + images.start as u64;
             let features = offset(&self.features, start * dim);
             let logits = offset(&self.logits, start * classes);
             self.network(plan, m, input, features, logits)?;
@@ -552,7 +553,7 @@ impl State {
         Ok(())
     }
 
-    /// The network on `n` images of the NCHW f32 `input` (a device address), writing their
+    /// The network on `n` images of the 8-bit `input` (a device address), writing their
     /// average-pooled features and logits at `features` and `logits`, on the network's stream.
     fn network(
         &self,

@@ -53,19 +53,21 @@ __device__ float convolve(index_t i, const float* bias, int c, int s, int so, in
     return acc;
 }
 
-// The stem: a full convolution from the NCHW f32 input [n, ci, s, s] to NHWC [n, so, so, co],
-// bias and ReLU6 fused. Weights f32 [ci][k][k][co]. One thread per output value.
+// The stem: a full convolution from the 8-bit input, packed RGB [n, s, s, ci], each value
+// seen as (x - 127) / 128 (model/input.rs), to NHWC [n, so, so, co], bias and ReLU6 fused.
+// Weights f32 [ci][k][k][co]. One thread per output value.
 template <typename T>
-__device__ void stem(const float* x, const float* w, const float* bias, T* y, int n, int ci,
-                     int s, int co, int so, int k, int stride, int pad) {
+__device__ void stem(const unsigned char* x, const float* w, const float* bias, T* y, int n,
+                     int ci, int s, int co, int so, int k, int stride, int pad) {
     index_t total = (index_t)n * so * so * co;
     GRID_STRIDE(i, total) {
         float acc = convolve(i, bias, co, s, so, k, stride, pad,
                              [&](int b, int o, int t, int iy, int ix) {
+                                 const unsigned char* px = x + (((index_t)b * s + iy) * s + ix) * ci;
                                  float sum = 0.0f;
                                  for (int c = 0; c < ci; ++c)
                                      sum += w[(c * k * k + t) * co + o] *
-                                            x[(((index_t)b * ci + c) * s + iy) * s + ix];
+                                            (((float)px[c] - 127.0f) / 128.0f);
                                  return sum;
                              });
         store(y, i, relu6(acc));
@@ -150,9 +152,9 @@ __device__ void region_pool(const T* x, const int* windows, float* out, int n, i
 }
 
 #define INSTANTIATE(T, suffix)                                                                 \
-    extern "C" __global__ void stem_##suffix(const float* x, const float* w, const float* bias, \
-                                             T* y, int n, int ci, int s, int co, int so, int k, \
-                                             int stride, int pad) {                             \
+    extern "C" __global__ void stem_##suffix(const unsigned char* x, const float* w,           \
+                                             const float* bias, T* y, int n, int ci, int s,     \
+                                             int co, int so, int k, int stride, int pad) {      \
         stem<T>(x, w, bias, y, n, ci, s, co, so, k, stride, pad);                               \
     }                                                                                          \
     extern "C" __global__ void depthwise_##suffix(const T* x, const float* w, const float* bias, \

@@ -4,13 +4,13 @@
 //!
 //! Activations are NHWC (channels innermost): a 1x1 convolution is then one matrix product
 //! over all pixels of the batch (cuBLAS), and the depthwise kernel reads neighbouring channels
-//! from neighbouring threads. Only the stem reads the NCHW f32 input, so it also does the
-//! layout change.
+//! from neighbouring threads. Only the stem reads the input, the batch's 8-bit packed RGB
+//! crops (`model::input`), so it also scales them to the network's values.
 
 use super::super::network::{Conv, Network};
 use super::super::{ModelError, Precision};
 
-/// Where an activation is: the f32 NCHW input, or one of the plan's buffers.
+/// Where an activation is: the 8-bit input, or one of the plan's buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Slot {
     Input,
@@ -20,7 +20,7 @@ pub enum Slot {
 /// The kernel a layer runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
-    /// A full convolution reading the NCHW f32 input, writing NHWC (the stem).
+    /// A full convolution reading the 8-bit input, writing NHWC (the stem).
     Stem,
     /// One filter per channel, with its bias, ReLU6 and TF SAME padding in the kernel.
     Depthwise,
@@ -155,18 +155,20 @@ impl Plan {
 
     /// Device bytes the activations of a batch of `n` take.
     pub fn activation_bytes(&self, n: usize) -> usize {
-        let input = n * self.network.activation_len(0) * 4;
+        let input = n * self.network.activation_len(0);
         input + self.buffer_lens.iter().sum::<usize>() * n * self.precision.bytes()
     }
 }
 
+/// Only the first layer reads the 8-bit input, so only it may be the stem, and it can be
+/// nothing else.
 fn op_of(i: usize, conv: &Conv) -> Option<Op> {
-    if conv.depthwise {
+    if i == 0 {
+        (!conv.depthwise).then_some(Op::Stem)
+    } else if conv.depthwise {
         Some(Op::Depthwise)
-    } else if conv.is_pointwise() && i > 0 {
+    } else if conv.is_pointwise() {
         Some(Op::Pointwise)
-    } else if i == 0 {
-        Some(Op::Stem)
     } else {
         None
     }

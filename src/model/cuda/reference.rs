@@ -4,6 +4,7 @@
 //! that the plan (layouts, padding, buffers, residuals) computes the network, and how far fp16
 //! storage moves the vectors, on machines without a GPU.
 
+use super::super::input::scaled;
 use super::super::network::Conv;
 use super::super::Precision;
 use super::plan::{Op, Plan, RegionWindows, Slot, Step};
@@ -16,8 +17,8 @@ pub struct Outputs {
     pub feature_map: Vec<f32>,
 }
 
-/// Runs `plan` on `n` images of NCHW f32 `input`.
-pub fn run(plan: &Plan, input: &[f32], n: usize) -> Outputs {
+/// Runs `plan` on `n` images of 8-bit `input` (see `model::input`).
+pub fn run(plan: &Plan, input: &[u8], n: usize) -> Outputs {
     let p = plan.precision;
     let mut buffers: Vec<Vec<f32>> = plan.buffer_lens.iter().map(|&l| vec![0.0; l * n]).collect();
     for step in &plan.steps {
@@ -28,20 +29,19 @@ pub fn run(plan: &Plan, input: &[f32], n: usize) -> Outputs {
         let mut out = std::mem::take(&mut buffers[out_b]);
         let read = |slot: Slot| -> &[f32] {
             match slot {
-                Slot::Input => input,
+                Slot::Input => unreachable!("only the stem reads the input"),
                 Slot::Buffer(b) => &buffers[b],
             }
         };
-        let x = read(step.input);
         let len = n * conv.out_channels * conv.out_side * conv.out_side;
         match step.op {
-            Op::Stem => stem(step, conv, x, n, &mut out[..len], p),
-            Op::Depthwise => depthwise(step, conv, x, n, &mut out[..len], p),
+            Op::Stem => stem(step, conv, input, n, &mut out[..len], p),
+            Op::Depthwise => depthwise(step, conv, read(step.input), n, &mut out[..len], p),
             Op::Pointwise => {
                 let rows = n * conv.in_side * conv.in_side;
                 pointwise(
                     &step.weight,
-                    x,
+                    read(step.input),
                     rows,
                     conv.in_channels,
                     conv.out_channels,
@@ -171,8 +171,8 @@ fn convolve(
     }
 }
 
-/// The stem: NCHW f32 input, weights `[in][k][k][out]`.
-fn stem(step: &Step, conv: &Conv, x: &[f32], n: usize, out: &mut [f32], p: Precision) {
+/// The stem: 8-bit packed RGB input, weights `[in][k][k][out]`.
+fn stem(step: &Step, conv: &Conv, x: &[u8], n: usize, out: &mut [f32], p: Precision) {
     let (ci, co, s, taps) = (
         conv.in_channels,
         conv.out_channels,
@@ -181,7 +181,9 @@ fn stem(step: &Step, conv: &Conv, x: &[f32], n: usize, out: &mut [f32], p: Preci
     );
     convolve(conv, n, out, p, |b, o, t, iy, ix| {
         (0..ci)
-            .map(|c| step.weight[(c * taps + t) * co + o] * x[((b * ci + c) * s + iy) * s + ix])
+            .map(|c| {
+                step.weight[(c * taps + t) * co + o] * scaled(x[((b * s + iy) * s + ix) * ci + c])
+            })
             .sum()
     });
 }

@@ -40,14 +40,14 @@ fn photos(limit: usize) -> Vec<PathBuf> {
     picked
 }
 
-/// The photos preprocessed for `kind` (NCHW f32), as the featurizer does.
-fn tensors(kind: ModelKind, paths: &[PathBuf]) -> Vec<f32> {
+/// The photos preprocessed for `kind` (8-bit crops), as the featurizer does.
+fn tensors(kind: ModelKind, paths: &[PathBuf]) -> Vec<u8> {
     let pre = Preprocessor::new(kind.input_size() as u32);
     let mut batch = Vec::new();
     for path in paths {
         let decoded = crate::image::decode_file(path, pre.short_side(), &Limits::default())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let mut t = vec![0.0; pre.tensor_len()];
+        let mut t = vec![0; pre.tensor_len()];
         pre.preprocess(&decoded.image, &mut t).unwrap();
         batch.extend(t);
     }
