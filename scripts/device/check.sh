@@ -21,6 +21,8 @@
 #                  all cores decoding
 #   lk_embed_dev   the same images through `embed` into a Parquet shard: the pipeline without
 #                  the index's writer (what bounds index beyond the GPU and the decoders)
+#   gpu_diagnose   only if lk_bench_dev failed on a GPU: tiny batches with synchronous launches
+#                  and debug logs, then compute-sanitizer's memcheck if the machine has it
 #   torch_bench    (b) PyTorch network-only images/s (torch_peer.py: eager, BN-folded and
 #                  CUDA-graph variants, fp16/fp32, same batches)
 #   lk_bench_cpu   (d) lookalike --device cpu model bench (network only, ONNX Runtime)
@@ -78,7 +80,7 @@ want() { [[ "$PARTS" == all || ",$PARTS," == *",$1,"* ]]; }
 part() {
     local name=$1 max=$2
     shift 2
-    case "$name" in info|model_fetch) ;; gen_photos) want gen_photos || want lk_bench_dev ||
+    case "$name" in info|model_fetch|gpu_diagnose) ;; gen_photos) want gen_photos || want lk_bench_dev ||
         want lk_index_dev || want lk_embed_dev || want lk_index_cpu || want lk_index_dev_fp32 || return 0 ;;
         *) want "$name" || return 0 ;;
     esac
@@ -228,6 +230,27 @@ link_first "$AGREE_LIMIT" "$PHOTOS/agree"    # model bench --images (a flat fold
 echo "-- photos: $(find "$PHOTOS/gen" -type f 2>/dev/null | wc -l) generated ($(du -sh "$PHOTOS/gen" 2>/dev/null | cut -f1)), $(find "$PHOTOS/orig" -type f | wc -l) carried originals, $(find "$PHOTOS/cpu" -type f | wc -l) in the CPU subset, $(find "$PHOTOS/agree" -type f | wc -l) for the agreement"
 
 # ---------------------------------------------------------------- the measurements
+# Where a failing GPU path fails: tiny batches with synchronous launches (the error then names
+# the launch that failed, with lookalike's debug log), then NVIDIA's memory checker, if the
+# machine has it, for the first out-of-bounds access (kernel, thread and address).
+gpu_diagnose() {
+    local p sanitizer
+    for p in fp32 fp16; do
+        echo "--- $p, batch 2, CUDA_LAUNCH_BLOCKING=1"
+        CUDA_LAUNCH_BLOCKING=1 LOOKALIKE_LOG=debug "$LK" --device "$DEVICE" --precision "$p" \
+            model bench --batch 2 --precisions "$p" --seconds 0.2 --json 2>&1 | tail -n 25
+    done
+    sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
+    if [[ -n "$sanitizer" ]]; then
+        echo "--- $sanitizer --tool memcheck, fp16, batch 2"
+        "$sanitizer" --tool memcheck --print-limit 5 "$LK" --device "$DEVICE" \
+            model bench --batch 2 --precisions fp16 --seconds 0.1 2>&1 | tail -n 60
+    else
+        echo "--- no compute-sanitizer on this machine"
+    fi
+}
+export -f gpu_diagnose
+export DEVICE
 if ((RUN_DEV)); then
     # The agreement compares a GPU with the CPU: nothing to compare on the CPU itself.
     AGREE=(--images "$PHOTOS/agree" --limit "$AGREE_LIMIT")
@@ -235,6 +258,11 @@ if ((RUN_DEV)); then
     # shellcheck disable=SC2046
     part lk_bench_dev 150 "$LK" $(dev_flags "$DEVICE") model bench --batch 64,128,256 \
         --precisions "$DEV_PRECISIONS" --seconds "$BENCH_SECONDS" "${AGREE[@]}" --json
+    # The GPU path has never run before a first GPU session: if it failed, find where in this
+    # same run (a rerun costs minutes of device time).
+    if [[ "$DEVICE" != cpu ]] && ! awk -F'\t' '$1 == "lk_bench_dev" && $2 == 0 {ok = 1} END {exit !ok}' "$RES/parts.tsv"; then
+        part gpu_diagnose 100 gpu_diagnose
+    fi
     # The carried originals first (PNG, WebP, HEIC, small JPEGs: do all formats go through?),
     # then the generated photos alone, for the rate.
     # shellcheck disable=SC2046
