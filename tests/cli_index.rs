@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{copy_photos, item_count, lookalike, run_json, run_ok, top_path, wait_for};
@@ -348,6 +348,92 @@ fn kill_9_mid_run_loses_nothing_committed_and_the_next_run_resumes() {
     }
 }
 
+/// Starts `lookalike serve` (`cmd`, with `args`) on a free loopback port; returns it once
+/// `/healthz` answers, with its base URL. Its stderr is piped.
+fn serve(mut cmd: Command, args: &[&str]) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = cmd
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let healthz = format!("{base}/healthz");
+    wait_for("the server", || {
+        reqwest::blocking::get(&healthz).is_ok_and(|r| r.status().is_success())
+    });
+    (server, base)
+}
+
+/// The token can come from a file, so it shows nowhere in the process list, and the server
+/// takes exactly its line; `--token` on the command line (which `ps` shows) is warned about,
+/// and a file that holds more than the token is refused at start.
+#[test]
+fn the_token_comes_from_a_file_and_stays_out_of_the_process_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    let file = tmp.path().join("token");
+    std::fs::write(&file, "file-token-0451\n").unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    let (mut server, base) = serve(lookalike(&db), &["--token-file", file.to_str().unwrap()]);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("file-token-0451"));
+    let delete = |token: &str| {
+        reqwest::blocking::Client::new()
+            .delete(format!("{base}/api/items/424242"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(delete("file-token-045"), 401);
+    assert_eq!(delete("file-token-04511"), 401);
+    // Past the token check: there is no such item.
+    assert_eq!(delete("file-token-0451"), 404);
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let mut quietless = lookalike(&db);
+    quietless.env("LOOKALIKE_LOG", "warn");
+    let (mut server, _) = serve(quietless, &["--token", "cmdline-token"]);
+    server.kill().unwrap();
+    let out = server.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("visible to every user"), "{stderr}");
+    assert!(!stderr.contains("cmdline-token"), "{stderr}");
+
+    for (content, why) in [
+        ("one\ntwo\n", "on one line"),
+        ("\n", "the token is empty"),
+        (" spaced\n", "the token is empty"),
+    ] {
+        std::fs::write(&file, content).unwrap();
+        let refused = lookalike(&db)
+            .args(["serve", "--bind", "127.0.0.1:0", "--token-file"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{content:?} was taken");
+        assert!(stderr.contains(why), "{content:?}: {stderr}");
+    }
+    let both = lookalike(&db)
+        .args(["serve", "--token", "a", "--token-file"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+}
+
 /// A second writer never interleaves with the first: `lookalike index` while
 /// `lookalike serve --token` (which takes uploads) has the index open is refused at once,
 /// naming the server's process, and changes nothing; once the server stops, it runs.
@@ -363,22 +449,9 @@ fn index_while_a_writing_server_runs_is_refused_with_who_holds_it() {
     copy_photos(&more, &PHOTOS[2..4]);
     index(&db, &dir);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = lookalike(&db)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-        .env("LOOKALIKE_TOKEN", "secret-token")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let healthz = format!("http://127.0.0.1:{port}/healthz");
-    wait_for("the server", || {
-        reqwest::blocking::get(&healthz).is_ok_and(|r| r.status().is_success())
-    });
+    let mut writing = lookalike(&db);
+    writing.env("LOOKALIKE_TOKEN", "secret-token");
+    let (mut server, _) = serve(writing, &[]);
 
     let refused = lookalike(&db)
         .args(["index", more.to_str().unwrap()])

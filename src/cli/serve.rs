@@ -1,12 +1,12 @@
 //! `lookalike serve`: the web page and JSON API (see `lookalike::server`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use lookalike::server::{serve, ServerConfig};
 
@@ -18,9 +18,14 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:7878")]
     bind: SocketAddr,
     /// Bearer token that write requests (upload, index, delete) must carry; without one,
-    /// the server is read-only
+    /// the server is read-only. Every local user sees it in the process list: prefer
+    /// LOOKALIKE_TOKEN or --token-file
     #[arg(long, env = "LOOKALIKE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Read the token from this file (its one line; keep the file private to the user who
+    /// serves), instead of --token
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
     /// A host name the server answers to besides localhost and IP addresses (repeatable).
     /// Requests naming another host are refused (421), which stops DNS-rebinding pages from
     /// reading a server bound to loopback; on another address, checked once one is given
@@ -45,7 +50,19 @@ pub struct ServeArgs {
 }
 
 pub fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
-    let writes = args.token.is_some();
+    let token = match &args.token_file {
+        Some(path) => Some(read_token(path)?),
+        None => {
+            if args.token.is_some() && std::env::var("LOOKALIKE_TOKEN").ok() != args.token {
+                tracing::warn!(
+                    "--token is visible to every user of this machine in the process list: \
+                     pass it in LOOKALIKE_TOKEN or with --token-file instead"
+                );
+            }
+            args.token
+        }
+    };
+    let writes = token.is_some();
     if !args.bind.ip().is_loopback() && !writes {
         tracing::warn!(
             bind = %args.bind,
@@ -70,7 +87,7 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
     }
     let config = ServerConfig {
         bind: args.bind,
-        token: args.token,
+        token,
         roots,
         upload_dir,
         max_body_bytes: args.max_body_mb.max(1) << 20,
@@ -85,4 +102,30 @@ pub fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
         .build()?
         .block_on(serve(config, engine))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The token in `path`: its one line, without the line end. The server refuses a token that
+/// is empty or has white space around it, so a stray space fails at start, not per request.
+fn read_token(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the token from {}", path.display()))?;
+    let token = text.strip_suffix('\n').unwrap_or(&text);
+    let token = token.strip_suffix('\r').unwrap_or(token);
+    if token.contains('\n') {
+        bail!(
+            "{}: a token file holds the token alone, on one line",
+            path.display()
+        );
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "{} can be read by other users (mode {:o}): chmod 600 it",
+                path.display(),
+                meta.permissions().mode() & 0o777
+            );
+        }
+    }
+    Ok(token.to_owned())
 }
