@@ -865,6 +865,52 @@ fn ids_are_validated() {
     assert_healthy(&s.writable);
 }
 
+/// A page on another site can make its visitors' browsers send simple requests (a form's
+/// POST to /api/search runs the network): browsers mark them with `Sec-Fetch-Site`, and only
+/// reads are answered. The server's own page, requests the user makes, and clients that are
+/// not browsers (no such header) are served as before.
+#[test]
+fn pages_of_other_sites_may_only_read() {
+    let s = shared();
+    let search = |site: Option<&str>| {
+        let mut request = client()
+            .post(s.read_only.url("/api/search?k=3"))
+            .multipart(image_form(&photo("skimage/coffee.png")));
+        if let Some(site) = site {
+            request = request.header("sec-fetch-site", site);
+        }
+        request.send().unwrap()
+    };
+    for site in ["cross-site", "same-site"] {
+        assert_error(search(Some(site)), 403, "cross_site");
+    }
+    for site in [Some("same-origin"), Some("none"), None] {
+        let found = search(site);
+        assert_eq!(found.status(), StatusCode::OK, "{site:?}");
+        let found: Value = found.json().unwrap();
+        assert_eq!(names(&found)[0], "coffee.png", "{site:?}");
+    }
+    // A write with the right token from another site's page is refused before the token
+    // is looked at; from the server's own page it reaches the route (no such item).
+    let delete = |site: &str| {
+        client()
+            .delete(s.writable.url("/api/items/424242"))
+            .bearer_auth(TOKEN)
+            .header("sec-fetch-site", site)
+            .send()
+            .unwrap()
+    };
+    assert_error(delete("cross-site"), 403, "cross_site");
+    assert_error(delete("same-origin"), 404, "not_found");
+    // Reads stay open to other sites (an <img> of a thumbnail, a link to a result).
+    let stats = client()
+        .get(s.read_only.url("/api/stats"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .unwrap();
+    assert_eq!(stats.status(), StatusCode::OK);
+}
+
 #[test]
 fn writes_need_the_token() {
     let s = shared();

@@ -8,6 +8,7 @@
 mod api;
 mod auth;
 mod body;
+mod cross_site;
 mod error;
 mod host;
 mod metrics;

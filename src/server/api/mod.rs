@@ -24,7 +24,7 @@ use utoipa_axum::routes;
 
 use super::error::{json_errors, ApiError, ErrorBody};
 use super::state::AppState;
-use super::{body, host, metrics, ui};
+use super::{body, cross_site, host, metrics, ui};
 use crate::engine::{Engine, SearchOptions, MIN_WORD_SCORE};
 use crate::featurizer::ImageQuery;
 use crate::image::PhotoFacts;
@@ -67,6 +67,9 @@ pub fn router(state: AppState) -> Router {
     )
     .merge(ui::routes())
     .fallback(|| async { ApiError::not_found("no such route") })
+    // Inside the body's buffering: a refusal while the client still sends breaks the
+    // connection (see `body`).
+    .layer(middleware::from_fn(cross_site::check))
     .layer(middleware::from_fn_with_state(state.clone(), body::buffer))
     .layer(middleware::from_fn(json_errors))
     .layer(middleware::from_fn_with_state(
