@@ -911,6 +911,61 @@ fn pages_of_other_sites_may_only_read() {
     assert_eq!(stats.status(), StatusCode::OK);
 }
 
+/// Guessing the token is slowed to a crawl: past its allowance of wrong tokens, a client's
+/// writes are refused (429 with Retry-After) until its window ends, the right token included,
+/// so it cannot tell a right guess from a wrong one. A missing token does not count, reads
+/// are never refused, and once the window is over the right token works again.
+#[test]
+fn guessing_the_token_is_refused_after_a_few_tries() {
+    let s = shared();
+    let root = tempfile::tempdir().unwrap();
+    let window = Duration::from_secs(3);
+    let config = ServerConfig {
+        max_token_misses: 3,
+        token_miss_window: window,
+        ..writable(TOKEN, root.path())
+    };
+    let server = Running::start(config, s.engine.clone());
+    let delete = |token: Option<&str>| {
+        let request = client().delete(server.url("/api/items/424242"));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+        .send()
+        .unwrap()
+    };
+    for _ in 0..5 {
+        assert_error(delete(None), 401, "unauthorized");
+    }
+    let first_miss = Instant::now();
+    for guess in ["guess-1", "guess-2", "guess-3"] {
+        assert_error(delete(Some(guess)), 401, "unauthorized");
+    }
+    for token in ["guess-4", TOKEN] {
+        let refused = delete(Some(token));
+        let wait: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=3).contains(&wait), "{wait}");
+        assert_error(refused, 429, "too_many_wrong_tokens");
+    }
+    assert_eq!(
+        client()
+            .get(server.url("/api/stats"))
+            .send()
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    std::thread::sleep((first_miss + window + Duration::from_millis(200)) - Instant::now());
+    // Past the token check: there is no such item.
+    assert_error(delete(Some(TOKEN)), 404, "not_found");
+    server.shutdown().unwrap();
+}
+
 #[test]
 fn writes_need_the_token() {
     let s = shared();

@@ -1,6 +1,9 @@
 //! The write guard: routes that change the collection need `Authorization: Bearer <token>`.
 
-use axum::extract::FromRequestParts;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +19,8 @@ pub struct WriteAccess;
 pub enum Denied {
     Disabled,
     BadToken,
+    /// The client presented too many wrong tokens lately: wait this long.
+    Guessing(Duration),
 }
 
 impl IntoResponse for Denied {
@@ -39,6 +44,22 @@ impl IntoResponse for Denied {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 response
             }
+            Denied::Guessing(wait) => {
+                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                let mut response = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_wrong_tokens",
+                    format!(
+                        "too many wrong tokens from this address: writes are refused for \
+                         {seconds} s"
+                    ),
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                response
+            }
         }
     }
 }
@@ -47,10 +68,25 @@ impl FromRequestParts<AppState> for WriteAccess {
     type Rejection = Denied;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Denied> {
+        let client = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let now = Instant::now();
+        // Refused before the token is compared: a guesser learns nothing while it waits.
+        if let Some(wait) = client.and_then(|c| state.guesses().refused(c, now)) {
+            return Err(Denied::Guessing(wait));
+        }
         let checked = check(&parts.headers, state);
         if let Err(Denied::BadToken) = checked {
             // Guessing leaves a trace (the token itself is never logged).
-            tracing::warn!(method = %parts.method, path = %parts.uri.path(), "write refused: missing or wrong token");
+            tracing::warn!(method = %parts.method, path = %parts.uri.path(), client = ?client, "write refused: missing or wrong token");
+            // Only a token presented counts: the page asks for one when it has none.
+            if let (Some(client), true) =
+                (client, parts.headers.contains_key(header::AUTHORIZATION))
+            {
+                state.guesses().missed(client, now);
+            }
         }
         checked.map(|()| WriteAccess)
     }

@@ -10,6 +10,7 @@ mod auth;
 mod body;
 mod cross_site;
 mod error;
+mod guesses;
 mod host;
 mod metrics;
 mod roots;
@@ -25,11 +26,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 use crate::engine::Engine;
 
@@ -71,6 +74,10 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// How long a client may take to send a request's body.
     pub body_timeout: Duration,
+    /// Wrong tokens a client may present per `token_miss_window`; past them its writes are
+    /// refused (429) until the window ends (see `guesses.rs`).
+    pub max_token_misses: u32,
+    pub token_miss_window: Duration,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +96,8 @@ impl Default for ServerConfig {
             max_connections: 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(120),
+            max_token_misses: 10,
+            token_miss_window: Duration::from_secs(60),
         }
     }
 }
@@ -149,8 +158,8 @@ async fn accept_loop(
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
         };
-        let stream = match stream {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match stream {
+            Ok(accepted) => accepted,
             Err(err) => {
                 // Out of file descriptors, or a connection reset before it was accepted:
                 // neither is fatal; pause so that a lasting condition does not spin.
@@ -159,8 +168,14 @@ async fn accept_loop(
                 continue;
             }
         };
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        // Each request knows its client's address (the token-guessing limit counts by it).
+        let app = app
+            .clone()
+            .map_request(move |mut request: axum::extract::Request<_>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {

@@ -9,6 +9,7 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::body;
 use super::error::ApiError;
+use super::guesses::Guesses;
 use super::metrics::Metrics;
 use super::roots::Roots;
 use super::thumbs::ThumbCache;
@@ -43,6 +44,8 @@ struct Inner {
     metrics: Metrics,
     /// Bytes of request bodies being received at once (see `body.rs`).
     body_budget: Arc<Semaphore>,
+    /// Wrong tokens per client (see `guesses.rs`).
+    guesses: Guesses,
 }
 
 impl AppState {
@@ -87,6 +90,7 @@ impl AppState {
             body_budget: Arc::new(Semaphore::new(body::budget_units(
                 config.max_body_bytes.saturating_mul(BODIES_IN_FLIGHT),
             ) as usize)),
+            guesses: Guesses::new(config.max_token_misses, config.token_miss_window),
             engine,
             config,
             roots,
@@ -97,6 +101,10 @@ impl AppState {
     /// The memory budget of request bodies being received.
     pub fn body_budget(&self) -> &Arc<Semaphore> {
         &self.0.body_budget
+    }
+
+    pub fn guesses(&self) -> &Guesses {
+        &self.0.guesses
     }
 
     pub fn engine(&self) -> &Arc<Engine> {
