@@ -16,10 +16,27 @@ fn main() -> ExitCode {
         // report, as for any Unix tool.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lookalike: error: {e:#}");
+            eprintln!("lookalike: error: {}", report(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, each cause said once: many errors print their
+/// source in their own message (`"{path}: {source}"`), which a plain walk of the chain would
+/// then repeat.
+fn report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -28,4 +45,31 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{path}: {source}")]
+    struct Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = anyhow::Error::new(Read {
+            path: "/db/catalog".into(),
+            source: io,
+        })
+        .context("opening the index");
+        assert_eq!(report(&e), "opening the index: /db/catalog: no such file");
+        // Causes that say something new are all kept.
+        let e = anyhow::anyhow!("inner").context("middle").context("outer");
+        assert_eq!(report(&e), "outer: middle: inner");
+    }
 }

@@ -366,6 +366,15 @@ fn assert_clean_failure(out: &Output, causes: &[&str]) -> String {
         stderr.contains("lookalike: error:") && causes.iter().any(|c| stderr.contains(c)),
         "the error should name the cause ({causes:?}): {stderr}"
     );
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("lookalike: error:"))
+        .unwrap_or_default();
+    let parts: Vec<&str> = line.split(": ").collect();
+    assert!(
+        !parts.windows(2).any(|w| w[0] == w[1]),
+        "a cause said twice: {line}"
+    );
     stderr
 }
 
