@@ -166,7 +166,7 @@ impl Featurizer {
             .unwrap_or(0)
     }
 
-    /// Decodes and preprocesses a file into `out` (`tensor_len()` values); returns the
+    /// Decodes and preprocesses a file into `out` (`tensor_len()` bytes); returns the
     /// original size.
     pub fn prepare_file(&self, path: &Path, out: &mut [u8]) -> Result<(u32, u32), ImageError> {
         let decoded = image::decode_file(path, self.decode_side(), &self.limits)?;
@@ -185,7 +185,7 @@ impl Featurizer {
     }
 
     /// Preprocesses decoded pixels (a video frame decoded to at least [`Self::decode_side`])
-    /// into `out` (`tensor_len()` values), one part per scale.
+    /// into `out` (`tensor_len()` bytes), one part per scale.
     ///
     /// # Panics
     /// If `out` has the wrong length (a programming error).

@@ -29,10 +29,11 @@ fn report(e: &anyhow::Error) -> String {
     let mut line = String::new();
     for cause in e.chain() {
         let text = cause.to_string();
-        if line.is_empty() {
-            line = text;
-        } else if !line.ends_with(&text) {
-            line.push_str(": ");
+        let said = line == text || line.ends_with(&format!(": {text}"));
+        if !said {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
             line.push_str(&text);
         }
     }
@@ -68,8 +69,11 @@ mod tests {
         })
         .context("opening the index");
         assert_eq!(report(&e), "opening the index: /db/catalog: no such file");
-        // Causes that say something new are all kept.
+        // Causes that say something new are all kept, even when a message ends with their
+        // words.
         let e = anyhow::anyhow!("inner").context("middle").context("outer");
         assert_eq!(report(&e), "outer: middle: inner");
+        let e = anyhow::anyhow!("denied").context("permission denied");
+        assert_eq!(report(&e), "permission denied: denied");
     }
 }

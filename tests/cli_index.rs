@@ -372,8 +372,8 @@ fn serve(mut cmd: Command, args: &[&str]) -> (Child, String) {
 }
 
 /// The token can come from a file, so it shows nowhere in the process list, and the server
-/// takes exactly its line; `--token` on the command line (which `ps` shows) is warned about,
-/// and a file that holds more than the token is refused at start.
+/// takes exactly its line, before LOOKALIKE_TOKEN; `--token` on the command line (which `ps`
+/// shows) is warned about, and a file that holds more than the token is refused at start.
 #[test]
 fn the_token_comes_from_a_file_and_stays_out_of_the_process_list() {
     let tmp = tempfile::tempdir().unwrap();
@@ -382,7 +382,9 @@ fn the_token_comes_from_a_file_and_stays_out_of_the_process_list() {
     std::fs::write(&file, "file-token-0451\n").unwrap();
     std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
 
-    let (mut server, base) = serve(lookalike(&db), &["--token-file", file.to_str().unwrap()]);
+    let mut from_file = lookalike(&db);
+    from_file.env("LOOKALIKE_TOKEN", "env-token-77");
+    let (mut server, base) = serve(from_file, &["--token-file", file.to_str().unwrap()]);
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.id())).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains("file-token-0451"));
     let delete = |token: &str| {
@@ -396,6 +398,7 @@ fn the_token_comes_from_a_file_and_stays_out_of_the_process_list() {
     };
     assert_eq!(delete("file-token-045"), 401);
     assert_eq!(delete("file-token-04511"), 401);
+    assert_eq!(delete("env-token-77"), 401, "the file takes precedence");
     // Past the token check: there is no such item.
     assert_eq!(delete("file-token-0451"), 404);
     server.kill().unwrap();
@@ -431,7 +434,7 @@ fn the_token_comes_from_a_file_and_stays_out_of_the_process_list() {
         .output()
         .unwrap();
     assert!(!both.status.success());
-    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+    assert!(String::from_utf8_lossy(&both.stderr).contains("give the token once"));
 }
 
 /// A second writer never interleaves with the first: `lookalike index` while

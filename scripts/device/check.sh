@@ -260,7 +260,8 @@ if ((RUN_DEV)); then
         --precisions "$DEV_PRECISIONS" --seconds "$BENCH_SECONDS" "${AGREE[@]}" --json
     # The GPU path has never run before a first GPU session: if it failed, find where in this
     # same run (a rerun costs minutes of device time).
-    if [[ "$DEVICE" != cpu ]] && ! awk -F'\t' '$1 == "lk_bench_dev" && $2 == 0 {ok = 1} END {exit !ok}' "$RES/parts.tsv"; then
+    # (Only when it ran and failed: a rerun of other parts skips it.)
+    if [[ "$DEVICE" != cpu ]] && awk -F'\t' '$1 == "lk_bench_dev" && $2 != 0 && $2 != "skipped" {failed = 1} END {exit !failed}' "$RES/parts.tsv"; then
         part gpu_diagnose 100 gpu_diagnose
     fi
     # The carried originals first (PNG, WebP, HEIC, small JPEGs: do all formats go through?),

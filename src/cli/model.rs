@@ -75,8 +75,9 @@ pub fn run(global: &Global, command: ModelCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The largest batch `model bench` times: 4,096 Lite0 images are 2.5 GB of input, past any
-/// batch the pipelines use (16 on CPU, 256 on a GPU).
+/// The largest batch `model bench` times: 4,096 Lite0 images are 0.6 GB of 8-bit input (and
+/// 2.5 GB once ONNX Runtime's floats), past any batch the pipelines use (16 on CPU, 256 on a
+/// GPU).
 const MAX_BENCH_BATCH: usize = 4096;
 
 /// One timed configuration.
@@ -100,7 +101,7 @@ fn bench(global: &Global, files: &ModelFiles, args: &BenchArgs) -> Result<()> {
         (true, Device::Cuda(_)) => vec![64, 128, 256],
     };
     if let Some(bad) = batches.iter().find(|&&b| b == 0 || b > MAX_BENCH_BATCH) {
-        bail!("batch size {bad}: from 1 to {MAX_BENCH_BATCH} (a Lite0 image is 0.6 MB of input)");
+        bail!("batch size {bad}: from 1 to {MAX_BENCH_BATCH} (a Lite0 image is 0.6 MB as floats)");
     }
     if !(args.seconds.is_finite() && args.seconds > 0.0 && args.seconds <= 600.0) {
         bail!("--seconds {}: from more than 0 to 600", args.seconds);

@@ -23,8 +23,8 @@ pub struct ServeArgs {
     #[arg(long, env = "LOOKALIKE_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Read the token from this file (its one line; keep the file private to the user who
-    /// serves), instead of --token
-    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    /// serves), instead of --token; it takes precedence over LOOKALIKE_TOKEN
+    #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// A host name the server answers to besides localhost and IP addresses (repeatable).
     /// Requests naming another host are refused (421), which stops DNS-rebinding pages from
@@ -50,10 +50,15 @@ pub struct ServeArgs {
 }
 
 pub fn run(global: &Global, args: ServeArgs) -> Result<ExitCode> {
+    // clap fills `token` from the command line or the environment: it came from the command
+    // line if the environment does not hold it.
+    let on_command_line =
+        args.token.is_some() && std::env::var("LOOKALIKE_TOKEN").ok() != args.token;
     let token = match &args.token_file {
+        Some(_) if on_command_line => bail!("give the token once: --token or --token-file"),
         Some(path) => Some(read_token(path)?),
         None => {
-            if args.token.is_some() && std::env::var("LOOKALIKE_TOKEN").ok() != args.token {
+            if on_command_line {
                 tracing::warn!(
                     "--token is visible to every user of this machine in the process list: \
                      pass it in LOOKALIKE_TOKEN or with --token-file instead"

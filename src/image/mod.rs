@@ -5,8 +5,9 @@
 //! [`Limits`] before any pixel memory is allocated, JPEGs are shrunk in the DCT domain when the
 //! caller needs far fewer pixels than the file holds (the biggest saving on camera photos), EXIF
 //! orientation is applied, and whatever the source (grey, palette, 16-bit, alpha, CMYK) the
-//! result is 8-bit RGB with transparency composited on white. [`Preprocessor`] then turns it
-//! into the model's CHW float tensor exactly as the classic Python pipeline does.
+//! result is 8-bit RGB with transparency composited on white. [`Preprocessor`] then cuts the
+//! model's input from it (an 8-bit crop, see `model::input`) exactly as the classic Python
+//! pipeline does.
 //!
 //! Bad input never panics: it comes back as a typed [`ImageError`] whose message tells the
 //! user what is wrong with their file.

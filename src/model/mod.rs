@@ -13,7 +13,8 @@
 //!    pure-Rust engine, ~30 img/s per core).
 //! 5. [`labels`] turns logits into ImageNet class names.
 //!
-//! Images reach the network as 8-bit crops ([`input`]). With `--device cuda`, [`cuda`] runs the same [`network`] on an NVIDIA GPU instead of step 4.
+//! Images reach the network as 8-bit crops ([`input`]). With `--device cuda`, [`cuda`] runs
+//! the same [`network`] on an NVIDIA GPU instead of step 4.
 
 mod device;
 mod error;

@@ -300,7 +300,7 @@ impl Embedder {
 }
 
 /// Images per batch on CPU: ONNX Runtime's throughput on 2 cores stops improving past ~16 for
-/// EfficientNet-Lite, and a batch is ~10 MB of input.
+/// EfficientNet-Lite, and a batch is 2.4 MB of 8-bit input (9.6 MB as floats).
 const CPU_BATCH: usize = 16;
 
 /// An ONNX Runtime session and what its runs reuse, behind one lock (`RunOptions` is not

@@ -72,21 +72,32 @@ impl FromRequestParts<AppState> for WriteAccess {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let now = Instant::now();
-        // Refused before the token is compared: a guesser learns nothing while it waits.
-        if let Some(wait) = client.and_then(|c| state.guesses().refused(c, now)) {
-            return Err(Denied::Guessing(wait));
-        }
+        // Only a token presented to a server that has one takes a try: the page asks for one
+        // when it has none.
+        let presenting = client.filter(|_| {
+            state.config().token.is_some() && parts.headers.contains_key(header::AUTHORIZATION)
+        });
+        let guesses = state.guesses();
+        // Taken before the token is compared: a guesser out of tries learns nothing.
+        let tries_left = match presenting {
+            Some(client) => Some(
+                guesses
+                    .try_token(client, Instant::now())
+                    .map_err(Denied::Guessing)?,
+            ),
+            None => None,
+        };
         let checked = check(&parts.headers, state);
-        if let Err(Denied::BadToken) = checked {
-            // Guessing leaves a trace (the token itself is never logged).
-            tracing::warn!(method = %parts.method, path = %parts.uri.path(), client = ?client, "write refused: missing or wrong token");
-            // Only a token presented counts: the page asks for one when it has none.
-            if let (Some(client), true) =
-                (client, parts.headers.contains_key(header::AUTHORIZATION))
-            {
-                state.guesses().missed(client, now);
+        match (&checked, presenting) {
+            (Ok(()), Some(client)) => guesses.was_right(client),
+            (Err(Denied::BadToken), _) => {
+                // Guessing leaves a trace (the token itself is never logged).
+                tracing::warn!(method = %parts.method, path = %parts.uri.path(), client = ?client, "write refused: missing or wrong token");
+                if tries_left == Some(0) {
+                    tracing::warn!(client = ?client, "too many wrong tokens: this client's writes are refused for {:?}", guesses.window());
+                }
             }
+            _ => {}
         }
         checked.map(|()| WriteAccess)
     }

@@ -3,11 +3,12 @@
 //! guesser then gets `limit` tries per window (10 a minute by default: 14,400 a day) instead
 //! of thousands a second, while a person who mistypes the token a few times is not held up.
 //!
-//! Clients are told apart by address: an IPv4 address, or the /64 prefix of an IPv6 one (a
-//! single host is usually given a whole /64). Behind a reverse proxy every client has the
-//! proxy's address, so one guesser locks everyone's writes out for a window: reads are never
-//! affected. Hand-written rather than taken from a rate-limiting crate: those limit requests,
-//! whereas this counts failures and must refuse a client without charging it anything.
+//! Clients are told apart by address: an IPv4 address, or the /64 prefix of an IPv6 one (one
+//! host can take any address of its /64). So clients that share an address share their tries:
+//! behind a reverse proxy or a NAT, or on one IPv6 LAN (whose hosts share a /64), one guesser
+//! holds everyone's writes off for a window. Reads are never affected. Hand-written rather
+//! than taken from a rate-limiting crate: those limit requests, whereas this counts only
+//! wrong tokens, and must count a try before the comparison and give it back after.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -41,23 +42,23 @@ impl Guesses {
         }
     }
 
-    /// How long `client` must wait before presenting a token again; None: it may now.
-    pub fn refused(&self, client: IpAddr, now: Instant) -> Option<Duration> {
-        let misses = self.lock();
-        let m = misses.get(&key(client))?;
-        let ends = m.since + self.window;
-        (m.count >= self.limit && now < ends).then(|| ends - now)
+    /// The window's length.
+    pub fn window(&self) -> Duration {
+        self.window
     }
 
-    /// Counts a wrong token from `client`.
-    pub fn missed(&self, client: IpAddr, now: Instant) {
+    /// Takes one of `client`'s tries, before its token is compared: how many it has left
+    /// after this one, or how long it must wait when it has none. Every token presented takes
+    /// one at once, so concurrent requests cannot outrun the limit; [`Self::was_right`] gives
+    /// it back.
+    pub fn try_token(&self, client: IpAddr, now: Instant) -> Result<u32, Duration> {
         let mut misses = self.lock();
         let window = self.window;
         let current = |m: &Misses| now < m.since + window;
         if misses.len() >= MAX_CLIENTS && !misses.contains_key(&key(client)) {
             misses.retain(|_, m| current(m));
             if misses.len() >= MAX_CLIENTS {
-                return;
+                return Ok(self.limit);
             }
         }
         let m = misses.entry(key(client)).or_insert(Misses {
@@ -70,7 +71,18 @@ impl Guesses {
                 count: 0,
             };
         }
+        if m.count >= self.limit {
+            return Err(m.since + window - now);
+        }
         m.count += 1;
+        Ok(self.limit - m.count)
+    }
+
+    /// Gives back the try a right token took: only wrong ones count.
+    pub fn was_right(&self, client: IpAddr) {
+        if let Some(m) = self.lock().get_mut(&key(client)) {
+            m.count = m.count.saturating_sub(1);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u128, Misses>> {
@@ -104,30 +116,41 @@ mod tests {
         let guesses = Guesses::new(3, Duration::from_secs(60));
         let start = Instant::now();
         let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
-        for i in 0..3 {
-            assert_eq!(guesses.refused(a, start), None, "after {i}");
-            guesses.missed(a, start + Duration::from_secs(i));
+        for left in [2, 1, 0] {
+            assert_eq!(guesses.try_token(a, start), Ok(left));
         }
-        let wait = guesses.refused(a, start + Duration::from_secs(20));
-        assert_eq!(wait, Some(Duration::from_secs(40)));
-        assert_eq!(guesses.refused(b, start), None, "another client");
-        assert_eq!(guesses.refused(a, start + Duration::from_secs(60)), None);
-        // A new window starts from the next miss, with its count from zero.
-        guesses.missed(a, start + Duration::from_secs(61));
-        assert_eq!(guesses.refused(a, start + Duration::from_secs(62)), None);
+        let at = |s| start + Duration::from_secs(s);
+        assert_eq!(guesses.try_token(a, at(20)), Err(Duration::from_secs(40)));
+        assert_eq!(guesses.try_token(b, at(20)), Ok(2), "another client");
+        // Refusals take nothing: the window still ends 60 s after its first try.
+        assert_eq!(guesses.try_token(a, at(59)), Err(Duration::from_secs(1)));
+        // A new window starts with the next try, its count from zero.
+        assert_eq!(guesses.try_token(a, at(60)), Ok(2));
+    }
+
+    #[test]
+    fn right_tokens_give_their_try_back() {
+        let guesses = Guesses::new(2, Duration::from_secs(60));
+        let (client, now) = (ip("192.0.2.1"), Instant::now());
+        for _ in 0..10 {
+            assert_eq!(guesses.try_token(client, now), Ok(1));
+            guesses.was_right(client);
+        }
+        assert_eq!(guesses.try_token(client, now), Ok(1));
+        assert_eq!(guesses.try_token(client, now), Ok(0));
+        assert!(guesses.try_token(client, now).is_err());
     }
 
     #[test]
     fn an_ipv6_host_is_its_64_prefix_and_mapped_ipv4_is_ipv4() {
         let guesses = Guesses::new(2, Duration::from_secs(60));
         let now = Instant::now();
-        guesses.missed(ip("2001:db8:1:2::1"), now);
-        guesses.missed(ip("2001:db8:1:2:ffff::9"), now);
-        assert!(guesses.refused(ip("2001:db8:1:2::77"), now).is_some());
-        assert_eq!(guesses.refused(ip("2001:db8:1:3::1"), now), None);
-        guesses.missed(ip("::ffff:198.51.100.7"), now);
-        guesses.missed(ip("198.51.100.7"), now);
-        assert!(guesses.refused(ip("198.51.100.7"), now).is_some());
+        assert_eq!(guesses.try_token(ip("2001:db8:1:2::1"), now), Ok(1));
+        assert_eq!(guesses.try_token(ip("2001:db8:1:2:ffff::9"), now), Ok(0));
+        assert!(guesses.try_token(ip("2001:db8:1:2::77"), now).is_err());
+        assert_eq!(guesses.try_token(ip("2001:db8:1:3::1"), now), Ok(1));
+        assert_eq!(guesses.try_token(ip("::ffff:198.51.100.7"), now), Ok(1));
+        assert_eq!(guesses.try_token(ip("198.51.100.7"), now), Ok(0));
     }
 
     #[test]
@@ -135,17 +158,21 @@ mod tests {
         let guesses = Guesses::new(1, Duration::from_secs(1));
         let start = Instant::now();
         for i in 0..MAX_CLIENTS as u32 {
-            guesses.missed(IpAddr::from(i.to_be_bytes()), start);
+            assert_eq!(
+                guesses.try_token(IpAddr::from(i.to_be_bytes()), start),
+                Ok(0)
+            );
         }
         assert_eq!(guesses.lock().len(), MAX_CLIENTS);
         // Full of current windows: a new client is not counted.
         let late = ip("203.0.113.9");
-        guesses.missed(late, start);
-        assert_eq!(guesses.refused(late, start), None);
+        for _ in 0..3 {
+            assert_eq!(guesses.try_token(late, start), Ok(1));
+        }
         // Once those windows are over, they make room.
         let later = start + Duration::from_secs(2);
-        guesses.missed(late, later);
+        assert_eq!(guesses.try_token(late, later), Ok(0));
         assert_eq!(guesses.lock().len(), 1);
-        assert!(guesses.refused(late, later).is_some());
+        assert!(guesses.try_token(late, later).is_err());
     }
 }

@@ -50,6 +50,7 @@ pub fn lookalike(db: &Path) -> Command {
     cmd.env("LOOKALIKE_MODEL_DIR", model_dir())
         .env("LOOKALIKE_DB", db)
         .env_remove("LOOKALIKE_LOG")
+        .env_remove("LOOKALIKE_TOKEN")
         .arg("--quiet");
     cmd
 }

@@ -115,10 +115,16 @@ impl Plan {
         let mut buffer_lens: Vec<usize> = Vec::new();
         let mut steps = Vec::with_capacity(convs.len());
         for (i, conv) in convs.iter().enumerate() {
-            let op = op_of(i, conv).ok_or_else(|| ModelError::Architecture {
+            let unsupported = |what: &str| ModelError::Architecture {
                 model: network.kind.name(),
-                what: format!("{}: no GPU kernel for this convolution", conv.name),
-            })?;
+                what: format!("{}: {what}", conv.name),
+            };
+            let op =
+                op_of(i, conv).ok_or_else(|| unsupported("no GPU kernel for this convolution"))?;
+            // Only the stem reads the 8-bit input; a residual adds activations.
+            if conv.residual == Some(0) {
+                return Err(unsupported("a residual from the input"));
+            }
             let free = held.iter().position(|h| h.is_none_or(|a| last_use[a] < i));
             let b = free.unwrap_or_else(|| {
                 held.push(None);
@@ -275,7 +281,24 @@ mod tests {
         // fp32 keeps them exactly.
         let plan32 = Plan::new(plan.network.clone(), Precision::Fp32).unwrap();
         assert_eq!(plan32.steps[step.conv].weight, conv.weight);
-        // Batch of 256 at fp16: the input in f32 plus three buffers, all under 2 GB.
+        // Batch of 256 at fp16: the 8-bit input plus three buffers, all under 2 GB.
         assert!(plan.activation_bytes(256) < 2 << 30);
+    }
+
+    #[test]
+    fn only_the_first_layer_may_read_the_input() {
+        // The kernels read the input as bytes: a network that adds it to a later activation,
+        // or starts with a depthwise layer, has no plan.
+        let mut residual = network(ModelKind::Lite0);
+        residual.convs[2].residual = Some(0);
+        let mut depthwise = network(ModelKind::Lite0);
+        depthwise.convs[0].depthwise = true;
+        for (what, network) in [("residual", residual), ("depthwise", depthwise)] {
+            let refused = Plan::new(network, Precision::Fp16).expect_err(what);
+            assert!(
+                matches!(refused, ModelError::Architecture { .. }),
+                "{what}: {refused}"
+            );
+        }
     }
 }

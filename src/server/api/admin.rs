@@ -47,7 +47,8 @@ pub struct FailedFile {
         (status = 200, description = "What changed", body = IndexResponse),
         (status = 400, description = "Not an absolute path, or bad JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "Writes disabled, or path outside the roots", body = ErrorBody),
+        (status = 429, description = "Too many wrong tokens from this client lately; Retry-After says for how long", body = ErrorBody),
+        (status = 403, description = "Writes disabled, path outside the roots, or sent by another site's page", body = ErrorBody),
         (status = 404, description = "Path does not exist", body = ErrorBody),
         (status = 409, description = "Another index job is running", body = ErrorBody),
     )

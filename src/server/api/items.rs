@@ -248,7 +248,8 @@ fn rendition_of(path: &std::path::Path) -> Result<Vec<u8>, ApiError> {
         (status = 201, description = "Added", body = ItemResponse),
         (status = 400, description = "Empty body or bad form", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "Writes disabled (no token configured)", body = ErrorBody),
+        (status = 429, description = "Too many wrong tokens from this client lately; Retry-After says for how long", body = ErrorBody),
+        (status = 403, description = "Writes disabled (no token configured), or sent by another site's page", body = ErrorBody),
         (status = 413, description = "Body or image dimensions over the limits", body = ErrorBody),
         (status = 415, description = "Not an image format the server reads", body = ErrorBody),
         (status = 422, description = "A corrupt image", body = ErrorBody),
@@ -339,7 +340,8 @@ pub struct Removed {
         (status = 200, description = "Removed", body = Removed),
         (status = 400, description = "Non-numeric id", body = ErrorBody),
         (status = 401, description = "Missing or wrong token", body = ErrorBody),
-        (status = 403, description = "Writes disabled (no token configured)", body = ErrorBody),
+        (status = 429, description = "Too many wrong tokens from this client lately; Retry-After says for how long", body = ErrorBody),
+        (status = 403, description = "Writes disabled (no token configured), or sent by another site's page", body = ErrorBody),
         (status = 404, description = "No such item", body = ErrorBody),
     )
 )]

@@ -32,6 +32,7 @@ use crate::server::upload::{ImageForm, ImageUpload};
                                       file (a video by its best frame) unless frames=true",
          body = SearchResponse),
         (status = 400, description = "Empty body, bad k, bad verify or bad form", body = ErrorBody),
+        (status = 403, description = "Sent by another site's page", body = ErrorBody),
         (status = 413, description = "Body or image dimensions over the limits", body = ErrorBody),
         (status = 415, description = "Not an image format the server reads", body = ErrorBody),
         (status = 422, description = "A corrupt image", body = ErrorBody),
