@@ -30,6 +30,8 @@
 #   torch_check    the peer's logits vs ONNX Runtime on lookalike's graph and vs lookalike
 #                  classify (CPU), and its own CUDA fp32/fp16 vs CPU: it computes the same network
 #   torch_lite2    PyTorch Lite2 (random weights: only speed) fp16, if time is left
+#   gpu_profile    if the bench ran and the machine has Nsight Systems (nsys): the GPU time of
+#                  each kernel (cuBLAS's too) and of the copies, batch 256 fp16, if time is left
 # then a compact summary. Everything also goes to $OUT (check.log, summary.json, results.tgz)
 # when the device tool's OUT is set.
 #
@@ -292,9 +294,26 @@ if ((RUN_DEV)) && [[ "$INDEX_FP32" == 1 ]]; then
     part lk_index_dev_fp32 120 "$LK" $(dev_flags "$DEVICE") --precision fp32 --db "$WORK/db-dev32" \
         index --json --decode-threads "$(nproc)" "$PHOTOS/gen"
 fi
+# Where the GPU's time goes, kernel by kernel (cuBLAS's included), if the machine has Nsight
+# Systems and the bench ran: last, with what is left of the budget.
+gpu_profile() {
+    local nsys
+    nsys=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -n 1)
+    [[ -n "$nsys" ]] || { echo "no nsys on this machine"; return 0; }
+    "$nsys" profile --trace cuda --sample none --cpuctxsw none --force-overwrite true \
+        --output "$WORK/profile" "$LK" --device "$DEVICE" model bench --batch 256 \
+        --precisions fp16 --seconds 1 --json >/dev/null || return 1
+    "$nsys" stats --report cuda_gpu_kern_sum,cuda_gpu_mem_time_sum --format table \
+        "$WORK/profile.nsys-rep" 2>&1 | head -n 60
+}
+export -f gpu_profile
+export WORK
 if [[ "$DEVICE" != cpu ]]; then
     part torch_lite2 60 "$PYTHON" "$HERE/torch_peer.py" bench --model lite2 --weights random \
         --device "$DEVICE" --batch 128,256 --precision fp16 --variants eager,graph --seconds 1.5 --repeats 3
+    if awk -F'\t' '$1 == "lk_bench_dev" && $2 == 0 {ok = 1} END {exit !ok}' "$RES/parts.tsv"; then
+        part gpu_profile 90 gpu_profile
+    fi
 fi
 
 # ---------------------------------------------------------------- summary
