@@ -810,6 +810,52 @@ fn a_read_only_index_refuses_writes_clearly_and_still_answers() {
     assert_searchable(disk.lookalike(), &indexed_paths(disk.lookalike()));
 }
 
+/// An index copied onto read-only media as plain files, without SQLite's `-wal` and `-shm`
+/// files (a checkpointed catalog needs neither, and backup tools often leave them out), is
+/// searched with the same answers: SQLite cannot create the `-shm` file it reads through
+/// there, so the catalog is opened as immutable. Needs a real read-only mount: permissions
+/// stop no root, and a directory made read-only by permissions can still change, so the
+/// fallback mode has nothing to test.
+#[test]
+fn an_index_on_read_only_media_without_its_wal_files_is_searched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = Disk::new(tmp.path());
+    if !disk.mounted() {
+        eprintln!("faults: read-only media case skipped: no tmpfs to remount read-only");
+        return;
+    }
+    let pristine = tmp.path().join("pristine");
+    let photos = indexed_folder(tmp.path(), &pristine, &PHOTOS[..6]);
+    let conn = rusqlite::Connection::open(pristine.join("catalog.sqlite")).unwrap();
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(busy, 0);
+    drop(conn);
+    let queries = [photos.join("coffee.png"), photo("opencv/aero3.jpg")];
+    let reference = answers(&pristine, &queries);
+
+    let copy = disk.host_path(&disk.db());
+    copy_dir(&pristine, &copy);
+    for wal in ["catalog.sqlite-wal", "catalog.sqlite-shm"] {
+        let _ = std::fs::remove_file(copy.join(wal));
+    }
+    disk.set_read_only(true).unwrap();
+    let mut args = vec!["search", "--json", "-k", "5"];
+    args.extend(queries.iter().map(|q| q.to_str().unwrap()));
+    let got: Vec<Value> = json_lines(disk.lookalike(), &args)
+        .into_iter()
+        .map(|answer| answer["results"].clone())
+        .collect();
+    assert_same_answers(&got, &reference, "on read-only media");
+    let stats = json_of(disk.lookalike(), &["stats", "--json"]);
+    assert_eq!(stats["items"], 6, "{stats}");
+    assert!(
+        !copy.join("catalog.sqlite-shm").exists(),
+        "nothing was written"
+    );
+}
+
 #[test]
 fn a_damaged_catalog_is_a_clear_error_that_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();

@@ -171,10 +171,59 @@ pub(crate) fn open_writer(path: &Path, create: bool) -> Result<Connection, Index
 }
 
 /// Opens the catalog read-only: never writes, never blocks a writer (WAL mode).
+///
+/// Reading a WAL-mode database takes its `-shm` file, which SQLite creates beside it when it
+/// is missing. On read-only media (an index copied to a disc or a read-only mount without its
+/// `-wal` and `-shm` files) it cannot, and every read fails; but there nothing can change the
+/// file either, so it is opened as immutable instead: no locks, no shared memory.
 pub(crate) fn open_reader(path: &Path) -> Result<Connection, IndexError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // The first read is where a missing `-shm` shows.
+    match conn.query_row("PRAGMA user_version", [], |_| Ok(())) {
+        Err(e)
+            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen)
+                && on_read_only_media(path) =>
+        {
+            tracing::info!(
+                "{} is on read-only media without its -shm file: reading it as immutable",
+                path.display()
+            );
+            open_immutable(path)
+        }
+        Err(e) => Err(e.into()),
+        Ok(()) => Ok(conn),
+    }
+}
+
+/// Whether the file system holding `path` is mounted read-only.
+fn on_read_only_media(path: &Path) -> bool {
+    rustix::fs::statvfs(path)
+        .is_ok_and(|fs| fs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+}
+
+/// The catalog opened as SQLite's `immutable=1` URI: only for files nothing can change.
+fn open_immutable(path: &Path) -> Result<Connection, IndexError> {
+    let Some(text) = path.to_str() else {
+        return Err(IndexError::InvalidArgument(format!(
+            "{}: not UTF-8, cannot be opened from read-only media",
+            path.display()
+        )));
+    };
+    // Characters that URIs give a meaning to are escaped.
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '%' | '?' | '#' => escaped.push_str(&format!("%{:02X}", c as u32)),
+            c => escaped.push(c),
+        }
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(format!("file:{escaped}?immutable=1"), flags)?;
+    conn.query_row("PRAGMA user_version", [], |_| Ok(()))?;
     Ok(conn)
 }
 
