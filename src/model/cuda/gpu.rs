@@ -171,6 +171,11 @@ impl GpuNetwork {
             )));
         }
         let ctx = CudaContext::new(ordinal).map_err(cuda_error("opening the CUDA device"))?;
+        // The thread that waits for the GPU sleeps instead of spinning (CUDA spins when it
+        // has a core per context): on a box bound by decoding, a spinning core is one decoder
+        // fewer.
+        ctx.set_blocking_synchronize()
+            .map_err(cuda_error("setting the CUDA context's flags"))?;
         // SAFETY: the two streams share one buffer, the input, and order it themselves: each
         // upload is joined (an event) before the network reads it, and a pass ends with a
         // synchronisation before the next one uploads. Everything else lives on the network's
