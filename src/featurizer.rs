@@ -110,7 +110,7 @@ impl Featurizer {
             }
         }
         let with_regions = descriptor.regions.is_some();
-        let load = |size: usize, regions: bool| -> Result<Scale, ModelError> {
+        let load = |size: usize, regions: bool, compute: &Compute| -> Result<Scale, ModelError> {
             let onnx = store.ensure_graph_at(&files, size)?;
             let embedder =
                 Embedder::load_graph(&files, &onnx, size, descriptor.pooling, regions, compute)?;
@@ -118,12 +118,24 @@ impl Featurizer {
         };
         let scales = sizes
             .into_iter()
-            .map(|size| load(size, with_regions && size == native))
+            .map(|size| load(size, with_regions && size == native, compute))
             .collect::<Result<Vec<_>, ModelError>>()?;
+        // A query scale only ever runs one image: on a GPU, buffers for one (at fp16, 0.9 GB
+        // less than for 256).
+        let one = Compute {
+            batch: 1,
+            ..*compute
+        };
         let query_scales = match with_regions {
             true => regions::QUERY_SCALES
                 .iter()
-                .map(|&scale| load((native as f64 * f64::from(scale)).round() as usize, false))
+                .map(|&scale| {
+                    load(
+                        (native as f64 * f64::from(scale)).round() as usize,
+                        false,
+                        &one,
+                    )
+                })
                 .collect::<Result<Vec<_>, ModelError>>()?,
             false => Vec::new(),
         };

@@ -104,6 +104,10 @@ impl FromStr for Precision {
     }
 }
 
+/// Images per GPU pass, unless the device's memory is smaller. Not yet tuned on a GPU: the
+/// device check (scripts/device) times 64, 128 and 256.
+pub const GPU_BATCH: usize = 256;
+
 /// How the network runs: on which device, at which precision, and (on CPU) on how many
 /// threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +116,9 @@ pub struct Compute {
     pub precision: Precision,
     /// ONNX Runtime's intra-op threads (CPU only).
     pub threads: usize,
+    /// The most images a GPU runs at once (it sizes its buffers for them; larger batches are
+    /// split): [`GPU_BATCH`], or 1 for a network that only ever sees one query at a time.
+    pub batch: usize,
 }
 
 impl Compute {
@@ -121,6 +128,7 @@ impl Compute {
             device,
             precision: device.default_precision(),
             threads,
+            batch: GPU_BATCH,
         }
     }
 

@@ -136,14 +136,9 @@ impl Embedder {
                 regions,
                 compute.threads,
             )?),
-            Device::Cuda(ordinal) => gpu_backend(
-                files,
-                input_size,
-                compute.precision,
-                ordinal,
-                pooling,
-                regions,
-            )?,
+            Device::Cuda(ordinal) => {
+                gpu_backend(files, input_size, compute, ordinal, pooling, regions)?
+            }
         };
         info!(
             "loaded {} at {input_size}x{input_size}, {pooling} pooling, on {}",
@@ -358,7 +353,7 @@ fn onnx_session(
 fn gpu_backend(
     files: &ModelFiles,
     input_size: usize,
-    precision: Precision,
+    compute: &Compute,
     ordinal: usize,
     pooling: Pooling,
     regions: bool,
@@ -379,8 +374,8 @@ fn gpu_backend(
         },
         regions: regions.then(|| RegionWindows::of_regions(side)),
     };
-    let plan = super::cuda::Plan::new(network, precision)?;
-    let gpu = super::cuda::GpuNetwork::load(plan, ordinal, pooled)?;
+    let plan = super::cuda::Plan::new(network, compute.precision)?;
+    let gpu = super::cuda::GpuNetwork::load(plan, ordinal, pooled, compute.batch)?;
     Ok(Backend::Cuda(Box::new(gpu)))
 }
 
@@ -388,7 +383,7 @@ fn gpu_backend(
 fn gpu_backend(
     _: &ModelFiles,
     _: usize,
-    _: Precision,
+    _: &Compute,
     _: usize,
     _: Pooling,
     _: bool,

@@ -21,9 +21,6 @@ use super::plan::{Global, Op, Plan, Pooled, Slot};
 const KERNELS: &str = include_str!("kernels.cu");
 /// Threads per block of the elementwise kernels.
 const THREADS: u32 = 256;
-/// Images per pass, reduced when the device memory is smaller. Not yet tuned on a GPU: the
-/// device check (scripts/device) times 64, 128 and 256.
-pub const MAX_BATCH: usize = 256;
 
 /// What a pass copies back: f32 features pooled as [`Pooled::global`] says (not normalised)
 /// and logits; the region vectors `[n, windows, dim]` (not normalised) when pooled; the
@@ -160,9 +157,15 @@ fn stored_bytes(values: &[f32], precision: Precision) -> Vec<u8> {
 }
 
 impl GpuNetwork {
-    /// Uploads `plan` to CUDA device `ordinal` and compiles the kernels for it; each pass pools
-    /// as `pooled` says.
-    pub fn load(plan: Plan, ordinal: usize, pooled: Pooled) -> Result<GpuNetwork, ModelError> {
+    /// Uploads `plan` to CUDA device `ordinal` and compiles the kernels for it, with buffers
+    /// for passes of up to `batch` images (fewer if the device's memory is smaller); each pass
+    /// pools as `pooled` says.
+    pub fn load(
+        plan: Plan,
+        ordinal: usize,
+        pooled: Pooled,
+        batch: usize,
+    ) -> Result<GpuNetwork, ModelError> {
         check_libraries()?;
         let count = CudaContext::device_count().map_err(cuda_error("counting CUDA devices"))?;
         if ordinal >= count.max(0) as usize {
@@ -202,7 +205,7 @@ impl GpuNetwork {
             .chain([plan.network.activation_len(0)])
             .max()
             .unwrap_or(1);
-        let mut max_batch = MAX_BATCH;
+        let mut max_batch = batch.max(1);
         while max_batch > 1
             && (plan.activation_bytes(max_batch) > total_mem / 2
                 || largest * max_batch > i32::MAX as usize)
