@@ -405,9 +405,14 @@ fn assert_searchable(cmd: Command, paths: &[String]) {
 
 /// What `search --json -k 5` answers to each query: every result's path, score, box, labels.
 fn answers(db: &Path, queries: &[PathBuf]) -> Vec<Value> {
+    answers_of(common::lookalike(db), queries)
+}
+
+/// [`answers`] from `cmd` (an index reached another way, such as inside a mount namespace).
+fn answers_of(cmd: Command, queries: &[PathBuf]) -> Vec<Value> {
     let mut args = vec!["search", "--json", "-k", "5"];
     args.extend(queries.iter().map(|q| q.to_str().unwrap()));
-    json_lines(common::lookalike(db), &args)
+    json_lines(cmd, &args)
         .into_iter()
         .map(|answer| answer["results"].clone())
         .collect()
@@ -483,6 +488,16 @@ fn halve(path: &Path) {
     let len = std::fs::metadata(path).unwrap().len();
     let file = File::options().write(true).open(path).unwrap();
     file.set_len(len / 2).unwrap();
+}
+
+/// Moves every page of `db`'s catalog into catalog.sqlite and empties its WAL, as SQLite's own
+/// checkpoints do once the WAL holds 1,000 pages.
+fn checkpoint(db: &Path) {
+    let conn = rusqlite::Connection::open(db.join("catalog.sqlite")).unwrap();
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(busy, 0);
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -826,12 +841,7 @@ fn an_index_on_read_only_media_without_its_wal_files_is_searched() {
     }
     let pristine = tmp.path().join("pristine");
     let photos = indexed_folder(tmp.path(), &pristine, &PHOTOS[..6]);
-    let conn = rusqlite::Connection::open(pristine.join("catalog.sqlite")).unwrap();
-    let busy: i64 = conn
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(busy, 0);
-    drop(conn);
+    checkpoint(&pristine);
     let queries = [photos.join("coffee.png"), photo("opencv/aero3.jpg")];
     let reference = answers(&pristine, &queries);
 
@@ -841,12 +851,7 @@ fn an_index_on_read_only_media_without_its_wal_files_is_searched() {
         let _ = std::fs::remove_file(copy.join(wal));
     }
     disk.set_read_only(true).unwrap();
-    let mut args = vec!["search", "--json", "-k", "5"];
-    args.extend(queries.iter().map(|q| q.to_str().unwrap()));
-    let got: Vec<Value> = json_lines(disk.lookalike(), &args)
-        .into_iter()
-        .map(|answer| answer["results"].clone())
-        .collect();
+    let got = answers_of(disk.lookalike(), &queries);
     assert_same_answers(&got, &reference, "on read-only media");
     let stats = json_of(disk.lookalike(), &["stats", "--json"]);
     assert_eq!(stats["items"], 6, "{stats}");
@@ -861,14 +866,8 @@ fn a_damaged_catalog_is_a_clear_error_that_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let pristine = tmp.path().join("pristine");
     let photos = indexed_folder(tmp.path(), &pristine, PHOTOS);
-    // Move every page into catalog.sqlite, as SQLite's own checkpoints do once the WAL holds
-    // 1,000 pages: until then the WAL would mask damage to the main file.
-    let conn = rusqlite::Connection::open(pristine.join("catalog.sqlite")).unwrap();
-    let busy: i64 = conn
-        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
-        .unwrap();
-    assert_eq!(busy, 0);
-    drop(conn);
+    // Until a checkpoint, the WAL would mask damage to the main file.
+    checkpoint(&pristine);
     let queries = [photos.join("coffee.png"), photo("opencv/aero3.jpg")];
     let reference = answers(&pristine, &queries);
 
